@@ -1,0 +1,24 @@
+# Two set-up commands, each self-contained on a fresh machine:
+#   make demo   installs (CPU torch first) and runs the main demo
+#   make test   installs (CPU torch first) and runs the whole test suite
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test lint bench
+
+install:
+	$(PYTHON) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+
+demo: install
+	$(PYTHON) -m xent_metrics.demos
+
+test: install
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check xent_metrics tests benchmarks examples
+	$(PYTHON) -m mypy
+
+bench:
+	$(PYTHON) benchmarks/run.py --quick

@@ -1,0 +1,158 @@
+"""Argument and tensor checks shared by every task.
+
+Every message names the argument, what was seen and what was expected. Wrong types raise
+``TypeError``, wrong values or shapes ``ValueError``. Checks that read tensor *values* force a
+device-to-host sync, so callers run them only when ``validate_args=True``; checks that read only
+metadata (type, dtype, shape) are free and always run.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+INPUT_FORMATS = ("logits", "probs", "log_probs")
+AVERAGES = ("micro", "macro", "none")
+TASKS = ("binary", "multiclass", "multilabel")
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+
+
+def _check_common_args(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
+    """Validate the options every task shares."""
+    _check_choice("input_format", input_format, INPUT_FORMATS)
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"`ignore_index` must be an int or None, got {type(ignore_index).__name__} {ignore_index!r}.")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
+        raise TypeError(f"`label_smoothing` must be a float in [0, 1), got {type(label_smoothing).__name__}.")
+    if not (0.0 <= label_smoothing < 1.0) or math.isnan(label_smoothing):
+        raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
+
+
+def _check_count(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int or None, got {type(value).__name__} {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value}.")
+
+
+def _check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"`{name}` must be a torch.Tensor, got {type(value).__name__}. Convert with torch.as_tensor(...) first."
+        )
+    if value.is_complex():
+        raise TypeError(f"`{name}` must be real-valued, got dtype {value.dtype}.")
+    return value
+
+
+def _check_float_preds(preds: object) -> Tensor:
+    preds = _check_tensor("preds", preds)
+    if not preds.is_floating_point():
+        raise TypeError(
+            f"`preds` must be a floating point tensor (logits, probabilities or log-probabilities), got dtype "
+            f"{preds.dtype}. Integer predictions look like class labels: pass scores, e.g. `preds.float()`."
+        )
+    return preds
+
+
+def _check_device(name: str, value: Tensor, preds: Tensor) -> None:
+    if value.device != preds.device:
+        raise ValueError(f"`{name}` is on device {value.device} but `preds` is on {preds.device}; move both to one.")
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    """Raise if ``value`` holds NaN or +-inf (forces a host sync)."""
+    if value.is_floating_point() and value.numel():
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise ValueError(f"`{name}` contains NaN or inf ({bad} of {value.numel()} values); expected finite values.")
+
+
+def _check_unit_interval(name: str, value: Tensor, what: str) -> None:
+    """Raise unless every value lies in [0, 1] (forces a host sync)."""
+    if value.numel():
+        lo, hi = torch.aminmax(value.detach())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"`{name}` {what} must lie in [0, 1], got values in [{float(lo):.6g}, {float(hi):.6g}].")
+
+
+def _check_preds_values(preds: Tensor, input_format: str) -> None:
+    """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0."""
+    if input_format == "log_probs":
+        if preds.numel() and bool(torch.isnan(preds).any() | (preds == float("inf")).any()):
+            raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
+        if preds.numel() and float(preds.max()) > 0:
+            raise ValueError(
+                f"`preds` with input_format='log_probs' must be <= 0, got a maximum of {float(preds.max()):.6g}."
+                " Did you mean input_format='logits'?"
+            )
+        return
+    _check_finite("preds", preds)
+    if input_format == "probs":
+        _check_unit_interval("preds", preds, "with input_format='probs'")
+
+
+def _check_sample_weight(
+    sample_weight: object, allowed_shapes: Sequence[torch.Size], preds: Tensor, validate_values: bool
+) -> Tensor | None:
+    """Return ``sample_weight`` as a tensor after checking its type, shape and (optionally) values."""
+    if sample_weight is None:
+        return None
+    weight = _check_tensor("sample_weight", sample_weight)
+    _check_device("sample_weight", weight, preds)
+    if tuple(weight.shape) not in [tuple(s) for s in allowed_shapes]:
+        expected = " or ".join(str(tuple(s)) for s in dict.fromkeys(tuple(s) for s in allowed_shapes))
+        raise ValueError(f"`sample_weight` must have shape {expected}, got {tuple(weight.shape)}.")
+    if validate_values:
+        _check_weight_values("sample_weight", weight)
+    return weight
+
+
+def _check_weight_values(name: str, weight: Tensor) -> None:
+    _check_finite(name, weight.float() if not weight.is_floating_point() else weight)
+    if weight.numel() and float(weight.min()) < 0:
+        raise ValueError(f"`{name}` must be non-negative, got a minimum of {float(weight.min()):.6g}.")
+
+
+def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, validate_values: bool) -> Tensor | None:
+    """Check a per-class (``weight``) or per-label (``pos_weight``) vector of length ``size``."""
+    if weight is None:
+        return None
+    weight = _check_tensor(name, weight)
+    _check_device(name, weight, preds)
+    if weight.shape != (size,):
+        raise ValueError(f"`{name}` must have shape ({size},), one value per class or label, got {tuple(weight.shape)}.")
+    if validate_values:
+        _check_weight_values(name, weight)
+    return weight
+
+
+def _check_total_weight(total: Tensor, has_sample_weight: bool) -> None:
+    """Raise when explicit weights are all zero (forces a host sync)."""
+    if has_sample_weight and total.numel() and not bool((total != 0).any()):
+        raise ValueError("`sample_weight` (times `weight`, if given) is zero for every sample; expected some weight > 0.")
+
+
+def _warn_rows_not_normalized(preds: Tensor, dim: int = 1) -> None:
+    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1."""
+    if preds.numel() == 0:
+        return
+    row_sum = preds.sum(dim=dim, dtype=torch.float64 if preds.dtype == torch.float64 else torch.float32)
+    rtol = math.sqrt(torch.finfo(preds.dtype).eps)
+    if not bool(torch.isclose(row_sum, torch.ones((), dtype=row_sum.dtype, device=row_sum.device), rtol=rtol).all()):
+        warnings.warn(
+            "`preds` probabilities do not sum to one along the class dimension. Make sure to pass probabilities "
+            "(input_format='probs'), or pass logits with input_format='logits'.",
+            UserWarning,
+            stacklevel=3,
+        )

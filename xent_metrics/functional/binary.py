@@ -1,0 +1,262 @@
+"""Binary cross-entropy and normalized entropy."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import (
+    _check_class_weight,
+    _check_common_args,
+    _check_device,
+    _check_finite,
+    _check_float_preds,
+    _check_preds_values,
+    _check_sample_weight,
+    _check_tensor,
+    _check_total_weight,
+    _check_unit_interval,
+)
+
+
+def _binary_arg_validation(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
+    _check_common_args(input_format, ignore_index, label_smoothing)
+
+
+def _check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:
+    """Binary targets are 0 / 1 (or in [0, 1] when floating), apart from ``ignore_index``."""
+    kept = target if ignore_index is None else target[target != ignore_index]
+    if kept.is_floating_point():
+        _check_finite(name, kept)
+        _check_unit_interval(name, kept, "values")
+    elif kept.numel():
+        lo, hi = torch.aminmax(kept.to(torch.int64) if kept.dtype == torch.bool else kept)
+        if lo < 0 or hi > 1:
+            extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+            raise ValueError(f"`{name}` must contain only 0 and 1{extra}, got values in [{int(lo)}, {int(hi)}].")
+
+
+def _binary_tensor_validation(
+    preds: object,
+    target: object,
+    sample_weight: object,
+    *,
+    input_format: str,
+    ignore_index: int | None,
+    validate_args: bool,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Check types and shapes (always) and values (when ``validate_args``)."""
+    preds = _check_float_preds(preds)
+    target = _check_tensor("target", target)
+    _check_device("target", target, preds)
+    if preds.shape != target.shape:
+        raise ValueError(
+            f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
+            f"{tuple(target.shape)}."
+        )
+    shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
+    weight = _check_sample_weight(sample_weight, shapes, preds, validate_args)
+    if validate_args:
+        _check_preds_values(preds, input_format)
+        _check_binary_target_values(target, ignore_index)
+    return preds, target, weight
+
+
+def _binary_update(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    input_format: str = "logits",
+    pos_weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Return the ``(3, 1)`` float64 sums (loss, weight, positive mass) of a validated batch."""
+    as_labels = preds.reshape(1, 1) if preds.ndim == 0 else preds.unsqueeze(1)
+    sums = bce_sums(
+        as_labels,
+        target.reshape(as_labels.shape),
+        input_format=input_format,
+        sample_weight=sample_weight.reshape(1) if sample_weight is not None and preds.ndim == 0 else sample_weight,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+    return sums
+
+
+def _binary_sums(
+    preds: object,
+    target: object,
+    *,
+    input_format: str,
+    pos_weight: Tensor | float | None,
+    sample_weight: Tensor | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    validate_args: bool,
+) -> Tensor:
+    _binary_arg_validation(input_format, ignore_index, label_smoothing)
+    preds, target, weight = _binary_tensor_validation(
+        preds, target, sample_weight, input_format=input_format, ignore_index=ignore_index, validate_args=validate_args
+    )
+    pos = _binary_pos_weight(pos_weight, preds, validate_args)
+    sums = _binary_update(
+        preds,
+        target,
+        input_format=input_format,
+        pos_weight=pos,
+        sample_weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+    if validate_args:
+        _check_total_weight(sums[1], weight is not None)
+    return sums
+
+
+def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validate_args: bool) -> Tensor | None:
+    """Accept a float or a one-element tensor; return a one-element tensor on ``preds``' device."""
+    if pos_weight is None:
+        return None
+    if isinstance(pos_weight, int | float) and not isinstance(pos_weight, bool):
+        pos_weight = torch.tensor([float(pos_weight)], device=preds.device)
+    pos = _check_tensor("pos_weight", pos_weight)
+    if pos.numel() != 1:
+        raise ValueError(f"`pos_weight` for the binary task must be a scalar, got shape {tuple(pos.shape)}.")
+    return _check_class_weight("pos_weight", pos.reshape(1), 1, preds, validate_args)
+
+
+def binary_cross_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    input_format: str = "logits",
+    pos_weight: Tensor | float | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Binary cross-entropy (log loss), computed exactly from logits, probabilities or log-probabilities.
+
+    .. math::
+        \mathrm{BCE} = -\frac{\sum_i w_i \left[\pi\, y_i \log p_i + (1 - y_i) \log(1 - p_i)\right]}{\sum_i w_i}
+
+    with ``w_i`` the sample weight (0 for ignored targets) and ``pi`` the ``pos_weight``.
+
+    Parameters
+    ----------
+    preds : Tensor of shape (N, ...)
+        Floating point scores of the positive class, read as ``input_format`` says.
+    target : Tensor of shape (N, ...)
+        Targets in ``{0, 1}`` (bool, integer) or in ``[0, 1]`` (floating, soft targets).
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        How ``preds`` is read; never guessed from the values. Logits go through softplus,
+        ``max(z, 0) + log1p(exp(-|z|))``, so no value overflows; probabilities are clipped to
+        ``[eps, 1 - eps]`` with ``eps = torch.finfo(preds.dtype).eps``, exactly as scikit-learn's
+        ``log_loss``; log-probabilities are used as given (``-inf`` on the true class gives ``inf``).
+    pos_weight : float or Tensor of shape (1,), optional
+        Multiplies the positive term only (torch semantics).
+    sample_weight : Tensor of shape (N,) or (N, ...), optional
+        Non-negative weight of each sample (broadcast over trailing dimensions) or element.
+    ignore_index : int, optional
+        Elements whose target equals it drop out of both sums.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``y (1 - eps) + eps / 2`` (Keras' rule).
+    validate_args : bool, default=True
+        Check values (a host sync). Type and shape checks always run; with ``False`` no check
+        reads tensor values.
+
+    Returns
+    -------
+    Tensor
+        The weighted mean, a float64 scalar; ``nan`` with a warning when no element has weight.
+
+    Raises
+    ------
+    TypeError
+        ``preds`` not a floating tensor, or an argument of the wrong type.
+    ValueError
+        Shape mismatch, targets outside ``[0, 1]``, probabilities outside ``[0, 1]``, NaN or inf,
+        negative weights, all weights zero, or an unknown option.
+
+    See Also
+    --------
+    multilabel_cross_entropy : One binary problem per label.
+    binary_normalized_entropy : The same loss over the entropy of the base rate.
+
+    Notes
+    -----
+    The computation runs in float32 (float64 for float64 input) over cache-sized row chunks and
+    accumulates float64 sums, so the result does not depend on how the data is split or chunked.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import binary_cross_entropy
+    >>> binary_cross_entropy(torch.tensor([0.9, 0.3]), torch.tensor([1, 0]), input_format="probs")
+    tensor(0.2310, dtype=torch.float64)
+    >>> binary_cross_entropy(torch.tensor([-200.0]), torch.tensor([1]))
+    tensor(200., dtype=torch.float64)
+    """
+    sums = _binary_sums(
+        preds,
+        target,
+        input_format=input_format,
+        pos_weight=pos_weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=validate_args,
+    )
+    return cross_entropy_from_sums(sums, "micro")
+
+
+def binary_normalized_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    input_format: str = "logits",
+    pos_weight: Tensor | float | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Binary normalized entropy: the cross-entropy over the entropy of the weighted base rate.
+
+    .. math::
+        \mathrm{NE} = \frac{\mathrm{BCE}}{-p \log p - (1 - p)\log(1 - p)}, \qquad
+        p = \frac{\sum_i w_i y_i}{\sum_i w_i}
+
+    As torcheval's ``BinaryNormalizedEntropy`` and ``1 - d2_log_loss_score``: 1 means no better
+    than always predicting the base rate. Parameters are those of :func:`binary_cross_entropy`.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar. A base rate of exactly 0 or 1 (all targets equal, no smoothing) has
+        zero entropy: the result is ``nan`` with a warning, never a huge finite number.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import binary_normalized_entropy
+    >>> binary_normalized_entropy(torch.tensor([0.5, 0.5]), torch.tensor([1, 0]), input_format="probs")
+    tensor(1.0000, dtype=torch.float64)
+    """
+    sums = _binary_sums(
+        preds,
+        target,
+        input_format=input_format,
+        pos_weight=pos_weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=validate_args,
+    )
+    return normalized_entropy_from_sums(sums, "micro")

@@ -1,0 +1,283 @@
+"""Categorical (softmax) cross-entropy and normalized entropy."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional._sums import WEIGHT, cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import (
+    AVERAGES,
+    _check_choice,
+    _check_class_weight,
+    _check_common_args,
+    _check_count,
+    _check_device,
+    _check_finite,
+    _check_float_preds,
+    _check_preds_values,
+    _check_sample_weight,
+    _check_tensor,
+    _check_total_weight,
+    _check_unit_interval,
+    _warn_rows_not_normalized,
+)
+
+
+def _multiclass_arg_validation(
+    num_classes: int | None, input_format: str, ignore_index: int | None, label_smoothing: float, average: str
+) -> None:
+    _check_count("num_classes", num_classes)
+    _check_common_args(input_format, ignore_index, label_smoothing)
+    _check_choice("average", average, AVERAGES)
+
+
+def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
+    """Check the multiclass shape contract; return True for soft (probability) targets."""
+    if preds.ndim < 2 or preds.shape[1] < 2:
+        raise ValueError(
+            f"`preds` for the multiclass task must have shape (N, C, ...) with C >= 2 classes in dimension 1, got "
+            f"{tuple(preds.shape)}. For a (B, L, V) language-model output pass `preds.movedim(-1, 1)`."
+        )
+    if num_classes is not None and preds.shape[1] != num_classes:
+        raise ValueError(
+            f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
+            f"num_classes={num_classes}."
+        )
+    hard_shape = preds.shape[:1] + preds.shape[2:]
+    if target.shape == hard_shape and not target.is_floating_point():
+        return False
+    if target.shape == preds.shape and target.is_floating_point():
+        if ignore_index is not None:
+            raise ValueError("`ignore_index` cannot be used with soft (probability) targets; pass sample_weight=0.")
+        return True
+    if target.shape == hard_shape:
+        raise TypeError(f"`target` class indices must have an integer dtype, got {target.dtype}.")
+    raise ValueError(
+        f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
+        f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
+    )
+
+
+def _multiclass_tensor_validation(
+    preds: object,
+    target: object,
+    sample_weight: object,
+    weight: object,
+    *,
+    num_classes: int | None,
+    input_format: str,
+    ignore_index: int | None,
+    validate_args: bool,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
+    preds = _check_float_preds(preds)
+    target = _check_tensor("target", target)
+    _check_device("target", target, preds)
+    soft = _check_shapes(preds, target, num_classes, ignore_index)
+    positions = preds.shape[:1] + preds.shape[2:]
+    sample = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
+    cls = _check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
+    if validate_args:
+        _check_preds_values(preds, input_format)
+        if soft:
+            _check_finite("target", target)
+            _check_unit_interval("target", target, "probabilities")
+        else:
+            _check_class_indices(target, preds.shape[1], ignore_index)
+        if input_format == "probs":
+            _warn_rows_not_normalized(preds)
+    return preds, target, sample, cls
+
+
+def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
+    kept = target if ignore_index is None else target[target != ignore_index]
+    if kept.numel():
+        lo, hi = torch.aminmax(kept.long() if kept.dtype == torch.bool else kept)
+        if lo < 0 or hi >= num_classes:
+            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+            raise ValueError(
+                f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{int(lo)}, {int(hi)}]."
+            )
+
+
+def _multiclass_update(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    input_format: str = "logits",
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Return the ``(3, C)`` float64 sums (loss, weight, target mass per class) of a validated batch."""
+    return softmax_ce_sums(
+        preds,
+        target,
+        input_format=input_format,
+        class_weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+
+
+def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
+    validate_args = options["validate_args"]
+    _multiclass_arg_validation(
+        options["num_classes"], options["input_format"], options["ignore_index"], options["label_smoothing"],
+        options["average"],
+    )
+    preds, target, sample, cls = _multiclass_tensor_validation(
+        preds,
+        target,
+        options["sample_weight"],
+        options["weight"],
+        num_classes=options["num_classes"],
+        input_format=options["input_format"],
+        ignore_index=options["ignore_index"],
+        validate_args=validate_args,
+    )
+    sums = _multiclass_update(
+        preds,
+        target,
+        input_format=options["input_format"],
+        weight=cls,
+        sample_weight=sample,
+        ignore_index=options["ignore_index"],
+        label_smoothing=options["label_smoothing"],
+    )
+    if validate_args:
+        _check_total_weight(sums[WEIGHT], sample is not None or cls is not None)
+    return sums
+
+
+def multiclass_cross_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    num_classes: int | None = None,
+    input_format: str = "logits",
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    average: str = "micro",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Categorical cross-entropy, exact from logits (log-sum-exp), probabilities or log-probabilities.
+
+    .. math::
+        \mathrm{CE} = -\frac{\sum_i w_i \log \mathrm{softmax}(z_i)_{y_i}}{\sum_i w_i},
+        \qquad w_i = s_i \, c_{y_i}
+
+    with ``s`` the ``sample_weight`` and ``c`` the class ``weight`` (torch semantics); ignored
+    targets drop out of both sums.
+
+    Parameters
+    ----------
+    preds : Tensor of shape (N, C, ...)
+        Floating point scores with classes in dimension 1, as ``F.cross_entropy``. A ``(B, L, V)``
+        language-model output is passed as ``preds.movedim(-1, 1)`` with target ``(B, L)``.
+    target : Tensor of shape (N, ...) or (N, C, ...)
+        Integer class indices, or class probabilities (soft targets) of the shape of ``preds``.
+    num_classes : int, optional
+        Expected ``C``; checked against ``preds.shape[1]`` when given.
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        Logits go through log-sum-exp (a logit of -200 on the true class costs 200, not inf);
+        probabilities are clipped to ``[eps, 1 - eps]`` with ``eps = torch.finfo(preds.dtype).eps``
+        and not renormalised, exactly as scikit-learn's ``log_loss`` (rows that do not sum to 1
+        warn, as there); log-probabilities (the ``nll_loss`` convention) are used as given.
+    weight : Tensor of shape (C,), optional
+        Class weights. Hard targets: each sample weighs ``weight[target]`` in numerator and
+        denominator. Soft targets: ``loss_i = -sum_c weight_c y_ic log p_ic`` and the mean is over
+        ``sum(sample_weight)`` (torch's rule).
+    sample_weight : Tensor of shape (N,) or (N, ...), optional
+        Non-negative weight per sample, or per position for ``(N, C, ...)`` inputs.
+    ignore_index : int, optional
+        Targets equal to it drop out; not allowed with soft targets.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
+    average : {"micro", "macro", "none"}, default="micro"
+        ``"micro"``: the weighted mean over samples (``F.cross_entropy(reduction="mean")``);
+        ``"none"``: the mean per true class (``nan`` for a class with no weight); ``"macro"``: the
+        unweighted mean of those, skipping classes with no weight (with a warning).
+    validate_args : bool, default=True
+        Check values (a host sync); shape and type checks always run.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar, or shape ``(C,)`` for ``average="none"``.
+
+    Raises
+    ------
+    TypeError
+        ``preds`` not floating, floating class indices, or an argument of the wrong type.
+    ValueError
+        Shape mismatch, wrong ``num_classes``, class index out of range, probabilities outside
+        ``[0, 1]``, NaN or inf, negative or all-zero weights, ``ignore_index`` with soft targets,
+        an unknown option.
+
+    See Also
+    --------
+    multiclass_normalized_entropy : The same loss over the entropy of the class prior.
+
+    Notes
+    -----
+    Rows are processed in cache-sized chunks: no temporary of the size of ``preds`` is built, and
+    per-class float64 sums make the result independent of chunking and batch splits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import multiclass_cross_entropy
+    >>> probs = torch.tensor([[0.1, 0.9], [0.7, 0.3]])
+    >>> multiclass_cross_entropy(probs, torch.tensor([1, 0]), input_format="probs")
+    tensor(0.2310, dtype=torch.float64)
+    >>> multiclass_cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(4)
+    tensor(1.3863, dtype=torch.float64)
+    """
+    sums = _multiclass_sums(preds, target, dict(locals()))
+    return cross_entropy_from_sums(sums, average)
+
+
+def multiclass_normalized_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    num_classes: int | None = None,
+    input_format: str = "logits",
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    average: str = "micro",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Multiclass normalized entropy: the cross-entropy over the entropy of the weighted class prior.
+
+    .. math::
+        \mathrm{NE} = \frac{\mathrm{CE}}{-\sum_c \pi_c \log \pi_c}, \qquad
+        \pi_c = \frac{\sum_i s_i y_{ic}}{\sum_i s_i}
+
+    1 means no better than predicting the class prior. Parameters are those of
+    :func:`multiclass_cross_entropy`; ``average`` selects the cross-entropy in the numerator, class
+    weights enter the numerator only. A single-class prior has zero entropy: ``nan`` and a warning.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar, or shape ``(C,)`` for ``average="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import multiclass_normalized_entropy
+    >>> multiclass_normalized_entropy(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]))
+    tensor(1., dtype=torch.float64)
+    """
+    sums = _multiclass_sums(preds, target, dict(locals()))
+    return normalized_entropy_from_sums(sums, average, multiclass=True)

@@ -1,0 +1,245 @@
+"""Multilabel binary cross-entropy (one sigmoid per label) and normalized entropy."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._sums import WEIGHT, cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import (
+    AVERAGES,
+    _check_choice,
+    _check_class_weight,
+    _check_common_args,
+    _check_count,
+    _check_device,
+    _check_float_preds,
+    _check_preds_values,
+    _check_sample_weight,
+    _check_tensor,
+    _check_total_weight,
+)
+from xent_metrics.functional.binary import _check_binary_target_values
+
+
+def _multilabel_arg_validation(
+    num_labels: int | None, input_format: str, ignore_index: int | None, label_smoothing: float, average: str
+) -> None:
+    _check_count("num_labels", num_labels)
+    _check_common_args(input_format, ignore_index, label_smoothing)
+    _check_choice("average", average, AVERAGES)
+
+
+def _multilabel_tensor_validation(
+    preds: object,
+    target: object,
+    sample_weight: object,
+    pos_weight: object,
+    *,
+    num_labels: int | None,
+    input_format: str,
+    ignore_index: int | None,
+    validate_args: bool,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
+    preds = _check_float_preds(preds)
+    target = _check_tensor("target", target)
+    _check_device("target", target, preds)
+    if preds.ndim < 2:
+        raise ValueError(
+            f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
+            "For a single label use the binary task."
+        )
+    if preds.shape != target.shape:
+        raise ValueError(
+            f"`preds` and `target` must have the same shape (N, K, ...) for the multilabel task, got "
+            f"{tuple(preds.shape)} and {tuple(target.shape)}."
+        )
+    if num_labels is not None and preds.shape[1] != num_labels:
+        raise ValueError(
+            f"`preds` has {preds.shape[1]} labels in dimension 1 (shape {tuple(preds.shape)}) but "
+            f"num_labels={num_labels}."
+        )
+    positions = preds.shape[:1] + preds.shape[2:]
+    weight = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
+    pos = _check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
+    if validate_args:
+        _check_preds_values(preds, input_format)
+        _check_binary_target_values(target, ignore_index)
+    return preds, target, weight, pos
+
+
+def _multilabel_update(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    input_format: str = "logits",
+    pos_weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Return the ``(3, K)`` float64 sums (loss, weight, positive mass per label) of a validated batch."""
+    return bce_sums(
+        preds,
+        target,
+        input_format=input_format,
+        sample_weight=sample_weight,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+
+
+def _multilabel_sums(preds: object, target: object, options: dict) -> Tensor:
+    validate_args = options["validate_args"]
+    _multilabel_arg_validation(
+        options["num_labels"], options["input_format"], options["ignore_index"], options["label_smoothing"],
+        options["average"],
+    )
+    preds, target, weight, pos = _multilabel_tensor_validation(
+        preds,
+        target,
+        options["sample_weight"],
+        options["pos_weight"],
+        num_labels=options["num_labels"],
+        input_format=options["input_format"],
+        ignore_index=options["ignore_index"],
+        validate_args=validate_args,
+    )
+    sums = _multilabel_update(
+        preds,
+        target,
+        input_format=options["input_format"],
+        pos_weight=pos,
+        sample_weight=weight,
+        ignore_index=options["ignore_index"],
+        label_smoothing=options["label_smoothing"],
+    )
+    if validate_args:
+        _check_total_weight(sums[WEIGHT], weight is not None)
+    return sums
+
+
+def multilabel_cross_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    num_labels: int | None = None,
+    input_format: str = "logits",
+    pos_weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    average: str = "micro",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Multilabel binary cross-entropy: ``K`` independent sigmoid / binary problems.
+
+    .. math::
+        \mathrm{BCE}_k = -\frac{\sum_i w_{ik} \left[\pi_k y_{ik} \log p_{ik} + (1 - y_{ik}) \log(1 - p_{ik})\right]}
+        {\sum_i w_{ik}}
+
+    Parameters
+    ----------
+    preds : Tensor of shape (N, K, ...)
+        Floating point scores, one per label, read as ``input_format`` says.
+    target : Tensor of shape (N, K, ...)
+        Targets in ``{0, 1}`` (bool, integer) or ``[0, 1]`` (floating).
+    num_labels : int, optional
+        Expected ``K``; checked against ``preds.shape[1]`` when given.
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        As in :func:`binary_cross_entropy`: logits through softplus, probabilities clipped to
+        ``[eps, 1 - eps]`` (``eps = torch.finfo(preds.dtype).eps``), log-probabilities as given.
+    pos_weight : Tensor of shape (K,), optional
+        Multiplies each label's positive term (torch semantics).
+    sample_weight : Tensor of shape (N,) or (N, ...), optional
+        Non-negative weight per sample (or per position), shared by its ``K`` labels.
+    ignore_index : int, optional
+        Individual label entries whose target equals it drop out of that label's sums.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``y (1 - eps) + eps / 2`` (Keras' rule).
+    average : {"micro", "macro", "none"}, default="micro"
+        ``"micro"``: the weighted mean over all entries (``BCEWithLogitsLoss(reduction="mean")``);
+        ``"macro"``: the unweighted mean of the per-label means (labels with no weight are skipped
+        with a warning); ``"none"``: the per-label vector (``nan`` for a label with no weight).
+    validate_args : bool, default=True
+        Check values (a host sync); shape and type checks always run.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar, or shape ``(K,)`` for ``average="none"``.
+
+    Raises
+    ------
+    TypeError
+        ``preds`` not floating, or an argument of the wrong type.
+    ValueError
+        Shape mismatch, wrong ``num_labels``, targets or probabilities outside ``[0, 1]``, NaN or
+        inf, negative or all-zero weights, an unknown option.
+
+    See Also
+    --------
+    binary_cross_entropy : The single-label case.
+    multilabel_normalized_entropy : Each label's loss over the entropy of its base rate.
+
+    Notes
+    -----
+    This is **not** ``sklearn.metrics.log_loss`` on the indicator matrix, which drops the
+    ``(1 - y) log(1 - p)`` terms; it equals the mean of per-column ``log_loss`` values (``"macro"``
+    with equal weights) and ``BCEWithLogitsLoss`` (``"micro"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import multilabel_cross_entropy
+    >>> logits, labels = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1, 0, 1]])
+    >>> multilabel_cross_entropy(logits, labels)
+    tensor(0.3048, dtype=torch.float64)
+    >>> multilabel_cross_entropy(logits, labels, average="none")
+    tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
+    """
+    sums = _multilabel_sums(preds, target, dict(locals()))
+    return cross_entropy_from_sums(sums, average)
+
+
+def multilabel_normalized_entropy(
+    preds: Tensor,
+    target: Tensor,
+    *,
+    num_labels: int | None = None,
+    input_format: str = "logits",
+    pos_weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    average: str = "micro",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Multilabel normalized entropy: each label's cross-entropy over the entropy of its base rate.
+
+    .. math::
+        \mathrm{NE}_k = \frac{\mathrm{BCE}_k}{H(p_k)}, \qquad
+        \mathrm{NE}_{\mathrm{micro}} = \frac{\sum_k L_k}{\sum_k W_k H(p_k)}
+
+    with ``L_k``, ``W_k`` the label's loss and weight sums and ``p_k`` its weighted base rate;
+    ``"micro"`` is the total loss over that of the best constant predictor. Parameters are those of
+    :func:`multilabel_cross_entropy`. A label whose base rate is exactly 0 or 1 has zero entropy:
+    it gives ``nan`` (``"none"``) or is skipped (``"macro"``), with a warning.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar, or shape ``(K,)`` for ``average="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import multilabel_normalized_entropy
+    >>> probs = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    >>> multilabel_normalized_entropy(probs, torch.tensor([[1, 0], [0, 1]]), input_format="probs")
+    tensor(1.0000, dtype=torch.float64)
+    """
+    sums = _multilabel_sums(preds, target, dict(locals()))
+    return normalized_entropy_from_sums(sums, average)
