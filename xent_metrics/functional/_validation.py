@@ -131,7 +131,9 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
     weight = _check_tensor(name, weight)
     _check_device(name, weight, preds)
     if weight.shape != (size,):
-        raise ValueError(f"`{name}` must have shape ({size},), one value per class or label, got {tuple(weight.shape)}.")
+        raise ValueError(
+            f"`{name}` must have shape ({size},), one value per class or label, got {tuple(weight.shape)}."
+        )
     if validate_values:
         _check_weight_values(name, weight)
     return weight
@@ -140,7 +142,9 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
 def _check_total_weight(total: Tensor, has_sample_weight: bool) -> None:
     """Raise when explicit weights are all zero (forces a host sync)."""
     if has_sample_weight and total.numel() and not bool((total != 0).any()):
-        raise ValueError("`sample_weight` (times `weight`, if given) is zero for every sample; expected some weight > 0.")
+        raise ValueError(
+            "`sample_weight` (times `weight`, if given) is zero for every sample; expected some weight > 0."
+        )
 
 
 def _warn_rows_not_normalized(preds: Tensor, dim: int = 1) -> None:

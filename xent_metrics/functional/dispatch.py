@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from torch import Tensor
@@ -46,7 +47,11 @@ def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) 
     tensor(0.2310, dtype=torch.float64)
     """
     _check_choice("task", task, TASKS)
-    fn = {"binary": binary_cross_entropy, "multiclass": multiclass_cross_entropy, "multilabel": multilabel_cross_entropy}
+    fn: dict[str, Callable[..., Tensor]] = {
+        "binary": binary_cross_entropy,
+        "multiclass": multiclass_cross_entropy,
+        "multilabel": multilabel_cross_entropy,
+    }
     return fn[task](preds, target, **options)
 
 
@@ -66,7 +71,7 @@ def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: 
     tensor(1., dtype=torch.float64)
     """
     _check_choice("task", task, TASKS)
-    fn = {
+    fn: dict[str, Callable[..., Tensor]] = {
         "binary": binary_normalized_entropy,
         "multiclass": multiclass_normalized_entropy,
         "multilabel": multilabel_normalized_entropy,

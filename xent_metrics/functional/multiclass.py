@@ -98,7 +98,8 @@ def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | N
         if lo < 0 or hi >= num_classes:
             extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
             raise ValueError(
-                f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{int(lo)}, {int(hi)}]."
+                f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, "
+                f"got values in [{int(lo)}, {int(hi)}]."
             )
 
 
@@ -127,7 +128,10 @@ def _multiclass_update(
 def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
     validate_args = options["validate_args"]
     _multiclass_arg_validation(
-        options["num_classes"], options["input_format"], options["ignore_index"], options["label_smoothing"],
+        options["num_classes"],
+        options["input_format"],
+        options["ignore_index"],
+        options["label_smoothing"],
         options["average"],
     )
     preds, target, sample, cls = _multiclass_tensor_validation(

@@ -94,7 +94,10 @@ def _multilabel_update(
 def _multilabel_sums(preds: object, target: object, options: dict) -> Tensor:
     validate_args = options["validate_args"]
     _multilabel_arg_validation(
-        options["num_labels"], options["input_format"], options["ignore_index"], options["label_smoothing"],
+        options["num_labels"],
+        options["input_format"],
+        options["ignore_index"],
+        options["label_smoothing"],
         options["average"],
     )
     preds, target, weight, pos = _multilabel_tensor_validation(

@@ -1,0 +1,254 @@
+"""One test per error and warning of the functional core: type, message and the fix it names."""
+
+import math
+
+import pytest
+import torch
+
+from xent_metrics.functional import (
+    binary_cross_entropy,
+    cross_entropy,
+    multiclass_cross_entropy,
+    multilabel_cross_entropy,
+)
+
+Z2 = torch.zeros(4, 3)
+Y2 = torch.tensor([0, 1, 2, 1])
+YB = torch.tensor([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"input_format": "logit"},
+            ValueError,
+            r"`input_format` must be one of \['logits', 'probs', 'log_probs'\], got 'logit'",
+        ),
+        ({"average": "weighted"}, ValueError, r"`average` must be one of \['micro', 'macro', 'none'\], got 'weighted'"),
+        ({"ignore_index": 1.5}, TypeError, r"`ignore_index` must be an int or None, got float 1.5"),
+        ({"label_smoothing": "0.1"}, TypeError, r"`label_smoothing` must be a float in \[0, 1\), got str"),
+        ({"label_smoothing": 1.0}, ValueError, r"`label_smoothing` must be in \[0, 1\), got 1.0"),
+        ({"num_classes": 0}, ValueError, r"`num_classes` must be a positive int, got 0"),
+        ({"num_classes": 3.0}, TypeError, r"`num_classes` must be an int or None, got float"),
+        ({"num_classes": 4}, ValueError, r"`preds` has 3 classes in dimension 1 \(shape \(4, 3\)\) but num_classes=4"),
+        (
+            {"weight": torch.ones(2)},
+            ValueError,
+            r"`weight` must have shape \(3,\), one value per class or label, got \(2,\)",
+        ),
+        ({"weight": torch.tensor([1.0, -1.0, 1.0])}, ValueError, r"`weight` must be non-negative, got a minimum of -1"),
+        ({"sample_weight": torch.ones(3)}, ValueError, r"`sample_weight` must have shape \(4,\), got \(3,\)"),
+        ({"sample_weight": [1, 1, 1, 1]}, TypeError, r"`sample_weight` must be a torch.Tensor, got list"),
+        (
+            {"sample_weight": torch.tensor([1.0, math.nan, 1, 1])},
+            ValueError,
+            r"`sample_weight` contains NaN or inf \(1 of 4",
+        ),
+        (
+            {"sample_weight": torch.zeros(4)},
+            ValueError,
+            r"`sample_weight` \(times `weight`, if given\) is zero for every",
+        ),
+        ({"weight": torch.zeros(3)}, ValueError, r"is zero for every sample"),
+    ],
+)
+def test_multiclass_option_errors(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        multiclass_cross_entropy(Z2, Y2, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("preds", "target", "kwargs", "error", "match"),
+    [
+        (
+            [[0.0, 1.0]],
+            Y2[:1],
+            {},
+            TypeError,
+            r"`preds` must be a torch.Tensor, got list. Convert with torch.as_tensor",
+        ),
+        (
+            torch.zeros(4, 3, dtype=torch.long),
+            Y2,
+            {},
+            TypeError,
+            r"`preds` must be a floating point tensor .* got dtype torch.int64",
+        ),
+        (
+            torch.zeros(4, 3, dtype=torch.complex64),
+            Y2,
+            {},
+            TypeError,
+            r"`preds` must be real-valued, got dtype torch.complex64",
+        ),
+        (torch.zeros(4), Y2, {}, ValueError, r"shape \(N, C, ...\) with C >= 2 .* got \(4,\). For a \(B, L, V\)"),
+        (Z2, Y2.float(), {}, TypeError, r"`target` class indices must have an integer dtype, got torch.float32"),
+        (
+            Z2,
+            torch.zeros(4, 2),
+            {},
+            ValueError,
+            r"`target` must hold class indices of shape \(4,\) or probabilities of shape \(4, 3\)",
+        ),
+        (Z2, torch.tensor([0, 1, 3, 1]), {}, ValueError, r"class indices must lie in \[0, 2\], got values in \[0, 3\]"),
+        (
+            Z2,
+            torch.tensor([0, -1, 5, 1]),
+            {"ignore_index": -1},
+            ValueError,
+            r"\[0, 2\] or ignore_index=-1, got values in \[0, 5\]",
+        ),
+        (Z2, torch.full((4, 3), 1 / 3), {"ignore_index": -1}, ValueError, r"`ignore_index` cannot be used with soft"),
+        (
+            Z2,
+            torch.full((4, 3), 2.0),
+            {},
+            ValueError,
+            r"`target` probabilities must lie in \[0, 1\], got values in \[2, 2\]",
+        ),
+        (
+            torch.tensor([[math.nan, 0.0]]),
+            torch.tensor([0]),
+            {},
+            ValueError,
+            r"`preds` contains NaN or inf \(1 of 2 values\)",
+        ),
+        (
+            torch.tensor([[1.5, -0.5]]),
+            torch.tensor([0]),
+            {"input_format": "probs"},
+            ValueError,
+            r"`preds` with input_format='probs' must lie in \[0, 1\], got values in \[-0.5, 1.5\]",
+        ),
+        (
+            torch.tensor([[0.5, -0.1]]),
+            torch.tensor([0]),
+            {"input_format": "log_probs"},
+            ValueError,
+            r"must be <= 0, got a maximum of 0.5. Did you mean input_format='logits'",
+        ),
+        (
+            torch.tensor([[math.nan, -0.1]]),
+            torch.tensor([0]),
+            {"input_format": "log_probs"},
+            ValueError,
+            r"input_format='log_probs' must not contain NaN or \+inf",
+        ),
+        (Z2, Y2.to("meta"), {}, ValueError, r"`target` is on device meta but `preds` is on cpu"),
+    ],
+)
+def test_multiclass_tensor_errors(preds, target, kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        multiclass_cross_entropy(preds, target, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("preds", "target", "kwargs", "error", "match"),
+    [
+        (torch.zeros(3), torch.zeros(4), {}, ValueError, r"same shape for the binary task, got \(3,\) and \(4,\)"),
+        (
+            torch.zeros(2),
+            torch.tensor([0, 2]),
+            {},
+            ValueError,
+            r"`target` must contain only 0 and 1, got values in \[0, 2\]",
+        ),
+        (
+            torch.zeros(2),
+            torch.tensor([0, 2]),
+            {"ignore_index": -1},
+            ValueError,
+            r"only 0 and 1 \(or ignore_index=-1\)",
+        ),
+        (
+            torch.zeros(2),
+            torch.tensor([0.5, 1.5]),
+            {},
+            ValueError,
+            r"`target` values must lie in \[0, 1\], got values in \[0.5, 1.5\]",
+        ),
+        (torch.zeros(2), torch.tensor([0.5, math.inf]), {}, ValueError, r"`target` contains NaN or inf"),
+        (
+            torch.zeros(2),
+            torch.ones(2),
+            {"pos_weight": torch.ones(2)},
+            ValueError,
+            r"`pos_weight` for the binary task must be a scalar, got shape \(2,\)",
+        ),
+        (torch.zeros(2), torch.ones(2), {"pos_weight": -1.0}, ValueError, r"`pos_weight` must be non-negative"),
+        (
+            torch.zeros(2),
+            torch.ones(2),
+            {"sample_weight": torch.tensor([1.0, -2.0])},
+            ValueError,
+            r"`sample_weight` must be non-negative, got a minimum of -2",
+        ),
+    ],
+)
+def test_binary_errors(preds, target, kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        binary_cross_entropy(preds, target, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("preds", "target", "kwargs", "error", "match"),
+    [
+        (
+            torch.zeros(4),
+            YB[:, 0],
+            {},
+            ValueError,
+            r"shape \(N, K, ...\), got \(4,\). For a single label use the binary",
+        ),
+        (
+            torch.zeros(4, 2),
+            YB,
+            {},
+            ValueError,
+            r"same shape \(N, K, ...\) for the multilabel task, got \(4, 2\) and \(4, 3\)",
+        ),
+        (
+            torch.zeros(4, 3),
+            YB,
+            {"num_labels": 2},
+            ValueError,
+            r"`preds` has 3 labels in dimension 1 \(shape \(4, 3\)\) but num_labels=2",
+        ),
+        (torch.zeros(4, 3), YB, {"pos_weight": torch.ones(4)}, ValueError, r"`pos_weight` must have shape \(3,\)"),
+        (torch.zeros(4, 3), YB * 3, {}, ValueError, r"`target` must contain only 0 and 1, got values in \[0, 3\]"),
+        (
+            torch.zeros(4, 3),
+            YB,
+            {"sample_weight": torch.ones(4, 3)},
+            ValueError,
+            r"`sample_weight` must have shape \(4,\), got \(4, 3\)",
+        ),
+    ],
+)
+def test_multilabel_errors(preds, target, kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        multilabel_cross_entropy(preds, target, **kwargs)
+
+
+def test_unknown_task() -> None:
+    with pytest.raises(
+        ValueError, match=r"`task` must be one of \['binary', 'multiclass', 'multilabel'\], got 'multi'"
+    ):
+        cross_entropy(Z2, Y2, task="multi")
+
+
+def test_probability_rows_not_summing_to_one_warn() -> None:
+    with pytest.warns(UserWarning, match="`preds` probabilities do not sum to one along the class dimension"):
+        multiclass_cross_entropy(torch.tensor([[0.2, 0.2], [0.5, 0.5]]), torch.tensor([0, 1]), input_format="probs")
+
+
+def test_validate_args_false_runs_no_value_check() -> None:
+    # out-of-range values pass straight through: the result is whatever the math gives, with no host-sync checks
+    value = multiclass_cross_entropy(torch.tensor([[math.nan, 0.0]]), torch.tensor([0]), validate_args=False)
+    assert math.isnan(value.item())
+    value = binary_cross_entropy(torch.tensor([0.5]), torch.tensor([1]), input_format="probs", validate_args=False)
+    assert value.item() == pytest.approx(math.log(2))
+    # metadata checks still run: they are free
+    with pytest.raises(ValueError, match="same shape"):
+        binary_cross_entropy(torch.zeros(2), torch.zeros(3), validate_args=False)

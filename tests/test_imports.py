@@ -1,0 +1,61 @@
+"""Layering: functional <- metrics <- callbacks; functional <- scoring; nothing imports upward."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "xent_metrics"
+
+# The first-party layers each module group may import (besides the standard library and its own group).
+ALLOWED = {
+    "functional": {"xent_metrics.functional"},
+    "metrics": {"xent_metrics.functional", "xent_metrics.metrics"},
+    "scoring": {"xent_metrics.functional", "xent_metrics.scoring"},
+    "callbacks": {"xent_metrics.functional", "xent_metrics.metrics", "xent_metrics.callbacks"},
+}
+THIRD_PARTY = {
+    "functional": {"torch"},
+    "metrics": {"torch", "torchmetrics"},
+    "scoring": {"torch", "numpy", "sklearn", "scipy"},
+    "callbacks": {"torch", "torchmetrics", "lightning", "numpy", "matplotlib", "typing_extensions", "PIL"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _group_files(group: str) -> list[Path]:
+    return sorted(PACKAGE.glob(f"{group}.py")) + sorted((PACKAGE / group).glob("**/*.py"))
+
+
+@pytest.mark.parametrize("group", sorted(ALLOWED))
+def test_layering(group: str) -> None:
+    files = _group_files(group)
+    if not files:
+        pytest.skip(f"xent_metrics.{group} does not exist yet")
+    for path in files:
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "xent_metrics":
+                assert any(name == a or name.startswith(a + ".") for a in ALLOWED[group]), f"{path.name} imports {name}"
+            elif top not in sys.stdlib_module_names:
+                assert top in THIRD_PARTY[group], f"{path.name} imports third-party {name}"
+
+
+def test_import_does_not_pull_lightning_or_sklearn() -> None:
+    code = (
+        "import sys, xent_metrics, xent_metrics.functional;"
+        "print(','.join(m for m in sys.modules if m.split('.')[0] in {'lightning', 'pytorch_lightning', 'sklearn'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == ""
