@@ -1,6 +1,7 @@
 """Shared test configuration: deterministic hypothesis profiles and float64 reference helpers."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -24,3 +25,17 @@ def rng() -> np.random.Generator:
 @pytest.fixture(autouse=True)
 def _torch_seed() -> None:
     torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how many generated fuzz cases ran per entry point and outcome."""
+    counts: dict[str, int] = {}
+    for name, module in list(sys.modules.items()):
+        if "test_fuzz" not in name:
+            continue
+        for key, value in getattr(module, "FUZZ_OUTCOMES", {}).items():
+            counts[key] = counts.get(key, 0) + value
+    if counts:
+        terminalreporter.section("fuzz cases")
+        for key in sorted(counts):
+            terminalreporter.write_line(f"{counts[key]:6d}  {key}")

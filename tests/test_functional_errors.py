@@ -135,7 +135,8 @@ def test_multiclass_option_errors(kwargs: dict, error: type, match: str) -> None
             ValueError,
             r"input_format='log_probs' must not contain NaN or \+inf",
         ),
-        (Z2, Y2.to("meta"), {}, ValueError, r"`target` is on device meta but `preds` is on cpu"),
+        (Z2, Y2.to("meta"), {}, ValueError, r"`target` is on the meta device and holds no data"),
+        (Z2.to("meta"), Y2, {}, ValueError, r"`preds` is on the meta device and holds no data"),
     ],
 )
 def test_multiclass_tensor_errors(preds, target, kwargs: dict, error: type, match: str) -> None:
@@ -229,6 +230,16 @@ def test_binary_errors(preds, target, kwargs: dict, error: type, match: str) -> 
 def test_multilabel_errors(preds, target, kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         multilabel_cross_entropy(preds, target, **kwargs)
+
+
+def test_device_mismatch_message() -> None:
+    # one real device here: check the message on a stand-in with a cuda device attribute
+    from types import SimpleNamespace
+
+    from xent_metrics.functional._validation import _check_device
+
+    with pytest.raises(ValueError, match=r"`target` is on device cuda:0 but `preds` is on cpu; move both to one"):
+        _check_device("target", SimpleNamespace(device=torch.device("cuda", 0)), Z2)  # type: ignore[arg-type]
 
 
 def test_unknown_task() -> None:

@@ -52,6 +52,8 @@ def _check_tensor(name: str, value: object) -> Tensor:
         )
     if value.is_complex():
         raise TypeError(f"`{name}` must be real-valued, got dtype {value.dtype}.")
+    if value.is_meta:
+        raise ValueError(f"`{name}` is on the meta device and holds no data; expected a tensor on cpu or cuda.")
     return value
 
 

@@ -1,0 +1,247 @@
+"""Fuzz the functional API: every generated input gives the float64 reference or a named ValueError/TypeError.
+
+Inputs cover every dtype (bool, integer, half, bfloat16, float, double, complex), NaN and +-inf, values far out
+of range, empty and 0-d tensors, non-contiguous and expanded (stride 0) layouts, numpy arrays and lists.
+"""
+
+import re
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import log_expit, log_softmax
+
+from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy, multilabel_cross_entropy
+
+FUZZ = settings(max_examples=max(300, settings.default.max_examples))
+DTYPES = [
+    torch.bool,
+    torch.uint8,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+]
+FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+NAMED_ARGUMENT = re.compile(r"`(preds|target|sample_weight|weight|pos_weight|ignore_index|input_format)`")
+
+
+#: Outcomes per entry point, printed in the terminal summary (see conftest.py).
+FUZZ_OUTCOMES: Counter = Counter()
+
+
+class Invalid(Exception):
+    """The reference's verdict: this input must be rejected."""
+
+
+@st.composite
+def arrays(draw: st.DrawFn, shape: tuple[int, ...], kind: str) -> np.ndarray:
+    """Values of a kind ("logits", "probs", "log_probs", "binary", "index:C"), sometimes corrupted."""
+    size = int(np.prod(shape))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "logits":
+        values = rng.normal(scale=draw(st.sampled_from([1.0, 30.0, 1e4])), size=size)
+    elif kind == "probs":
+        values = rng.uniform(size=size)
+    elif kind == "log_probs":
+        values = np.log(rng.uniform(size=size))
+    elif kind == "binary":
+        values = rng.integers(0, 2, size=size).astype(float)
+    else:
+        values = rng.integers(0, int(kind.split(":")[1]), size=size).astype(float)
+    if size and draw(st.integers(0, 3)) == 0:  # corrupt a few entries
+        bad = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 2.0, 1e30, -100.0, 0.5]))
+        values[rng.integers(0, size, size=max(1, size // 5))] = bad
+    return values.reshape(shape)
+
+
+@st.composite
+def as_tensor(draw: st.DrawFn, values: np.ndarray, dtype: torch.dtype | None = None) -> object:
+    dtype = dtype or draw(st.sampled_from(DTYPES + FLOATS * 3))
+    with np.errstate(invalid="ignore", over="ignore"):
+        tensor = (
+            torch.from_numpy(values).to(dtype)
+            if dtype.is_floating_point
+            else torch.from_numpy(np.nan_to_num(values, nan=7, posinf=7, neginf=-7)).to(dtype)
+        )
+    layout = draw(st.sampled_from(["plain"] * 3 + ["strided", "expanded"] * 2 + ["numpy", "list", "complex"]))
+    if layout == "strided" and tensor.ndim:
+        doubled = torch.repeat_interleave(tensor, 2, dim=0)
+        tensor = doubled[::2]
+    elif layout == "expanded" and tensor.ndim and tensor.shape[0]:
+        tensor = tensor[:1].expand(tensor.shape)
+    elif layout == "numpy":
+        return tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+    elif layout == "list" and draw(st.booleans()):
+        return tensor.tolist()
+    elif layout == "complex" and draw(st.integers(0, 9)) == 0:
+        return tensor.to(torch.complex64)
+    return tensor
+
+
+def _to64(x: object, name: str, *, floating: bool = False) -> np.ndarray:
+    if not isinstance(x, torch.Tensor) or x.is_complex():
+        raise Invalid(name)
+    if floating and not x.is_floating_point():
+        raise Invalid(name)
+    return x.double().numpy()
+
+
+def _eps(x: torch.Tensor) -> float:
+    return float(torch.finfo(x.dtype).eps)
+
+
+def _check_preds(z: np.ndarray, fmt: str) -> None:
+    if fmt == "log_probs":
+        if np.isnan(z).any() or (z > 0).any():
+            raise Invalid("preds")
+    elif not np.isfinite(z).all() or (fmt == "probs" and ((z < 0) | (z > 1)).any()):
+        raise Invalid("preds")
+
+
+def _weights(w: object, n: int, shapes: list[tuple]) -> np.ndarray | None:
+    if w is None:
+        return None
+    arr = _to64(w, "sample_weight")
+    if arr.shape not in shapes or not np.isfinite(arr).all() or (arr < 0).any() or not (arr != 0).any():
+        raise Invalid("sample_weight")
+    return arr
+
+
+def _binary_terms(z: np.ndarray, fmt: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if fmt == "logits":
+            return log_expit(z), log_expit(-z)
+        if fmt == "probs":
+            return np.log(np.clip(z, eps, 1 - eps)), np.log(np.clip(1 - z, eps, 1 - eps))
+        return z, np.log1p(-np.exp(z))
+
+
+def _weighted_mean(loss: np.ndarray, w: np.ndarray) -> float:
+    total = w.sum()
+    return float(np.sum(np.where(w > 0, loss * w, 0.0)) / total) if total > 0 else float("nan")
+
+
+def binary_reference(preds: object, target: object, w: object, fmt: str, ignore: int | None) -> float:
+    z = _to64(preds, "preds", floating=True)
+    y = _to64(target, "target")
+    if z.shape != y.shape:
+        raise Invalid("shape")
+    weights = _weights(w, len(z), [z.shape[:1], z.shape] if z.ndim else [()])
+    _check_preds(z, fmt)
+    keep = np.ones_like(y, dtype=bool) if ignore is None else y != ignore
+    yk = y[keep]
+    if (
+        not np.isfinite(yk).all()
+        or ((yk < 0) | (yk > 1)).any()
+        or (not target.is_floating_point() and ((yk != 0) & (yk != 1)).any())
+    ):
+        raise Invalid("target")
+    wfull = (
+        np.ones_like(z)
+        if weights is None
+        else np.broadcast_to(weights.reshape(weights.shape + (1,) * (z.ndim - weights.ndim)), z.shape)
+    )
+    wfull = wfull * keep
+    y = np.where(keep, y, 0)
+    logp, logq = _binary_terms(z, fmt, _eps(preds))
+    with np.errstate(invalid="ignore"):
+        loss = -(np.where(y != 0, y * logp, 0) + np.where(y != 1, (1 - y) * logq, 0))
+    return _weighted_mean(loss, wfull)
+
+
+def multiclass_reference(preds: object, target: object, w: object, fmt: str, ignore: int | None) -> float:
+    z = _to64(preds, "preds", floating=True)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise Invalid("preds shape")
+    if not isinstance(target, torch.Tensor) or target.is_complex() or target.is_floating_point():
+        raise Invalid("target")
+    t = target.long().numpy()
+    if t.shape != z.shape[:1]:
+        raise Invalid("target shape")
+    weights = _weights(w, len(z), [z.shape[:1]])
+    _check_preds(z, fmt)
+    keep = np.ones_like(t, dtype=bool) if ignore is None else t != ignore
+    if ((t[keep] < 0) | (t[keep] >= z.shape[1])).any():
+        raise Invalid("target values")
+    if fmt == "logits":
+        logp = log_softmax(z, axis=1)
+    elif fmt == "probs":
+        logp = np.log(np.clip(z, _eps(preds), 1 - _eps(preds)))
+    else:
+        logp = z
+    picked = logp[np.arange(len(t)), np.where(keep, t, 0)]
+    wfull = (np.ones(len(t)) if weights is None else weights) * keep
+    return _weighted_mean(-picked, wfull)
+
+
+def _run(fn, reference, preds, target, w, fmt, ignore, **kw) -> None:
+    try:
+        expected = reference(preds, target, w, fmt, ignore)
+    except Invalid:
+        expected = None
+    try:
+        with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # no-data and row-sum warnings are tested elsewhere
+                value = fn(preds, target, input_format=fmt, sample_weight=w, ignore_index=ignore, **kw)
+    except (TypeError, ValueError) as err:
+        assert NAMED_ARGUMENT.search(str(err)), f"error does not name the argument: {err}"
+        assert expected is None, f"rejected a valid input: {err}"
+        FUZZ_OUTCOMES[f"{fn.__name__}: rejected with a named error"] += 1
+        return
+    assert expected is not None, "accepted an input the reference rejects"
+    exact = isinstance(preds, torch.Tensor) and preds.dtype == torch.float64
+    rtol = 1e-12 if exact else 2e-5
+    np.testing.assert_allclose(value.item(), expected, rtol=rtol, atol=1e-12 if exact else 1e-6)
+    FUZZ_OUTCOMES[f"{fn.__name__}: equal to the float64 reference"] += 1
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    n=st.integers(0, 12),
+    extra=st.sampled_from([(), (3,)]),
+    fmt=st.sampled_from(["logits", "probs", "log_probs"]),
+)
+def test_fuzz_binary(data: st.DataObject, n: int, extra: tuple, fmt: str) -> None:
+    shape = (n, *extra)
+    preds = data.draw(as_tensor(data.draw(arrays(shape, fmt))))
+    target = data.draw(as_tensor(data.draw(arrays(shape, "binary"))))
+    ignore = data.draw(st.sampled_from([None, -1]))
+    w = data.draw(st.one_of(st.none(), as_tensor(data.draw(arrays((n,), "probs")), torch.float64)))
+    _run(binary_cross_entropy, binary_reference, preds, target, w, fmt, ignore)
+
+
+@FUZZ
+@given(data=st.data(), n=st.integers(0, 12), c=st.integers(1, 5), fmt=st.sampled_from(["logits", "probs", "log_probs"]))
+def test_fuzz_multiclass(data: st.DataObject, n: int, c: int, fmt: str) -> None:
+    preds = data.draw(as_tensor(data.draw(arrays((n, c), fmt))))
+    index_dtype = data.draw(
+        st.sampled_from([torch.int64, torch.int64, torch.int32, torch.uint8, torch.bool, torch.float32])
+    )
+    target = data.draw(as_tensor(data.draw(arrays((n,), f"index:{c + 1}")), index_dtype))
+    ignore = data.draw(st.sampled_from([None, c]))
+    w = data.draw(st.one_of(st.none(), as_tensor(data.draw(arrays((n,), "probs")), torch.float64)))
+    _run(multiclass_cross_entropy, multiclass_reference, preds, target, w, fmt, ignore)
+
+
+@FUZZ
+@given(data=st.data(), n=st.integers(0, 10), k=st.integers(1, 4), fmt=st.sampled_from(["logits", "probs"]))
+def test_fuzz_multilabel_equals_binary_per_column(data: st.DataObject, n: int, k: int, fmt: str) -> None:
+    preds = data.draw(as_tensor(data.draw(arrays((n, k), fmt))))
+    target = data.draw(as_tensor(data.draw(arrays((n, k), "binary"))))
+    # the multilabel micro mean over an (n, k) matrix is the binary mean over its elements
+    _run(multilabel_cross_entropy, binary_reference, preds, target, None, fmt, None)
+
+
+@pytest.mark.parametrize("fn", [binary_cross_entropy, multiclass_cross_entropy, multilabel_cross_entropy])
+def test_zero_dim_and_meta_inputs_are_named(fn) -> None:
+    with pytest.raises((TypeError, ValueError), match=NAMED_ARGUMENT.pattern):
+        fn(torch.zeros((), device="meta"), torch.zeros(()))
