@@ -1,0 +1,172 @@
+"""The digit-tags task: scikit-learn's 8x8 digits, each tagged with several human-readable labels.
+
+``load_digits`` ships with scikit-learn (no download). Each image of digit ``d`` gets one binary
+tag per property of ``d`` (even, prime, greater than 4, ...), so a model sees a small, real
+multi-label problem whose labels differ in difficulty and base rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+# Each tag: the set of digits (0-9) that carry it. Order is the column order of ``Y``.
+TAGS: dict[str, frozenset[int]] = {
+    "even": frozenset({0, 2, 4, 6, 8}),
+    "prime": frozenset({2, 3, 5, 7}),
+    "greater_than_4": frozenset({5, 6, 7, 8, 9}),
+    "closed_loop": frozenset({0, 4, 6, 8, 9}),
+    "multiple_of_3": frozenset({0, 3, 6, 9}),
+    "perfect_square": frozenset({0, 1, 4, 9}),
+    "fibonacci": frozenset({0, 1, 2, 3, 5, 8}),
+}
+
+
+def tag_matrix(digits: np.ndarray) -> np.ndarray:
+    """Return the ``(N, len(TAGS))`` int64 0/1 tag matrix of an array of digits.
+
+    Examples
+    --------
+    >>> tag_matrix(np.array([4, 7]))
+    array([[1, 0, 0, 1, 0, 1, 0],
+           [0, 1, 1, 0, 0, 0, 0]])
+    """
+    digits = np.asarray(digits)
+    return np.stack([np.isin(digits, sorted(members)) for members in TAGS.values()], axis=1).astype(np.int64)
+
+
+def digit_tags() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load the digit-tags multi-label data set.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64), float64
+        The 8x8 grey levels of ``sklearn.datasets.load_digits``, scaled to ``[0, 1]``.
+    Y : ndarray of shape (1797, 7), int64
+        One 0/1 column per tag (see ``label_names``).
+    label_names : list of str
+        The tag names, in column order: ``even``, ``prime``, ``greater_than_4``, ``closed_loop``,
+        ``multiple_of_3``, ``perfect_square``, ``fibonacci``.
+
+    Examples
+    --------
+    >>> X, Y, names = digit_tags()
+    >>> X.shape, Y.shape, names[:3]
+    ((1797, 64), (1797, 7), ['even', 'prime', 'greater_than_4'])
+    >>> Y.sum(axis=0)
+    array([ 891,  721,  896,  894,  722,  721, 1076])
+    """
+    from sklearn.datasets import load_digits  # lazy: scikit-learn is an optional extra
+
+    bunch = load_digits()
+    X = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    Y = tag_matrix(bunch.target)
+    return X, Y, list(TAGS)
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into train, val and test index arrays.
+
+    Examples
+    --------
+    >>> [len(part) for part in split_indices(10, 0.2, 0.3, seed=0)]
+    [5, 2, 3]
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"`val_fraction` + `test_fraction` must be below 1 to leave training data, got "
+            f"{val_fraction} + {test_fraction} = {val_fraction + test_fraction}."
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+class DigitTagsDataModule(pl.LightningDataModule):
+    """Train / val / test loaders of the digit-tags data set.
+
+    Validation and test loaders use :class:`~xent_metrics.callbacks.UnpaddedDistributedSampler`,
+    so under DDP every sample is evaluated exactly once (Lightning's default sampler pads the last
+    shard with duplicates). Set ``unpadded_eval_sampler=False`` to see the bias and the warning.
+
+    Parameters
+    ----------
+    batch_size : int, default=64
+        Samples per batch (per process).
+    val_fraction, test_fraction : float, default=0.2
+        Shares of the 1797 images held out for validation and test.
+    seed : int, default=0
+        Seed of the split and of the training shuffle.
+    max_samples : int, optional
+        Use only the first ``max_samples`` images (after shuffling): for fast tests.
+    unpadded_eval_sampler : bool, default=True
+        Shard validation and test data without duplicates under DDP.
+    num_workers : int, default=0
+        ``DataLoader`` worker processes.
+
+    Examples
+    --------
+    >>> dm = DigitTagsDataModule(max_samples=100, val_fraction=0.25, test_fraction=0.25)
+    >>> dm.setup("fit")
+    >>> len(dm.train_set), len(dm.val_set), dm.label_names[0]
+    (50, 25, 'even')
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        max_samples: int | None = None,
+        unpadded_eval_sampler: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.label_names = list(TAGS)
+        self.num_labels = len(TAGS)
+        self.num_features = 64
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the data and split it (every stage sees the same split)."""
+        hp = self.hparams
+        X, Y, _ = digit_tags()
+        n = len(X) if hp.max_samples is None else min(hp.max_samples, len(X))
+        order = np.random.default_rng(hp.seed).permutation(len(X))[:n]
+        dataset = TensorDataset(torch.as_tensor(X[order], dtype=torch.float32), torch.as_tensor(Y[order]))
+        train, val, test = split_indices(n, hp.val_fraction, hp.test_fraction, hp.seed)
+        self.train_set, self.val_set, self.test_set = (Subset(dataset, idx.tolist()) for idx in (train, val, test))
+
+    def _loader(self, dataset: Any, *, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        if shuffle:
+            generator = torch.Generator().manual_seed(hp.seed)
+            return DataLoader(
+                dataset, batch_size=hp.batch_size, shuffle=True, generator=generator, num_workers=hp.num_workers
+            )
+        sampler = None
+        if hp.unpadded_eval_sampler:
+            from xent_metrics.callbacks import UnpaddedDistributedSampler
+
+            sampler = UnpaddedDistributedSampler(dataset)
+        return DataLoader(dataset, batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches, sharded without duplicates under DDP."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches, sharded without duplicates under DDP."""
+        return self._loader(self.test_set, shuffle=False)
