@@ -48,9 +48,9 @@ YB = torch.tensor([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
         (
             {"sample_weight": torch.zeros(4)},
             ValueError,
-            r"`sample_weight` \(times `weight`, if given\) is zero for every",
+            r"`sample_weight` is zero everywhere \(4 values\); expected some weight > 0",
         ),
-        ({"weight": torch.zeros(3)}, ValueError, r"is zero for every sample"),
+        ({"weight": torch.zeros(3)}, ValueError, r"`weight` is zero everywhere \(3 values\)"),
     ],
 )
 def test_multiclass_option_errors(kwargs: dict, error: type, match: str) -> None:

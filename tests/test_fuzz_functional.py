@@ -109,7 +109,7 @@ def _weights(w: object, n: int, shapes: list[tuple]) -> np.ndarray | None:
     if w is None:
         return None
     arr = _to64(w, "sample_weight")
-    if arr.shape not in shapes or not np.isfinite(arr).all() or (arr < 0).any() or not (arr != 0).any():
+    if arr.shape not in shapes or not np.isfinite(arr).all() or (arr < 0).any() or (arr.size and not (arr != 0).any()):
         raise Invalid("sample_weight")
     return arr
 

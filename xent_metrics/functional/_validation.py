@@ -124,6 +124,8 @@ def _check_weight_values(name: str, weight: Tensor) -> None:
     _check_finite(name, weight.float() if not weight.is_floating_point() else weight)
     if weight.numel() and float(weight.min()) < 0:
         raise ValueError(f"`{name}` must be non-negative, got a minimum of {float(weight.min()):.6g}.")
+    if weight.numel() and not bool((weight != 0).any()):
+        raise ValueError(f"`{name}` is zero everywhere ({weight.numel()} values); expected some weight > 0.")
 
 
 def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, validate_values: bool) -> Tensor | None:
@@ -139,14 +141,6 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
     if validate_values:
         _check_weight_values(name, weight)
     return weight
-
-
-def _check_total_weight(total: Tensor, has_sample_weight: bool) -> None:
-    """Raise when explicit weights are all zero (forces a host sync)."""
-    if has_sample_weight and total.numel() and not bool((total != 0).any()):
-        raise ValueError(
-            "`sample_weight` (times `weight`, if given) is zero for every sample; expected some weight > 0."
-        )
 
 
 def _warn_rows_not_normalized(preds: Tensor, dim: int = 1) -> None:

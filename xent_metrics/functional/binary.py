@@ -16,7 +16,6 @@ from xent_metrics.functional._validation import (
     _check_preds_values,
     _check_sample_weight,
     _check_tensor,
-    _check_total_weight,
     _check_unit_interval,
 )
 
@@ -113,8 +112,6 @@ def _binary_sums(
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
     )
-    if validate_args:
-        _check_total_weight(sums[1], weight is not None)
     return sums
 
 

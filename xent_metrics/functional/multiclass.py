@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import WEIGHT, cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
     AVERAGES,
     _check_choice,
@@ -19,7 +19,6 @@ from xent_metrics.functional._validation import (
     _check_preds_values,
     _check_sample_weight,
     _check_tensor,
-    _check_total_weight,
     _check_unit_interval,
     _warn_rows_not_normalized,
 )
@@ -153,8 +152,6 @@ def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
         ignore_index=options["ignore_index"],
         label_smoothing=options["label_smoothing"],
     )
-    if validate_args:
-        _check_total_weight(sums[WEIGHT], sample is not None or cls is not None)
     return sums
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._sums import WEIGHT, cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
     AVERAGES,
     _check_choice,
@@ -17,7 +17,6 @@ from xent_metrics.functional._validation import (
     _check_preds_values,
     _check_sample_weight,
     _check_tensor,
-    _check_total_weight,
 )
 from xent_metrics.functional.binary import _check_binary_target_values
 
@@ -119,8 +118,6 @@ def _multilabel_sums(preds: object, target: object, options: dict) -> Tensor:
         ignore_index=options["ignore_index"],
         label_smoothing=options["label_smoothing"],
     )
-    if validate_args:
-        _check_total_weight(sums[WEIGHT], weight is not None)
     return sums
 
 
