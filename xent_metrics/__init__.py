@@ -1,7 +1,12 @@
 """xent-metrics: exact, fast cross-entropy metrics for PyTorch, Lightning and scikit-learn."""
 
 from xent_metrics import functional
+from xent_metrics.metrics import MultilabelCrossEntropy, MultilabelNormalizedEntropy
 
 __version__ = "0.1.0"
 
-__all__ = ["functional"]
+__all__ = [
+    "MultilabelCrossEntropy",
+    "MultilabelNormalizedEntropy",
+    "functional",
+]

@@ -1,0 +1,181 @@
+"""Behaviour every Metric class shares, written as plain functions each class installs as methods.
+
+Every class holds **one** state, ``sums``: the ``(3, K)`` float64 tensor of loss, weight and target
+sums of :mod:`xent_metrics.functional._sums`, reduced by ``"sum"`` and saved in ``state_dict``. Each
+class defines ``_increments(preds, target, sample_weight)`` (validate, then return the batch's sums
+without touching the state) and ``_value(sums)`` (the result from sums). The functions here keep the
+contract where torchmetrics' generic machinery would break it:
+
+- :func:`forward`: the batch sums are computed once, added to the state, and the batch value is
+  derived from them (torchmetrics copies the state, resets, updates, computes and merges back).
+- :func:`apply`: ``.to(device)`` moves ``sums`` and the fixed weights; ``.to(dtype)``, ``.half()``,
+  ``set_dtype`` never change their dtype (torchmetrics' ``.to(torch.float16)`` would).
+- :func:`wrap_update`: a rejected update leaves the update count (and cached result) as it was.
+- :func:`wrap_compute`: no "compute before update" warning from torchmetrics; the result's own
+  "no data" warning says it, on every rank, from the synced sums.
+- :func:`load_from_state_dict`: a ``sums`` of the wrong shape is refused, the rest made float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import apply_to_collection
+
+from xent_metrics.functional._sums import NUM_SUMS
+from xent_metrics.functional._validation import _check_class_weight
+
+STATE = "sums"
+_COMPUTE_BEFORE_UPDATE = r"The ``compute`` method of metric"
+
+
+def _float64_supported(device: torch.device) -> bool:
+    """Whether ``device`` can hold float64 tensors (Apple's MPS cannot)."""
+    return device.type != "mps"
+
+
+def state_dtype(device: torch.device | str) -> torch.dtype:
+    """Return float64, or float32 with a warning on a device without float64."""
+    device = torch.device(device)
+    if _float64_supported(device):
+        return torch.float64
+    warnings.warn(
+        f"Device {device} does not support float64: the metric sums fall back to float32, which loses "
+        "precision after about 1e7 samples. Keep the metric and its inputs on a float64-capable device "
+        "(e.g. the CPU) for exact sums.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return torch.float32
+
+
+def add_sums_state(metric: Metric, num: int, dtype: torch.dtype) -> None:
+    """Register the single ``(3, num)`` state, summed across processes and saved in ``state_dict``."""
+    default = torch.zeros(NUM_SUMS, num, dtype=dtype, device=metric.device)
+    metric.add_state(STATE, default, dist_reduce_fx="sum", persistent=True)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """Raise ``TypeError`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
+    return value
+
+
+def check_required_count(name: str, value: object) -> None:
+    """``num_classes`` / ``num_labels`` size the state, so they are required (None is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"`{name}` must be a positive int (it sizes the metric state), got {type(value).__name__} {value!r}."
+        )
+
+
+def fixed_weight(name: str, value: object, size: int, device: torch.device, dtype: torch.dtype) -> Tensor | None:
+    """Check a per-class / per-label weight once, at construction, and keep it in the state dtype."""
+    if value is None:
+        return None
+    weight = _check_class_weight(name, value, size, value, validate_values=True)  # type: ignore[arg-type]
+    assert weight is not None
+    return weight.detach().to(device=device, dtype=dtype).clone()
+
+
+def check_device(metric: Metric, preds: Tensor) -> None:
+    """Inputs must live where the state does (metadata only: no host sync)."""
+    if isinstance(preds, Tensor) and preds.device != metric.sums.device:
+        raise ValueError(
+            f"`preds` is on device {preds.device} but the metric state is on {metric.sums.device}; move the "
+            f"metric with `metric.to({str(preds.device)!r})` (a LightningModule attribute moves by itself)."
+        )
+
+
+def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Add the batch to the state and return the metric on the batch alone.
+
+    The batch sums are computed once (with gradients enabled, as torchmetrics does, so the value is
+    differentiable), added to ``sums`` and turned into the batch value. With ``dist_sync_on_step``
+    torchmetrics' own forward runs, which syncs the batch value across processes.
+    """
+    if self.dist_sync_on_step or self._is_synced:
+        return Metric.forward(self, *args, **kwargs)
+    with torch.enable_grad():
+        batch = self._increments(*args, **kwargs)
+    self._computed = None
+    self._update_count += 1
+    with torch.no_grad():
+        self.sums += batch.detach()
+    self._forward_cache = self._value(batch)
+    return self._forward_cache
+
+
+def apply(self: Any, fn: Callable, exclude_state: Sequence[str] = ()) -> Any:
+    """Move ``sums``, the fixed weights and cached results with the device, never changing their dtype."""
+    cached = self._computed, self._forward_cache
+    this = Metric._apply(self, fn, exclude_state=(*exclude_state, STATE))
+    device = this._device
+    this._computed, this._forward_cache = apply_to_collection(cached, Tensor, lambda t: t.to(device))
+    current = this.sums
+    dtype = current.dtype if current.device == device else state_dtype(device)
+    this.sums = current.to(device=device, dtype=dtype)
+    this._defaults[STATE] = this._defaults[STATE].to(device=device, dtype=dtype)
+    for name in type(this)._fixed_tensors:
+        value = getattr(this, name)
+        if isinstance(value, Tensor):
+            setattr(this, name, value.to(device=device, dtype=dtype))
+    return this
+
+
+def wrap_update(self: Any, update: Callable) -> Callable:
+    """Wrap torchmetrics' update wrapper, undoing its bookkeeping when ``update`` raises."""
+    wrapped = Metric._wrap_update(self, update)
+
+    @functools.wraps(update)
+    def atomic_update(*args: Any, **kwargs: Any) -> None:
+        count, computed = self._update_count, self._computed
+        try:
+            wrapped(*args, **kwargs)
+        except BaseException:
+            self._update_count, self._computed = count, computed
+            raise
+
+    return atomic_update
+
+
+def wrap_compute(self: Any, compute: Callable) -> Callable:
+    """Wrap torchmetrics' compute wrapper, without its "compute before update" warning.
+
+    That warning fires on rank 0 alone, from the local update count, even when other ranks saw data;
+    ``compute`` here warns (and returns ``nan``) from the synced sums instead, on every rank.
+    """
+    wrapped = Metric._wrap_compute(self, compute)
+
+    @functools.wraps(compute)
+    def quiet_compute(*args: Any, **kwargs: Any) -> Any:
+        if self._update_count:
+            return wrapped(*args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_COMPUTE_BEFORE_UPDATE, category=UserWarning)
+            return wrapped(*args, **kwargs)
+
+    return quiet_compute
+
+
+def load_from_state_dict(self: Any, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Refuse ``sums`` of another shape (another number of classes); load the rest in the state dtype."""
+    key = prefix + STATE
+    if key in state_dict:
+        value = state_dict[key]
+        expected = tuple(self.sums.shape)
+        if not isinstance(value, Tensor) or tuple(value.shape) != expected or not value.is_floating_point():
+            seen = f"shape {tuple(value.shape)} ({value.dtype})" if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"`state_dict[{key!r}]` must be a floating tensor of shape {expected} for this "
+                f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
+            )
+        state_dict[key] = value.to(device=self.sums.device, dtype=self.sums.dtype)
+    Metric._load_from_state_dict(self, state_dict, prefix, *args)

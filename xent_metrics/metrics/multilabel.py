@@ -1,0 +1,248 @@
+"""Multilabel cross-entropy and normalized entropy as torchmetrics ``Metric`` classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional.multilabel import (
+    _multilabel_arg_validation,
+    _multilabel_tensor_validation,
+    _multilabel_update,
+)
+from xent_metrics.metrics import _state, _sync
+
+
+def _setup(metric: Metric, num_labels: int, options: dict[str, Any]) -> None:
+    """Validate the constructor arguments once and create the ``(3, num_labels)`` state."""
+    _state.check_required_count("num_labels", num_labels)
+    _multilabel_arg_validation(
+        num_labels, options["input_format"], options["ignore_index"], options["label_smoothing"], options["average"]
+    )
+    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
+    metric.num_labels = num_labels
+    metric.input_format = options["input_format"]
+    metric.ignore_index = options["ignore_index"]
+    metric.label_smoothing = float(options["label_smoothing"])
+    metric.average = options["average"]
+    dtype = _state.state_dtype(metric.device)
+    metric.pos_weight = _state.fixed_weight("pos_weight", options["pos_weight"], num_labels, metric.device, dtype)
+    _state.add_sums_state(metric, num_labels, dtype)
+
+
+def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+    """Validate a batch and return its ``(3, K)`` sums; the state is not touched."""
+    _state.check_device(metric, preds)
+    preds, target, weight, _ = _multilabel_tensor_validation(
+        preds,
+        target,
+        sample_weight,
+        None,  # pos_weight was checked in __init__ and lives on the metric's device
+        num_labels=metric.num_labels,
+        input_format=metric.input_format,
+        ignore_index=metric.ignore_index,
+        validate_args=metric.validate_args,
+    )
+    return _multilabel_update(
+        preds,
+        target,
+        input_format=metric.input_format,
+        pos_weight=metric.pos_weight,
+        sample_weight=weight,
+        ignore_index=metric.ignore_index,
+        label_smoothing=metric.label_smoothing,
+    )
+
+
+class MultilabelCrossEntropy(Metric):
+    r"""Multilabel binary cross-entropy, accumulated exactly over batches and processes.
+
+    .. math::
+        \mathrm{BCE}_k = -\frac{\sum_i w_{ik} \left[\pi_k y_{ik} \log p_{ik} + (1 - y_{ik}) \log(1 - p_{ik})\right]}
+        {\sum_i w_{ik}}
+
+    The state is one ``(3, K)`` float64 tensor of per-label loss, weight and positive-mass sums, so
+    the result after any split of the data into batches and processes equals
+    :func:`~xent_metrics.functional.multilabel_cross_entropy` on all of it.
+
+    Parameters
+    ----------
+    num_labels : int
+        ``K``, the number of labels (dimension 1 of ``preds``); sizes the state.
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        How ``preds`` is read, never guessed: logits through softplus, probabilities clipped to
+        ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities as given.
+    pos_weight : Tensor of shape (K,), optional
+        Multiplies each label's positive term (torch semantics). Checked once, here.
+    ignore_index : int, optional
+        Label entries whose target equals it drop out of that label's sums.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``y (1 - eps) + eps / 2``.
+    average : {"micro", "macro", "none"}, default="micro"
+        ``"micro"``: the weighted mean over all entries; ``"macro"``: the mean of the per-label
+        means (labels with no weight skipped, with a warning); ``"none"``: the ``(K,)`` vector
+        (use it with ``torchmetrics.wrappers.ClasswiseWrapper``).
+    validate_args : bool, default=True
+        Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
+        and device checks run, which read no tensor value.
+    **kwargs
+        torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
+        ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
+
+    Attributes
+    ----------
+    sums : Tensor of shape (3, K)
+        float64 loss, weight and positive-mass sums per label; summed across processes with one
+        ``all_reduce`` and saved in ``state_dict``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``num_labels=None`` included).
+    ValueError
+        An unknown option or a bad ``pos_weight``; in ``update``, the errors of
+        :func:`~xent_metrics.functional.multilabel_cross_entropy` and inputs on another device.
+        A rejected ``update`` leaves the state exactly as it was.
+
+    See Also
+    --------
+    xent_metrics.functional.multilabel_cross_entropy : The same value on one batch.
+    MultilabelNormalizedEntropy : Each label's loss over the entropy of its base rate.
+
+    Notes
+    -----
+    ``update(preds, target, sample_weight=None)`` takes ``preds`` and ``target`` of shape
+    ``(N, K, ...)`` and ``sample_weight`` of shape ``(N,)`` or ``(N, ...)``. A batch whose targets
+    are all ignored, or an empty batch, adds nothing. ``compute()`` with no weighted data warns and
+    returns ``nan``, on every rank alike.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import MultilabelCrossEntropy
+    >>> metric = MultilabelCrossEntropy(num_labels=3)
+    >>> metric.update(torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1, 0, 1]]))
+    >>> metric.compute()
+    tensor(0.3048, dtype=torch.float64)
+    >>> metric = MultilabelCrossEntropy(num_labels=3, average="none")
+    >>> metric(torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1, 0, 1]]))  # forward: the batch value
+    tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("pos_weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        num_labels: int,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, num_labels, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return cross_entropy_from_sums(sums, self.average)
+
+
+class MultilabelNormalizedEntropy(Metric):
+    r"""Multilabel normalized entropy: each label's cross-entropy over the entropy of its base rate.
+
+    .. math::
+        \mathrm{NE}_k = \frac{\mathrm{BCE}_k}{H(p_k)}, \qquad
+        \mathrm{NE}_{\mathrm{micro}} = \frac{\sum_k L_k}{\sum_k W_k H(p_k)}
+
+    with ``L_k``, ``W_k`` the label's loss and weight sums and ``p_k`` its weighted base rate over
+    all the data seen (not a mean of per-batch ratios). 1 means no better than predicting each
+    label's base rate. Parameters, state and behaviour are those of
+    :class:`MultilabelCrossEntropy`; a label whose base rate is exactly 0 or 1 gives ``nan``
+    (``"none"``) or is skipped (``"macro"``), with a warning.
+
+    See Also
+    --------
+    xent_metrics.functional.multilabel_normalized_entropy : The same value on one batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import MultilabelNormalizedEntropy
+    >>> metric = MultilabelNormalizedEntropy(num_labels=2, input_format="probs")
+    >>> metric.update(torch.tensor([[0.5, 0.5]]), torch.tensor([[1, 0]]))
+    >>> metric.update(torch.tensor([[0.5, 0.5]]), torch.tensor([[0, 1]]))
+    >>> metric.compute()
+    tensor(1., dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("pos_weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        num_labels: int,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, num_labels, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return normalized_entropy_from_sums(sums, self.average)
