@@ -17,12 +17,28 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from scipy.special import expit, log_expit
+import torch.nn.functional as F
+from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.metrics import d2_log_loss_score, log_loss
 from torchmetrics import Metric
 
-from xent_metrics import MultilabelCrossEntropy, MultilabelNormalizedEntropy
-from xent_metrics.functional import multilabel_cross_entropy, multilabel_normalized_entropy
+from xent_metrics import (
+    BinaryCrossEntropy,
+    BinaryNormalizedEntropy,
+    MulticlassCrossEntropy,
+    MulticlassNormalizedEntropy,
+    MultilabelCrossEntropy,
+    MultilabelNormalizedEntropy,
+    Perplexity,
+)
+from xent_metrics.functional import (
+    binary_cross_entropy,
+    binary_normalized_entropy,
+    multiclass_cross_entropy,
+    multiclass_normalized_entropy,
+    multilabel_cross_entropy,
+    multilabel_normalized_entropy,
+)
 
 RTOL = 1e-12
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -110,7 +126,98 @@ def _ml_ne_reference(average: str) -> Callable:
     return ref
 
 
+def _keep(y: np.ndarray, w: np.ndarray | None, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.ones(y.shape, bool) if ignore is None else y != ignore
+    weight = np.ones(y.shape) if w is None else np.broadcast_to(w.reshape(w.shape + (1,) * (y.ndim - w.ndim)), y.shape)
+    return keep, weight
+
+
+def _binary_reference(kind: str, ignore: int | None, pos: float = 1.0) -> Callable:
+    def ref(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+        keep, weight = _keep(y, w, ignore)
+        if kind == "probs":  # sklearn on probabilities
+            return log_loss(y[keep], z[keep], sample_weight=weight[keep], labels=[0, 1])
+        if kind == "ne":
+            p = expit(z[keep])
+            return 1 - d2_log_loss_score(y[keep], np.c_[1 - p, p], sample_weight=weight[keep], labels=[0, 1])
+        loss = -(pos * y * log_expit(z) + (1 - y) * log_expit(-z))  # scipy on logits
+        return (loss * weight)[keep].sum() / weight[keep].sum()
+
+    return ref
+
+
+def _multiclass_reference(
+    kind: str, ignore: int | None, classes: int, class_weight: np.ndarray | None = None
+) -> Callable:
+    labels = list(range(classes))
+
+    def ref(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+        keep, weight = _keep(y, w, ignore)
+        if kind == "micro":  # sklearn on softmax probabilities
+            return log_loss(y[keep], softmax(z[keep], axis=1), sample_weight=weight[keep], labels=labels)
+        if kind == "ne":
+            probs = softmax(z[keep], axis=1)
+            return 1 - d2_log_loss_score(y[keep], probs, sample_weight=weight[keep], labels=labels)
+        nll = -np.take_along_axis(log_softmax(z[keep], axis=1), y[keep][:, None], axis=1)[:, 0]
+        cw = np.ones(classes) if class_weight is None else class_weight
+        wt = weight[keep] * cw[y[keep]]
+        per_class = np.array([(nll * wt)[y[keep] == c].sum() / wt[y[keep] == c].sum() for c in labels])
+        if kind == "weighted-micro":
+            return (nll * wt).sum() / wt.sum()
+        return per_class if kind == "none" else per_class.mean()
+
+    return ref
+
+
+def _soft_reference(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+    loss = -(y * log_softmax(z, axis=1)).sum(axis=1)
+    return (loss * w).sum() / w.sum()  # type: ignore[operator]
+
+
+def _torch_reference(**options: object) -> Callable:
+    """torch's own F.cross_entropy in float64 (classes in dimension 1, mean over kept positions)."""
+
+    def ref(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+        assert w is None
+        return F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y), **options).item()  # type: ignore[arg-type]
+
+    return ref
+
+
+def _perplexity_reference(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+    vocab = z.shape[-1]
+    nll = F.cross_entropy(
+        torch.from_numpy(z).reshape(-1, vocab), torch.from_numpy(y).reshape(-1), ignore_index=-100, reduction="none"
+    ).numpy()
+    keep, weight = _keep(y, w, -100)
+    return np.exp((nll * weight.reshape(-1))[keep.reshape(-1)].sum() / weight[keep].sum())
+
+
 # ---------------------------------------------------------------------------------------------- cases
+def _data(
+    shape: tuple[int, ...], kind: str, ignore: int | None, weight_shape: tuple[int, ...] | None, seed: int
+) -> list[Batch]:
+    """Uneven batches of ``N`` rows: float64 scores of ``(N, *shape)``, targets, optional weights."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(N, *shape, generator=g, dtype=torch.float64) * 2
+    if kind in ("binary", "probs"):
+        y = torch.randint(0, 2, (N, *shape), generator=g)
+    elif kind == "soft":
+        y = torch.softmax(torch.randn(N, *shape, generator=g, dtype=torch.float64), dim=1)
+    elif kind == "lm":  # (N, L, V) logits, (N, L) token ids, a few extreme logits
+        y = torch.randint(0, shape[-1], (N, *shape[:-1]), generator=g)
+        z[torch.rand(z.shape, generator=g) < 0.02] = 60.0
+    else:  # class indices for (N, C, ...)
+        y = torch.randint(0, shape[0], (N, *shape[1:]), generator=g)
+    if kind == "probs":
+        z = torch.sigmoid(z)
+    if ignore is not None:
+        y[torch.rand(y.shape, generator=g) < 0.2] = ignore
+        y[18:24] = ignore  # the batch of 6 is entirely ignored
+    w = None if weight_shape is None else torch.rand(N, *weight_shape, generator=g, dtype=torch.float64) * 3
+    return split(N, SIZES, z, y, w)
+
+
 def _multilabel_data(k: int, ignore: int | None, weighted: bool, seed: int) -> list[Batch]:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(N, k, generator=g, dtype=torch.float64) * 2
@@ -124,37 +231,124 @@ def _multilabel_data(k: int, ignore: int | None, weighted: bool, seed: int) -> l
 
 def _cases() -> list[Case]:
     pos = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
-    return [
-        Case(
-            f"multilabel-ce-{avg}-ignore",
-            lambda avg=avg: MultilabelCrossEntropy(4, average=avg, ignore_index=-1),
-            lambda p, t, w, avg=avg: multilabel_cross_entropy(p, t, average=avg, ignore_index=-1, sample_weight=w),
-            _multilabel_data(4, -1, True, seed=1),
-            _ml_ce_reference(avg, -1),
-            4,
-        )
-        for avg in ("micro", "macro", "none")
-    ] + [
-        Case(
-            "multilabel-ce-pos-weight",
-            lambda: MultilabelCrossEntropy(3, pos_weight=pos),
-            lambda p, t, w: multilabel_cross_entropy(p, t, pos_weight=pos, sample_weight=w),
-            _multilabel_data(3, None, True, seed=2),
-            _ml_logits_pos_weight_reference(pos.numpy()),
-            3,
-        ),
-        *[
+    cw = torch.tensor([1.0, 0.5, 2.0, 3.0, 1.5], dtype=torch.float64)
+    mc = multiclass_cross_entropy
+    return (
+        [
             Case(
-                f"multilabel-ne-{avg}",
-                lambda avg=avg: MultilabelNormalizedEntropy(3, average=avg),
-                lambda p, t, w, avg=avg: multilabel_normalized_entropy(p, t, average=avg, sample_weight=w),
-                _multilabel_data(3, None, True, seed=3),
-                _ml_ne_reference(avg),
+                "binary-ce-probs-weighted",
+                lambda: BinaryCrossEntropy(input_format="probs"),
+                lambda p, t, w: binary_cross_entropy(p, t, input_format="probs", sample_weight=w),
+                _data((), "probs", None, (), seed=10),
+                _binary_reference("probs", None),
+                1,
+            ),
+            Case(
+                "binary-ce-logits-ignore-pos-weight",
+                lambda: BinaryCrossEntropy(pos_weight=2.0, ignore_index=-1),
+                lambda p, t, w: binary_cross_entropy(p, t, pos_weight=2.0, ignore_index=-1, sample_weight=w),
+                _data((2,), "binary", -1, (), seed=11),
+                _binary_reference("logits", -1, pos=2.0),
+                1,
+            ),
+            Case(
+                "binary-ne-ignore",
+                lambda: BinaryNormalizedEntropy(ignore_index=-1),
+                lambda p, t, w: binary_normalized_entropy(p, t, ignore_index=-1, sample_weight=w),
+                _data((), "binary", -1, (), seed=12),
+                _binary_reference("ne", -1),
+                1,
+            ),
+            Case(
+                "multiclass-ce-micro-ignore-weighted",
+                lambda: MulticlassCrossEntropy(5, ignore_index=-1),
+                lambda p, t, w: mc(p, t, ignore_index=-1, sample_weight=w),
+                _data((5,), "class", -1, (), seed=20),
+                _multiclass_reference("micro", -1, 5),
+                5,
+            ),
+            *[
+                Case(
+                    f"multiclass-ce-{avg}-class-weight",
+                    lambda avg=avg: MulticlassCrossEntropy(5, weight=cw, average=avg.removeprefix("weighted-")),
+                    lambda p, t, w, avg=avg: mc(
+                        p, t, weight=cw, sample_weight=w, average=avg.removeprefix("weighted-")
+                    ),
+                    _data((5,), "class", None, (), seed=21),
+                    _multiclass_reference(avg, None, 5, cw.numpy()),
+                    5,
+                )
+                for avg in ("weighted-micro", "macro", "none")
+            ],
+            Case(
+                "multiclass-ce-positions-label-smoothing",
+                lambda: MulticlassCrossEntropy(4, ignore_index=-100, label_smoothing=0.1),
+                lambda p, t, w: mc(p, t, ignore_index=-100, label_smoothing=0.1),
+                _data((4, 3), "class", -100, None, seed=22),
+                _torch_reference(ignore_index=-100, label_smoothing=0.1),
+                4,
+            ),
+            Case(
+                "multiclass-ce-soft-targets",
+                lambda: MulticlassCrossEntropy(3),
+                lambda p, t, w: mc(p, t, sample_weight=w),
+                _data((3,), "soft", None, (), seed=23),
+                _soft_reference,
                 3,
+            ),
+            Case(
+                "multiclass-ne-ignore",
+                lambda: MulticlassNormalizedEntropy(5, ignore_index=-1),
+                lambda p, t, w: multiclass_normalized_entropy(p, t, ignore_index=-1, sample_weight=w),
+                _data((5,), "class", -1, (), seed=24),
+                _multiclass_reference("ne", -1, 5),
+                5,
+            ),
+            *[
+                Case(
+                    f"perplexity-{name}",
+                    lambda: Perplexity(ignore_index=-100),
+                    lambda p, t, w: torch.exp(mc(p.movedim(-1, 1), t, ignore_index=-100, sample_weight=w)),
+                    _data((4, 6), "lm", -100, weight_shape, seed=30),
+                    _perplexity_reference,
+                    1,
+                )
+                for name, weight_shape in (("unweighted", None), ("token-weights", (4,)), ("sequence-weights", ()))
+            ],
+        ]
+        + [
+            Case(
+                f"multilabel-ce-{avg}-ignore",
+                lambda avg=avg: MultilabelCrossEntropy(4, average=avg, ignore_index=-1),
+                lambda p, t, w, avg=avg: multilabel_cross_entropy(p, t, average=avg, ignore_index=-1, sample_weight=w),
+                _multilabel_data(4, -1, True, seed=1),
+                _ml_ce_reference(avg, -1),
+                4,
             )
-            for avg in ("micro", "none")
-        ],
-    ]
+            for avg in ("micro", "macro", "none")
+        ]
+        + [
+            Case(
+                "multilabel-ce-pos-weight",
+                lambda: MultilabelCrossEntropy(3, pos_weight=pos),
+                lambda p, t, w: multilabel_cross_entropy(p, t, pos_weight=pos, sample_weight=w),
+                _multilabel_data(3, None, True, seed=2),
+                _ml_logits_pos_weight_reference(pos.numpy()),
+                3,
+            ),
+            *[
+                Case(
+                    f"multilabel-ne-{avg}",
+                    lambda avg=avg: MultilabelNormalizedEntropy(3, average=avg),
+                    lambda p, t, w, avg=avg: multilabel_normalized_entropy(p, t, average=avg, sample_weight=w),
+                    _multilabel_data(3, None, True, seed=3),
+                    _ml_ne_reference(avg),
+                    3,
+                )
+                for avg in ("micro", "none")
+            ],
+        ]
+    )
 
 
 CASES = _cases()

@@ -1,0 +1,236 @@
+"""Binary cross-entropy and normalized entropy as torchmetrics ``Metric`` classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional.binary import (
+    _binary_arg_validation,
+    _binary_pos_weight,
+    _binary_tensor_validation,
+    _binary_update,
+)
+from xent_metrics.metrics import _state, _sync
+
+
+def _setup(metric: Metric, options: dict[str, Any]) -> None:
+    """Validate the constructor arguments once and create the ``(3, 1)`` state."""
+    _binary_arg_validation(options["input_format"], options["ignore_index"], options["label_smoothing"])
+    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
+    metric.input_format = options["input_format"]
+    metric.ignore_index = options["ignore_index"]
+    metric.label_smoothing = float(options["label_smoothing"])
+    dtype = _state.state_dtype(metric.device)
+    pos_weight = options["pos_weight"]
+    anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
+    pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
+    metric.pos_weight = None if pos is None else pos.detach().to(device=metric.device, dtype=dtype).clone()
+    _state.add_sums_state(metric, 1, dtype)
+
+
+def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+    """Validate a batch and return its ``(3, 1)`` sums; the state is not touched."""
+    _state.check_device(metric, preds)
+    preds, target, weight = _binary_tensor_validation(
+        preds,
+        target,
+        sample_weight,
+        input_format=metric.input_format,
+        ignore_index=metric.ignore_index,
+        validate_args=metric.validate_args,
+    )
+    return _binary_update(
+        preds,
+        target,
+        input_format=metric.input_format,
+        pos_weight=metric.pos_weight,
+        sample_weight=weight,
+        ignore_index=metric.ignore_index,
+        label_smoothing=metric.label_smoothing,
+    )
+
+
+class BinaryCrossEntropy(Metric):
+    r"""Binary cross-entropy (log loss), accumulated exactly over batches and processes.
+
+    .. math::
+        \mathrm{BCE} = -\frac{\sum_i w_i \left[\pi\, y_i \log p_i + (1 - y_i) \log(1 - p_i)\right]}{\sum_i w_i}
+
+    with ``w_i`` the sample weight (0 for ignored targets) and ``pi`` the ``pos_weight``. The state is
+    one ``(3, 1)`` float64 tensor of loss, weight and positive-mass sums, so the result after any
+    split of the data equals :func:`~xent_metrics.functional.binary_cross_entropy` on all of it.
+
+    Parameters
+    ----------
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        How ``preds`` is read, never guessed: logits through softplus (a logit of -200 on a
+        positive costs 200, not inf), probabilities clipped to ``[eps, 1 - eps]`` with
+        ``eps = torch.finfo(preds.dtype).eps`` as scikit-learn's ``log_loss``, log-probabilities
+        as given.
+    pos_weight : float or Tensor of shape (1,), optional
+        Multiplies the positive term (torch semantics). Checked once, here.
+    ignore_index : int, optional
+        Elements whose target equals it drop out of both sums.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``y (1 - eps) + eps / 2``.
+    validate_args : bool, default=True
+        Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
+        and device checks run, which read no tensor value.
+    **kwargs
+        torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
+        ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
+
+    Attributes
+    ----------
+    sums : Tensor of shape (3, 1)
+        float64 loss, weight and positive-mass sums; summed across processes with one
+        ``all_reduce`` and saved in ``state_dict``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type.
+    ValueError
+        An unknown option or a bad ``pos_weight``; in ``update``, the errors of
+        :func:`~xent_metrics.functional.binary_cross_entropy` and inputs on another device than
+        the metric. A rejected ``update`` leaves the state exactly as it was.
+
+    See Also
+    --------
+    xent_metrics.functional.binary_cross_entropy : The same value on one batch.
+    BinaryNormalizedEntropy : The same loss over the entropy of the base rate.
+
+    Notes
+    -----
+    ``update(preds, target, sample_weight=None)`` takes ``preds`` and ``target`` of shape
+    ``(N, ...)`` and ``sample_weight`` of shape ``(N,)`` or ``(N, ...)``. A batch whose targets are
+    all ignored, or an empty batch, adds nothing. ``compute()`` with no weighted data warns and
+    returns ``nan``, on every rank alike. States are float64 whatever the input dtype (float16 and
+    bfloat16 inputs are computed in float32).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import BinaryCrossEntropy
+    >>> metric = BinaryCrossEntropy(input_format="probs")
+    >>> metric.update(torch.tensor([0.9]), torch.tensor([1]))
+    >>> metric.update(torch.tensor([0.3]), torch.tensor([0]))
+    >>> metric.compute()  # sklearn.metrics.log_loss([1, 0], [0.9, 0.3])
+    tensor(0.2310, dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("pos_weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | float | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return cross_entropy_from_sums(sums, "micro")
+
+
+class BinaryNormalizedEntropy(Metric):
+    r"""Binary normalized entropy: the cross-entropy over the entropy of the weighted base rate.
+
+    .. math::
+        \mathrm{NE} = \frac{\mathrm{BCE}}{-p \log p - (1 - p)\log(1 - p)}, \qquad
+        p = \frac{\sum_i w_i y_i}{\sum_i w_i}
+
+    over all the data seen (not a mean of per-batch ratios), as torcheval's
+    ``BinaryNormalizedEntropy`` and ``1 - d2_log_loss_score``: 1 means no better than always
+    predicting the base rate. Parameters, state and behaviour are those of
+    :class:`BinaryCrossEntropy`. A base rate of exactly 0 or 1 has zero entropy: ``nan`` and a
+    warning.
+
+    See Also
+    --------
+    xent_metrics.functional.binary_normalized_entropy : The same value on one batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import BinaryNormalizedEntropy
+    >>> metric = BinaryNormalizedEntropy(input_format="probs")
+    >>> metric.update(torch.tensor([0.5]), torch.tensor([1]))
+    >>> metric.update(torch.tensor([0.5]), torch.tensor([0]))
+    >>> metric.compute()
+    tensor(1.0000, dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("pos_weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | float | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return normalized_entropy_from_sums(sums, "micro")

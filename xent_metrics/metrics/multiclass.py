@@ -1,0 +1,250 @@
+"""Multiclass (softmax) cross-entropy and normalized entropy as torchmetrics ``Metric`` classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional.multiclass import (
+    _multiclass_arg_validation,
+    _multiclass_tensor_validation,
+    _multiclass_update,
+)
+from xent_metrics.metrics import _state, _sync
+
+
+def _setup(metric: Metric, num_classes: int, options: dict[str, Any]) -> None:
+    """Validate the constructor arguments once and create the ``(3, num_classes)`` state."""
+    _state.check_required_count("num_classes", num_classes)
+    _multiclass_arg_validation(
+        num_classes, options["input_format"], options["ignore_index"], options["label_smoothing"], options["average"]
+    )
+    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
+    metric.num_classes = num_classes
+    metric.input_format = options["input_format"]
+    metric.ignore_index = options["ignore_index"]
+    metric.label_smoothing = float(options["label_smoothing"])
+    metric.average = options["average"]
+    dtype = _state.state_dtype(metric.device)
+    metric.weight = _state.fixed_weight("weight", options["weight"], num_classes, metric.device, dtype)
+    _state.add_sums_state(metric, num_classes, dtype)
+
+
+def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+    """Validate a batch and return its ``(3, C)`` sums; the state is not touched."""
+    _state.check_device(metric, preds)
+    preds, target, weight, _ = _multiclass_tensor_validation(
+        preds,
+        target,
+        sample_weight,
+        None,  # the class weight was checked in __init__ and lives on the metric's device
+        num_classes=metric.num_classes,
+        input_format=metric.input_format,
+        ignore_index=metric.ignore_index,
+        validate_args=metric.validate_args,
+    )
+    return _multiclass_update(
+        preds,
+        target,
+        input_format=metric.input_format,
+        weight=metric.weight,
+        sample_weight=weight,
+        ignore_index=metric.ignore_index,
+        label_smoothing=metric.label_smoothing,
+    )
+
+
+class MulticlassCrossEntropy(Metric):
+    r"""Categorical (softmax) cross-entropy, accumulated exactly over batches and processes.
+
+    .. math::
+        \mathrm{CE} = -\frac{\sum_i w_i \log \mathrm{softmax}(z_i)_{y_i}}{\sum_i w_i},
+        \qquad w_i = s_i \, c_{y_i}
+
+    with ``s`` the ``sample_weight`` and ``c`` the class ``weight`` (torch semantics); ignored
+    targets drop out of both sums. The state is one ``(3, C)`` float64 tensor of loss, weight and
+    target-mass sums per class, so the result after any split of the data equals
+    :func:`~xent_metrics.functional.multiclass_cross_entropy` on all of it.
+
+    Parameters
+    ----------
+    num_classes : int
+        ``C``, the number of classes (dimension 1 of ``preds``); sizes the state.
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        How ``preds`` is read, never guessed: logits through log-sum-exp, probabilities clipped
+        to ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities as given.
+    weight : Tensor of shape (C,), optional
+        Class weights (torch semantics). Checked once, here.
+    ignore_index : int, optional
+        Targets equal to it drop out; not allowed with soft targets.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
+    average : {"micro", "macro", "none"}, default="micro"
+        ``"micro"``: the weighted mean over samples (``F.cross_entropy``); ``"none"``: the mean
+        per true class, shape ``(C,)`` (use it with ``torchmetrics.wrappers.ClasswiseWrapper``);
+        ``"macro"``: the mean of those, skipping classes with no weight (with a warning).
+    validate_args : bool, default=True
+        Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
+        and device checks run, which read no tensor value.
+    **kwargs
+        torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
+        ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
+
+    Attributes
+    ----------
+    sums : Tensor of shape (3, C)
+        float64 loss, weight and target-mass sums per class; summed across processes with one
+        ``all_reduce`` and saved in ``state_dict``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``num_classes=None`` included).
+    ValueError
+        An unknown option or a bad ``weight``; in ``update``, the errors of
+        :func:`~xent_metrics.functional.multiclass_cross_entropy` and inputs on another device
+        than the metric. A rejected ``update`` leaves the state exactly as it was.
+
+    See Also
+    --------
+    xent_metrics.functional.multiclass_cross_entropy : The same value on one batch.
+    MulticlassNormalizedEntropy : The same loss over the entropy of the class prior.
+    Perplexity : ``exp`` of the micro cross-entropy, for ``(B, L, V)`` language-model outputs.
+
+    Notes
+    -----
+    ``update(preds, target, sample_weight=None)`` takes ``preds`` of shape ``(N, C, ...)`` (classes
+    in dimension 1, as ``F.cross_entropy``), ``target`` of class indices ``(N, ...)`` or
+    probabilities ``(N, C, ...)``, and ``sample_weight`` of shape ``(N,)`` or ``(N, ...)``. A batch
+    whose targets are all ignored, or an empty batch, adds nothing. ``compute()`` with no
+    weighted data warns and returns ``nan``, on every rank alike.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import MulticlassCrossEntropy
+    >>> metric = MulticlassCrossEntropy(num_classes=2, input_format="probs")
+    >>> metric.update(torch.tensor([[0.1, 0.9]]), torch.tensor([1]))
+    >>> metric.update(torch.tensor([[0.7, 0.3]]), torch.tensor([0]))
+    >>> metric.compute()  # sklearn.metrics.log_loss([1, 0], [[0.1, 0.9], [0.7, 0.3]])
+    tensor(0.2310, dtype=torch.float64)
+    >>> MulticlassCrossEntropy(num_classes=4)(torch.zeros(2, 4), torch.tensor([0, 3]))  # forward: log(4)
+    tensor(1.3863, dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        input_format: str = "logits",
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, num_classes, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return cross_entropy_from_sums(sums, self.average)
+
+
+class MulticlassNormalizedEntropy(Metric):
+    r"""Multiclass normalized entropy: the cross-entropy over the entropy of the weighted class prior.
+
+    .. math::
+        \mathrm{NE} = \frac{\mathrm{CE}}{-\sum_c \pi_c \log \pi_c}, \qquad
+        \pi_c = \frac{\sum_i s_i y_{ic}}{\sum_i s_i}
+
+    over all the data seen. 1 means no better than predicting the class prior. Parameters, state
+    and behaviour are those of :class:`MulticlassCrossEntropy`; ``average`` selects the
+    cross-entropy in the numerator, class weights enter the numerator only. A single-class prior
+    has zero entropy: ``nan`` and a warning.
+
+    See Also
+    --------
+    xent_metrics.functional.multiclass_normalized_entropy : The same value on one batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import MulticlassNormalizedEntropy
+    >>> metric = MulticlassNormalizedEntropy(num_classes=4)
+    >>> metric.update(torch.zeros(2, 4), torch.tensor([0, 1]))
+    >>> metric.update(torch.zeros(2, 4), torch.tensor([2, 3]))
+    >>> metric.compute()
+    tensor(1., dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    sums: Tensor
+    _fixed_tensors = ("weight",)
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        input_format: str = "logits",
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _setup(self, num_classes, locals())
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return normalized_entropy_from_sums(sums, self.average, multiclass=True)

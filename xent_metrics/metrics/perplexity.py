@@ -1,0 +1,163 @@
+"""Token-level perplexity: ``exp`` of the weighted micro cross-entropy, computed from logits stably."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_metrics.functional._sums import cross_entropy_from_sums
+from xent_metrics.functional._validation import _check_float_preds, _check_tensor
+from xent_metrics.functional.multiclass import (
+    _multiclass_arg_validation,
+    _multiclass_tensor_validation,
+    _multiclass_update,
+)
+from xent_metrics.metrics import _state, _sync
+
+
+def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
+    """Check the language-model layout ``(..., V)`` / ``(...)`` and return ``preds`` with V in dimension 1."""
+    preds = _check_float_preds(preds)
+    target = _check_tensor("target", target)
+    if preds.ndim < 2 or preds.shape[-1] < 2 or tuple(target.shape) != tuple(preds.shape[:-1]):
+        raise ValueError(
+            "`preds` must have shape (..., V) with the vocabulary last and V >= 2, e.g. (B, L, V), and `target` "
+            f"the token ids of shape (...), e.g. (B, L); got preds {tuple(preds.shape)} and target "
+            f"{tuple(target.shape)}."
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"`target` must hold integer token ids, got dtype {target.dtype}.")
+    return (preds.movedim(-1, 1) if preds.ndim > 2 else preds), target
+
+
+def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+    """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
+    _state.check_device(metric, preds)
+    moved, target = _vocab_last(preds, target)
+    moved, target, weight, _ = _multiclass_tensor_validation(
+        moved,
+        target,
+        sample_weight,
+        None,
+        num_classes=None,
+        input_format=metric.input_format,
+        ignore_index=metric.ignore_index,
+        validate_args=metric.validate_args,
+    )
+    sums = _multiclass_update(
+        moved, target, input_format=metric.input_format, sample_weight=weight, ignore_index=metric.ignore_index
+    )
+    return sums.sum(dim=1, keepdim=True)
+
+
+class Perplexity(Metric):
+    r"""Token-level perplexity of a language model, accumulated exactly and computed stably from logits.
+
+    .. math::
+        \mathrm{PPL} = \exp\left(-\frac{\sum_t w_t \log \mathrm{softmax}(z_t)_{y_t}}{\sum_t w_t}\right)
+
+    over every token ``t`` of every batch and process, ignored tokens dropping out. The log-softmax
+    runs through log-sum-exp and the mean is accumulated in float64, so extreme logits give a
+    finite result: a logit margin of 100 against the true token costs ``exp(100)``, where
+    torchmetrics' and torcheval's ``Perplexity`` (softmax, then log) give ``inf``. The result is
+    ``inf`` only when the mean cross-entropy exceeds ``log(float64 max) ~ 709.78``.
+
+    Parameters
+    ----------
+    ignore_index : int, optional
+        Token id that drops out, e.g. ``-100`` for padding (Hugging Face's and ``F.cross_entropy``'s
+        convention).
+    input_format : {"logits", "probs", "log_probs"}, default="logits"
+        How ``preds`` is read (probabilities are clipped to ``[eps, 1 - eps]``).
+    validate_args : bool, default=True
+        Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
+        and device checks run.
+    **kwargs
+        torchmetrics' ``Metric`` options.
+
+    Attributes
+    ----------
+    sums : Tensor of shape (3, 1)
+        float64 loss and weight sums over all tokens (row 2 repeats the weight); summed across
+        processes with one ``all_reduce`` and saved in ``state_dict``.
+
+    Raises
+    ------
+    TypeError
+        ``preds`` not floating, ``target`` not integer, or an argument of the wrong type.
+    ValueError
+        ``preds`` not ``(..., V)`` with ``target`` of shape ``(...)``, token ids out of range, NaN or
+        inf, negative weights, an unknown option, or inputs on another device than the metric.
+        A rejected ``update`` leaves the state exactly as it was.
+
+    See Also
+    --------
+    MulticlassCrossEntropy : The per-class cross-entropy, classes in dimension 1.
+
+    Notes
+    -----
+    ``update(preds, target, sample_weight=None)`` takes the language-model layout, vocabulary
+    **last** as torchmetrics' ``Perplexity``: ``preds`` of shape ``(B, L, V)`` (or ``(N, V)``),
+    ``target`` of shape ``(B, L)`` (or ``(N,)``), and ``sample_weight`` per token ``(B, L)`` or
+    per sequence ``(B,)``. The ``(B, L, V)`` logits are read in place (a strided view, no copy).
+    The state is ``(3, 1)`` whatever ``V``, so the sync sends three numbers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import Perplexity
+    >>> metric = Perplexity(ignore_index=-100)
+    >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens: perplexity 4
+    >>> metric.update(logits, torch.tensor([[2, 0, -100]]))
+    >>> metric.compute()
+    tensor(4.0000, dtype=torch.float64)
+    >>> extreme = torch.tensor([[[100.0, 0.0]]])  # the true token 1 is 100 nats behind
+    >>> Perplexity()(extreme, torch.tensor([[1]]))  # exp(100), finite
+    tensor(2.6881e+43, dtype=torch.float64)
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 1.0
+    sums: Tensor
+    _fixed_tensors = ()
+
+    forward = _state.forward
+    _apply = _state.apply
+    _wrap_update = _state.wrap_update
+    _wrap_compute = _state.wrap_compute
+    _load_from_state_dict = _state.load_from_state_dict
+    _sync_dist = _sync.sync_dist
+
+    def __init__(
+        self,
+        ignore_index: int | None = None,
+        *,
+        input_format: str = "logits",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
+        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.input_format = input_format
+        self.ignore_index = ignore_index
+        _state.add_sums_state(self, 1, _state.state_dtype(self.device))
+
+    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
+        """Add a batch: ``preds`` (B, L, V) or (N, V), ``target`` (B, L) or (N,), ``sample_weight`` (B, L) or (B,)."""
+        self.sums += _increments(self, preds, target, sample_weight)
+
+    def compute(self) -> Tensor:
+        """Return the perplexity of every token added since the last ``reset``, over all processes."""
+        return self._value(self.sums)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return _increments(self, preds, target, sample_weight)
+
+    def _value(self, sums: Tensor) -> Tensor:
+        return torch.exp(cross_entropy_from_sums(sums, "micro"))
