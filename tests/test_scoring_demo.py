@@ -1,0 +1,41 @@
+"""The scikit-learn part of the demo: its numbers are the claimed references, and the data fallback works."""
+
+import sys
+
+import numpy as np
+from numpy.testing import assert_allclose
+
+from xent_metrics.demos import sklearn_part
+
+
+def test_demo_numbers_are_what_the_table_says(monkeypatch):
+    rows = sklearn_part.sklearn_demo_results(n_splits=2)
+    assert len(rows) == 4
+    for r in rows:
+        assert_allclose(-r["ours"], r["per_tag_log_loss"], rtol=1e-12)  # ours: mean of per-column log_loss
+        assert_allclose(-r["neg_log_loss"], r["positive_terms_only"], rtol=1e-10, atol=1e-15)  # sklearn #10157
+    models = {r["model"]: r for r in rows}
+    dummy = models.pop("Dummy: every tag on")
+    assert dummy["ours"] < -10 and dummy["neg_log_loss"] > -1e-12  # "perfect" for neg_log_loss
+    assert all(-1 < r["ours"] < 0 and r["neg_log_loss"] < r["ours"] for r in models.values())
+    monkeypatch.setattr(sklearn_part, "sklearn_demo_results", lambda n_splits: rows)
+    text = sklearn_part.run_sklearn_demo(n_splits=2)
+    assert "2-fold CV" in text and "#10157" in text
+    table = text.split("\n")[5:9]
+    assert [line.split("  ")[0].strip() for line in table] == [r["model"] for r in rows]
+    dummy_line = next(line for line in table if line.startswith("Dummy"))
+    assert dummy_line.endswith("neg_log_loss") and f"{dummy['ours']:.4f}" in dummy_line
+    assert sum(line.endswith("neg_cross_entropy") for line in table) == 1
+
+
+def test_fallback_tags_without_the_shared_data_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "xent_metrics.demos.data", None)  # as if lightning were not installed
+    X, Y, names = sklearn_part._digit_tags()
+    assert X.shape == (1797, 64) and Y.shape == (1797, 4) and 0 <= X.min() and X.max() <= 1
+    assert names == ["even", "prime", "greater_than_4", "closed_loop"]
+    from sklearn.datasets import load_digits
+
+    digit = load_digits().target
+    expected = {0: [1, 0, 0, 1], 4: [1, 0, 0, 1], 7: [0, 1, 1, 0], 9: [0, 0, 1, 1]}
+    for d, tags in expected.items():
+        assert (Y[digit == d] == np.array(tags)).all()

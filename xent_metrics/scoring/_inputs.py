@@ -1,0 +1,179 @@
+"""Input checks in scikit-learn's vocabulary: ``y_true``, ``y_proba``, ``labels``, ``sample_weight``.
+
+Everything here reads and reshapes arrays; no loss is computed (the math lives in
+:mod:`xent_metrics.functional`). Exception types follow :func:`sklearn.metrics.log_loss`: a wrong value
+or shape raises ``ValueError``, a wrong type ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.utils import check_array
+from sklearn.utils.multiclass import type_of_target, unique_labels
+
+INPUT_FORMATS = ("probs", "logits", "log_probs")
+AVERAGES = ("micro", "macro", "none")
+FLOAT_DTYPES = (np.float64, np.float32, np.float16)
+CLASS_TARGETS = ("binary", "multiclass")
+MULTILABEL = "multilabel-indicator"
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is a bool (numpy bools included)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
+
+
+def target_type(y_true: object) -> str:
+    """Return ``"binary"``, ``"multiclass"`` or ``"multilabel-indicator"``; raise for any other target."""
+    kind = type_of_target(y_true, input_name="y_true")
+    if kind in (*CLASS_TARGETS, MULTILABEL):
+        return kind
+    raise ValueError(
+        f"`y_true` must hold class labels (binary or multiclass) or a multilabel indicator matrix of 0 and 1, "
+        f"got target type {kind!r}. Unknown label type: cross-entropy needs classes, not {kind} values."
+    )
+
+
+def class_targets(y_true: object) -> np.ndarray:
+    """Return class labels as a 1-D array; an ``(n, 1)`` column is raveled."""
+    if isinstance(y_true, list | tuple):
+        unique_labels(y_true)  # a list mixing strings and numbers raises here, before numpy turns all into str
+    y = np.asarray(y_true)
+    return y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+
+
+def indicator_targets(y_true: object) -> np.ndarray:
+    """Return a multilabel indicator as a dense ``(n, K)`` int8 array (sparse input is densified)."""
+    dense = y_true.toarray() if hasattr(y_true, "toarray") else y_true
+    return np.asarray(dense).astype(np.int8)
+
+
+def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
+    """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
+
+    Probabilities must lie in ``[0, 1]``; logits must be finite; log-probabilities must be ``<= 0``
+    (``-inf``, a zero probability, is allowed). Integer input becomes float64, as in ``log_loss``.
+    """
+    scores = check_array(
+        y_proba, ensure_2d=False, dtype=FLOAT_DTYPES, ensure_all_finite=input_format != "log_probs", input_name=name
+    )
+    if input_format == "probs":
+        lo, hi = float(scores.min()), float(scores.max())
+        if hi > 1:
+            raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
+        if lo < 0:
+            raise ValueError(f"`{name}` contains values lower than 0: {lo}. Probabilities must lie in [0, 1].")
+    elif input_format == "log_probs":
+        if np.isnan(scores).any():
+            raise ValueError(f"Input {name} contains NaN.")
+        if float(scores.max()) > 0:
+            raise ValueError(
+                f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {float(scores.max()):.6g}. "
+                "Did you mean input_format='logits'?"
+            )
+    return scores
+
+
+def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
+    """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
+    row_sum = probs.sum(axis=1)
+    if not np.all(np.isclose(row_sum, 1, rtol=math.sqrt(np.finfo(probs.dtype).eps))):
+        warnings.warn(
+            f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "
+            f"in [{row_sum.min():.6g}, {row_sum.max():.6g}]; they are clipped to [eps, 1 - eps], not renormalised.)",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def check_sample_weight(sample_weight: object, num_samples: int) -> np.ndarray | None:
+    """Return ``sample_weight`` as a float64 ``(n,)`` array. Like ``log_loss``, some weight must be non-zero."""
+    if sample_weight is None:
+        return None
+    if np.isscalar(sample_weight) or not hasattr(sample_weight, "__len__"):
+        raise TypeError(
+            f"`sample_weight` must be an array-like of shape ({num_samples},) or None, got "
+            f"{type(sample_weight).__name__} {sample_weight!r}."
+        )
+    weight = check_array(sample_weight, ensure_2d=False, dtype=(np.float64, np.float32), input_name="sample_weight")
+    if weight.shape != (num_samples,):
+        raise ValueError(
+            f"`sample_weight` must have shape ({num_samples},), one weight per sample, got {weight.shape}. "
+            "Found input variables with inconsistent numbers of samples."
+        )
+    if not np.any(weight):
+        raise ValueError("Sample weights must contain at least one non-zero number; `sample_weight` is all zero.")
+    return np.ascontiguousarray(weight, dtype=np.float64)
+
+
+def check_lengths(num_samples: int, scores: np.ndarray, name: str = "y_proba") -> None:
+    """Raise ``ValueError`` unless ``scores`` has one row per sample of ``y_true``."""
+    if scores.shape[0] != num_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: `y_true` has {num_samples}, `{name}` has "
+            f"{scores.shape[0]} (shape {scores.shape})."
+        )
+
+
+def resolve_classes(y: np.ndarray, labels: object) -> np.ndarray:
+    """Return the sorted classes: the unique ``labels`` when given, else those of ``y``.
+
+    As ``log_loss`` (through ``LabelBinarizer``), ``labels`` are sorted: unsorted ``labels`` warn.
+    Fewer than two classes, or ``y`` values outside ``labels``, raise ``ValueError``.
+    """
+    if labels is None:
+        classes = unique_labels(y)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"y_true contains only one label ({classes.tolist()[0]!r}). Please provide the list of all expected "
+                "class labels explicitly through the labels argument."
+            )
+        return classes
+    given = np.asarray(labels)
+    classes = unique_labels(given)
+    if classes.shape[0] < 2:
+        raise ValueError(f"The labels array needs to contain at least two labels, got {classes.tolist()}.")
+    if classes.shape != given.shape or not np.all(classes == given):
+        warnings.warn(
+            f"Labels passed were {given.tolist()}, but the columns of y_proba are read in sorted order: pass the "
+            f"ordered labels={classes.tolist()} and make the columns of y_proba follow it.",
+            UserWarning,
+            stacklevel=4,
+        )
+    known = set(classes.tolist())
+    undeclared = [c for c in unique_labels(y).tolist() if c not in known]
+    if undeclared:
+        raise ValueError(f"y_true contains values {undeclared} not belonging to the passed labels {classes.tolist()}.")
+    return classes
+
+
+def encode(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Return the int64 index of each ``y`` value in the sorted ``classes`` (all values are known)."""
+    return np.searchsorted(classes, y).astype(np.int64, copy=False)
+
+
+def check_class_columns(classes: np.ndarray, scores: np.ndarray, labels_given: bool) -> None:
+    """Raise unless ``scores`` has one column per class (or is 1-D / one column for two classes)."""
+    columns = 2 if scores.ndim == 1 or scores.shape[1] == 1 else scores.shape[1]
+    if columns == classes.shape[0]:
+        return
+    if labels_given:
+        raise ValueError(
+            f"The number of classes in labels is different from that in y_proba: {classes.shape[0]} labels "
+            f"{classes.tolist()} but y_proba has {columns} columns (shape {scores.shape})."
+        )
+    raise ValueError(
+        f"y_true and y_proba contain different number of classes: {classes.shape[0]} vs {columns}. Please provide the "
+        f"true labels explicitly through the labels argument. Classes found in y_true: {classes.tolist()}."
+    )

@@ -1,0 +1,301 @@
+"""A scorer for ``cross_val_score`` / ``GridSearchCV`` that reads the fitted estimator's ``classes_``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
+
+from xent_metrics.scoring._inputs import (
+    AVERAGES,
+    INPUT_FORMATS,
+    MULTILABEL,
+    check_choice,
+    class_targets,
+    indicator_targets,
+    target_type,
+)
+from xent_metrics.scoring._loss import cross_entropy_loss
+
+TASKS = ("auto", "binary", "multiclass", "multilabel")
+#: The input format each standard response method returns.
+RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
+_PAD = {"probs": 0.0, "log_probs": -np.inf}
+
+
+def _name(estimator: object) -> str:
+    return type(estimator).__name__
+
+
+def _check_response(estimator: object, method: str, response: object, input_format: str) -> None:
+    """Raise ``ValueError`` naming the estimator when its response is not numeric and finite."""
+    parts = response if isinstance(response, list | tuple) else [response]
+    for k, part in enumerate(parts):
+        where = f"{_name(estimator)}.{method}(X)" + (f"[{k}]" if isinstance(response, list | tuple) else "")
+        try:
+            values = np.asarray(part, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
+        bad = np.isnan(values) | (values == np.inf) if input_format == "log_probs" else ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{where} returned NaN or inf in {int(bad.sum())} of {values.size} values; the estimator is "
+                "numerically broken on this data (cannot score it)."
+            )
+
+
+class CrossEntropyScorer:
+    """Scorer returning minus :func:`cross_entropy_loss` of an estimator's response (greater is better).
+
+    Build it with :func:`make_cross_entropy_scorer`; the parameters are those of that function.
+    Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as scikit-learn calls scorers.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: str = "auto",
+        labels: object = None,
+        input_format: str = "probs",
+        response_method: str = "predict_proba",
+        average: str = "micro",
+    ) -> None:
+        check_choice("task", task, TASKS)
+        check_choice("input_format", input_format, INPUT_FORMATS)
+        check_choice("average", average, [a for a in AVERAGES if a != "none"])
+        if not isinstance(response_method, str):
+            raise TypeError(f"`response_method` must be a method name (str), got {type(response_method).__name__}.")
+        expected = RESPONSE_FORMATS.get(response_method, input_format)
+        if expected != input_format:
+            raise ValueError(
+                f"response_method={response_method!r} returns {expected}; got input_format={input_format!r}. "
+                f"Pass input_format={expected!r}."
+            )
+        self.task, self.input_format, self.response_method, self.average = task, input_format, response_method, average
+        self.labels = None if labels is None else np.asarray(labels).tolist()
+        self._sample_weight_request: Any = None  # scikit-learn's default: routing it is an error until requested
+
+    def __repr__(self) -> str:
+        defaults = {"task": "auto", "labels": None, "input_format": "probs", "average": "micro"}
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v)
+        return f"make_cross_entropy_scorer(response_method={self.response_method!r}{extra})"
+
+    def set_score_request(self, *, sample_weight: Any = UNCHANGED) -> CrossEntropyScorer:
+        """Request ``sample_weight`` through metadata routing (``sklearn.set_config(enable_metadata_routing=True)``).
+
+        Parameters
+        ----------
+        sample_weight : bool, None or str
+            True: routed to this scorer; False: not; None: an error if passed; a str: the alias.
+
+        Returns
+        -------
+        CrossEntropyScorer
+            ``self``, updated (as scikit-learn's scorers do).
+        """
+        if not sklearn.get_config()["enable_metadata_routing"]:
+            raise RuntimeError(
+                "This method is only available when metadata routing is enabled. You can enable it using "
+                "sklearn.set_config(enable_metadata_routing=True)."
+            )
+        if sample_weight is not UNCHANGED:
+            self._sample_weight_request = sample_weight
+        return self
+
+    def get_metadata_routing(self) -> MetadataRequest:
+        """Return the scorer's metadata request (its ``score`` method may take ``sample_weight``)."""
+        request = MetadataRequest(owner=self)
+        request.score.add_request(param="sample_weight", alias=self._sample_weight_request)
+        return request
+
+    def __call__(self, estimator: object, X: object, y_true: object, sample_weight: object = None) -> float:
+        """Return ``-cross_entropy_loss`` of ``estimator``'s response on ``X`` against ``y_true``."""
+        kind = target_type(y_true)
+        self._check_task(kind)
+        method = getattr(estimator, self.response_method, None)
+        if method is None:
+            raise AttributeError(f"{_name(estimator)} has no method {self.response_method!r}; cannot score it.")
+        response = method(X)
+        _check_response(estimator, self.response_method, response, self.input_format)
+        if kind == MULTILABEL:
+            return -self._multilabel(estimator, response, y_true, sample_weight)
+        scores, classes = self._align(estimator, response, class_targets(y_true))
+        return -float(
+            cross_entropy_loss(
+                y_true,
+                scores,
+                labels=classes,
+                sample_weight=sample_weight,
+                input_format=self.input_format,
+                average=self.average,
+            )
+        )
+
+    def _check_task(self, kind: str) -> None:
+        if self.task == "multilabel" and kind != MULTILABEL:
+            raise ValueError(f"task='multilabel' needs a multilabel indicator `y_true`, got a {kind!r} target.")
+        if self.task in ("binary", "multiclass") and kind == MULTILABEL:
+            raise ValueError(f"task={self.task!r} needs class labels `y_true`, got a multilabel indicator matrix.")
+        if self.labels is not None and kind == MULTILABEL:
+            raise ValueError("`labels` is for class labels; a multilabel `y_true` takes the estimator's classes_.")
+
+    def _classes(self, estimator: object) -> np.ndarray:
+        classes = getattr(estimator, "classes_", None)
+        if classes is None or isinstance(classes, list | tuple) or np.ndim(classes) != 1:
+            raise ValueError(
+                f"{_name(estimator)} has no single `classes_` array; a binary or multiclass scorer needs a fitted "
+                "classifier."
+            )
+        return np.asarray(classes)
+
+    def _align(self, estimator: object, response: object, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the response with one column per class of the label space, and that space's classes."""
+        fitted = self._classes(estimator)
+        scores = np.asarray(response)
+        self._check_shape(estimator, scores, fitted, y.shape[0])
+        if self.labels is None:
+            unseen = sorted(set(np.unique(y).tolist()) - set(fitted.tolist()), key=str)
+            if unseen:
+                raise ValueError(
+                    f"y_true contains class(es) {unseen} that {_name(estimator)} never saw in training (its classes_ "
+                    f"are {fitted.tolist()}): the training fold lacked them. Pass labels=<all classes> to "
+                    "make_cross_entropy_scorer, or use stratified folds."
+                )
+            if fitted.shape[0] < 2:
+                raise ValueError(
+                    f"{_name(estimator)} saw a single class {fitted.tolist()} in training; pass labels=<all classes> "
+                    "to make_cross_entropy_scorer to score it."
+                )
+            space = fitted
+        else:
+            space = np.unique(np.asarray(self.labels))
+            extra = sorted(set(fitted.tolist()) - set(space.tolist()), key=str)
+            if extra:
+                raise ValueError(
+                    f"{_name(estimator)}.classes_ has class(es) {extra} missing from labels {self.labels}."
+                )
+            if space.shape[0] != fitted.shape[0]:
+                scores = self._pad(estimator, scores, fitted, space)
+        if self.task == "binary" and space.shape[0] != 2:
+            raise ValueError(f"task='binary' needs exactly two classes, got {space.tolist()}.")
+        if space.shape[0] == 2 and self.input_format == "probs":
+            scores = scores[:, 1]  # the positive column, exactly as scikit-learn's neg_log_loss scorer
+        return scores, space
+
+    def _check_shape(self, estimator: object, scores: np.ndarray, fitted: np.ndarray, num_samples: int) -> None:
+        margins = self.input_format == "logits" and fitted.shape[0] == 2
+        expected = (num_samples,) if margins else (num_samples, fitted.shape[0])
+        if scores.shape != expected:
+            raise ValueError(
+                f"{_name(estimator)}.{self.response_method}(X) returned shape {scores.shape}; expected {expected} "
+                f"for {num_samples} samples and classes_ {fitted.tolist()}."
+            )
+
+    def _pad(self, estimator: object, scores: np.ndarray, fitted: np.ndarray, space: np.ndarray) -> np.ndarray:
+        """Scatter the fitted classes' columns into the label space; absent classes get probability 0."""
+        if self.input_format == "logits":
+            raise ValueError(
+                f"{_name(estimator)} saw classes {fitted.tolist()} of labels {space.tolist()}: decision_function "
+                "margins cannot be extended to unseen classes; use response_method='predict_proba'."
+            )
+        full = np.full((scores.shape[0], space.shape[0]), _PAD[self.input_format], dtype=np.float64)
+        full[:, np.searchsorted(space, fitted)] = scores
+        return full
+
+    def _multilabel(self, estimator: object, response: Any, y_true: object, sample_weight: object) -> float:
+        target = indicator_targets(y_true)
+        classes = getattr(estimator, "classes_", None)
+        is_list = isinstance(response, list | tuple)
+        if is_list and len(response) != target.shape[1]:
+            raise ValueError(
+                f"{_name(estimator)}.{self.response_method}(X) returned {len(response)} arrays for {target.shape[1]} "
+                "labels of y_true."
+            )
+        if not is_list and np.shape(response) != target.shape:
+            raise ValueError(
+                f"{_name(estimator)}.{self.response_method}(X) returned shape {np.shape(response)}; expected "
+                f"{target.shape}, one score per label."
+            )
+        loss = cross_entropy_loss(
+            target,
+            list(response) if is_list else response,
+            labels=list(classes) if is_list and isinstance(classes, list | tuple) else None,
+            sample_weight=sample_weight,
+            input_format=self.input_format,
+            average=self.average,
+        )
+        return float(loss)
+
+
+def make_cross_entropy_scorer(
+    *,
+    task: str = "auto",
+    labels: object = None,
+    input_format: str = "probs",
+    response_method: str = "predict_proba",
+    average: str = "micro",
+) -> CrossEntropyScorer:
+    """Make a scorer (greater is better: minus the loss) for ``cross_val_score``, ``GridSearchCV``, ...
+
+    Like ``make_scorer(log_loss, greater_is_better=False, response_method="predict_proba")`` but the
+    columns of the response are matched to the fitted estimator's ``classes_``: a test fold that
+    lacks a class scores right (``neg_log_loss`` gives ``nan``), multilabel targets get the true
+    mean per-label binary cross-entropy, and margins are scored through a stable softmax / sigmoid.
+
+    Parameters
+    ----------
+    task : {"auto", "binary", "multiclass", "multilabel"}, default="auto"
+        ``"auto"`` reads it from ``y_true`` (an indicator matrix is multilabel); otherwise a mismatch
+        between ``task`` and ``y_true`` raises.
+    labels : array-like, optional
+        All classes. Without it the estimator's ``classes_`` are the label space and a test class the
+        estimator never saw raises; with it, classes a training fold lacked get probability 0
+        (clipped to ``eps``). Binary / multiclass only.
+    input_format : {"probs", "logits", "log_probs"}, default="probs"
+        How the response is read; must match ``response_method`` when that is a standard method.
+    response_method : str, default="predict_proba"
+        ``"predict_proba"`` (probs), ``"decision_function"`` (logits), ``"predict_log_proba"``
+        (log_probs), or another method name of your estimators.
+    average : {"micro", "macro"}, default="micro"
+        As in :func:`cross_entropy_loss`.
+
+    Returns
+    -------
+    CrossEntropyScorer
+        Picklable (``n_jobs`` works); ``set_score_request(sample_weight=True)`` routes weights.
+
+    Raises
+    ------
+    ValueError
+        An unknown option, or ``input_format`` not matching ``response_method``.
+    TypeError
+        ``response_method`` not a str.
+
+    See Also
+    --------
+    cross_entropy_loss : The loss this scorer negates.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.model_selection import KFold, cross_val_score
+    >>> from xent_metrics.scoring import make_cross_entropy_scorer
+    >>> X, y = load_iris(return_X_y=True)  # sorted by class: unshuffled folds lack classes
+    >>> scorer = make_cross_entropy_scorer(labels=[0, 1, 2])
+    >>> scorer
+    make_cross_entropy_scorer(response_method='predict_proba', labels=[0, 1, 2])
+    >>> scores = cross_val_score(LogisticRegression(max_iter=1000), X, y, cv=KFold(5), scoring=scorer)
+    >>> bool((scores < 0).all())
+    True
+    """
+    return CrossEntropyScorer(
+        task=task, labels=labels, input_format=input_format, response_method=response_method, average=average
+    )
+
+
+#: Ready-made ``make_cross_entropy_scorer()``: the drop-in for ``scoring="neg_log_loss"``. For
+#: metadata routing build your own (``set_score_request`` updates the scorer it is called on).
+neg_cross_entropy_scorer = make_cross_entropy_scorer()
