@@ -1,5 +1,12 @@
-"""Lightning callbacks (import ``lightning``; never imported by ``import xent_metrics``)."""
+"""Lightning callbacks (import ``lightning``; never imported by ``import xent_metrics``).
 
+- :class:`PerClassBCEMonitor`: per-label binary cross-entropy of a multi-label model, logged per
+  stage and epoch, with an end-of-fit table and heatmap.
+- :class:`UnpaddedDistributedSampler`: shards evaluation data across processes without the
+  duplicates Lightning's default ``DistributedSampler`` adds.
+"""
+
+from xent_metrics.callbacks._monitor import PerClassBCEMonitor
 from xent_metrics.callbacks._sampler import UnpaddedDistributedSampler
 
-__all__ = ["UnpaddedDistributedSampler"]
+__all__ = ["PerClassBCEMonitor", "UnpaddedDistributedSampler"]

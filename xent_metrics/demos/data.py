@@ -7,12 +7,13 @@ multi-label problem whose labels differ in difficulty and base rate.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Sampler, Subset, TensorDataset
 
 # Each tag: the set of digits (0-9) that carry it. Order is the column order of ``Y``.
 TAGS: dict[str, frozenset[int]] = {
@@ -89,6 +90,36 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
 
 
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation drawn from ``seed + epoch``: a resumed run sees the same order as an uninterrupted one.
+
+    Lightning calls ``set_epoch`` at the start of every training epoch. (A ``RandomSampler`` draws
+    from a generator whose state a checkpoint does not hold.)
+
+    Examples
+    --------
+    >>> sampler = EpochSeededSampler(5, seed=0)
+    >>> first = list(sampler)
+    >>> sampler.set_epoch(1)
+    >>> sorted(list(sampler)) == sorted(first) == [0, 1, 2, 3, 4], list(sampler) != first
+    (True, True)
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class DigitTagsDataModule(pl.LightningDataModule):
     """Train / val / test loaders of the digit-tags data set.
 
@@ -103,7 +134,8 @@ class DigitTagsDataModule(pl.LightningDataModule):
     val_fraction, test_fraction : float, default=0.2
         Shares of the 1797 images held out for validation and test.
     seed : int, default=0
-        Seed of the split and of the training shuffle.
+        Seed of the split and of the training shuffle (one permutation per epoch, see
+        :class:`EpochSeededSampler`).
     max_samples : int, optional
         Use only the first ``max_samples`` images (after shuffling): for fast tests.
     unpadded_eval_sampler : bool, default=True
@@ -137,7 +169,7 @@ class DigitTagsDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Load the data and split it (every stage sees the same split)."""
-        hp = self.hparams
+        hp: Any = self.hparams
         X, Y, _ = digit_tags()
         n = len(X) if hp.max_samples is None else min(hp.max_samples, len(X))
         order = np.random.default_rng(hp.seed).permutation(len(X))[:n]
@@ -146,13 +178,11 @@ class DigitTagsDataModule(pl.LightningDataModule):
         self.train_set, self.val_set, self.test_set = (Subset(dataset, idx.tolist()) for idx in (train, val, test))
 
     def _loader(self, dataset: Any, *, shuffle: bool) -> DataLoader:
-        hp = self.hparams
+        hp: Any = self.hparams
         if shuffle:
-            generator = torch.Generator().manual_seed(hp.seed)
-            return DataLoader(
-                dataset, batch_size=hp.batch_size, shuffle=True, generator=generator, num_workers=hp.num_workers
-            )
-        sampler = None
+            shuffled = EpochSeededSampler(len(dataset), seed=hp.seed)
+            return DataLoader(dataset, batch_size=hp.batch_size, sampler=shuffled, num_workers=hp.num_workers)
+        sampler: Sampler[int] | None = None
         if hp.unpadded_eval_sampler:
             from xent_metrics.callbacks import UnpaddedDistributedSampler
 

@@ -1,0 +1,117 @@
+"""What :class:`PerClassBCEMonitor` shows at the end of fit: a terminal table and a heatmap."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def worst_first(values: Sequence[float]) -> list[int]:
+    """Indices of ``values`` from the largest to the smallest, ``nan`` last (stable for ties).
+
+    Examples
+    --------
+    >>> worst_first([0.2, float("nan"), 0.5, 0.2])
+    [2, 0, 3, 1]
+    """
+    return sorted(
+        range(len(values)), key=lambda i: (math.isnan(values[i]), -values[i] if values[i] == values[i] else 0)
+    )
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "nan"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def format_table(
+    labels: Sequence[str],
+    first: dict[str, Any],
+    last: dict[str, Any],
+    *,
+    stage: str,
+    extra: dict[str, Any] | None = None,
+    extra_stage: str = "train",
+    max_rows: int | None = None,
+) -> str:
+    """Render the per-label table, worst label first, with the change since the ``first`` record.
+
+    ``first`` and ``last`` are history records of ``stage`` (``{"epoch", "values", "macro"}``);
+    ``extra`` is an optional record of another stage shown as a last column (the last training epoch).
+
+    Examples
+    --------
+    >>> first = {"epoch": 0, "values": [0.6, 0.7], "macro": 0.65}
+    >>> last = {"epoch": 2, "values": [0.2, 0.5], "macro": 0.35}
+    >>> print(format_table(["even", "prime"], first, last, stage="val"))
+    Per-label BCE, val epoch 2, worst first (change since epoch 0)
+       #  label    val BCE   change
+       1  prime     0.5000  -0.2000
+       2  even      0.2000  -0.4000
+          macro     0.3500  -0.3000
+    """
+    values, before = last["values"], first["values"]
+    width = max([len("label"), len("macro"), *map(len, labels)])
+    header = f"{'#':>4}  {'label':<{width}}  {stage + ' BCE':>9}  {'change':>7}"
+    if extra is not None:
+        header += f"  {extra_stage + ' BCE':>10}"
+    lines = [f"Per-label BCE, {stage} epoch {last['epoch']}, worst first (change since epoch {first['epoch']})", header]
+    order = worst_first(values)
+    shown = order if max_rows is None else order[:max_rows]
+
+    def row(rank: str, name: str, now: float, then: float, other: float | None) -> str:
+        text = f"{rank:>4}  {name:<{width}}  {_fmt(now):>9}  {_fmt(now - then, signed=True):>7}"
+        return text if extra is None else text + f"  {_fmt(other):>10}"
+
+    for rank, k in enumerate(shown, start=1):
+        lines.append(row(str(rank), labels[k], values[k], before[k], None if extra is None else extra["values"][k]))
+    if len(shown) < len(order):
+        lines.append(f"{'':>4}  ... {len(order) - len(shown)} more labels (max_table_rows={max_rows})")
+    lines.append(row("", "macro", last["macro"], first["macro"], None if extra is None else extra["macro"]))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def heatmap_figure(labels: Sequence[str], records: Sequence[dict[str, Any]], *, stage: str, prefix: str) -> Any:
+    """Build a matplotlib ``Figure``: one row per label (worst last epoch on top), one column per epoch.
+
+    Uses ``matplotlib.figure.Figure`` directly (no pyplot, no global backend change); saving it as
+    PNG goes through the Agg renderer.
+    """
+    from matplotlib.figure import Figure  # lazy: matplotlib is only needed at the end of fit
+
+    grid = np.array([r["values"] for r in records], dtype=np.float64).T  # (K, E)
+    order = worst_first(list(grid[:, -1]))
+    grid = grid[order]
+    n_labels, n_epochs = grid.shape
+    fig = Figure(figsize=(min(3.0 + 0.6 * n_epochs, 24.0), min(1.8 + 0.32 * n_labels, 40.0)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, aspect="auto", cmap="magma_r", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=f"{stage} BCE (lower is better)")
+    epochs = [r["epoch"] for r in records]
+    ax.set_xticks(range(n_epochs), [str(e) for e in epochs] if n_epochs <= 40 else [""] * n_epochs)
+    ax.set_xlabel("epoch")
+    if n_labels <= 60:
+        ax.set_yticks(range(n_labels), [labels[k] for k in order])
+    else:
+        ax.set_ylabel(f"{n_labels} labels, worst on top")
+    if n_labels * n_epochs <= 300:
+        middle = np.nanmean(grid) if np.isfinite(grid).any() else 0.0
+        for (i, j), value in np.ndenumerate(grid):
+            color = "white" if value > middle else "black"
+            ax.text(j, i, _fmt(value)[:5], ha="center", va="center", fontsize=7, color=color)
+    ax.set_title(f"Per-label {stage} BCE over epochs ({prefix})")
+    return fig
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (creating the folder) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path
