@@ -12,8 +12,10 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target, unique_labels
+from torch import Tensor
 
 INPUT_FORMATS = ("probs", "logits", "log_probs")
 AVERAGES = ("micro", "macro", "none")
@@ -59,39 +61,49 @@ def indicator_targets(y_true: object) -> np.ndarray:
     return np.asarray(dense).astype(np.int8)
 
 
+def as_tensor(array: np.ndarray) -> Tensor:
+    """Share ``array``'s memory with a tensor (the core never writes into its inputs)."""
+    with warnings.catch_warnings():
+        # A read-only array (a joblib memmap, a pandas buffer) is fine: the core only reads it.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
     Probabilities must lie in ``[0, 1]``; logits must be finite; log-probabilities must be ``<= 0``
     (``-inf``, a zero probability, is allowed). Integer input becomes float64, as in ``log_loss``.
+    One multi-threaded min/max pass finds NaN, inf and out-of-range values together.
     """
-    scores = check_array(
-        y_proba, ensure_2d=False, dtype=FLOAT_DTYPES, ensure_all_finite=input_format != "log_probs", input_name=name
-    )
+    scores = check_array(y_proba, ensure_2d=False, dtype=FLOAT_DTYPES, ensure_all_finite=False, input_name=name)
+    lo, hi = (float(v) for v in torch.aminmax(as_tensor(scores)))
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"Input {name} contains NaN.")
+    if math.isinf(hi) or (math.isinf(lo) and input_format != "log_probs"):
+        raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
     if input_format == "probs":
-        lo, hi = float(scores.min()), float(scores.max())
         if hi > 1:
             raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
         if lo < 0:
             raise ValueError(f"`{name}` contains values lower than 0: {lo}. Probabilities must lie in [0, 1].")
-    elif input_format == "log_probs":
-        if np.isnan(scores).any():
-            raise ValueError(f"Input {name} contains NaN.")
-        if float(scores.max()) > 0:
-            raise ValueError(
-                f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {float(scores.max()):.6g}. "
-                "Did you mean input_format='logits'?"
-            )
+    elif input_format == "log_probs" and hi > 0:
+        raise ValueError(
+            f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}. "
+            "Did you mean input_format='logits'?"
+        )
     return scores
 
 
 def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
-    row_sum = probs.sum(axis=1)
-    if not np.all(np.isclose(row_sum, 1, rtol=math.sqrt(np.finfo(probs.dtype).eps))):
+    row_sum = as_tensor(probs).sum(dim=1)
+    one = torch.ones((), dtype=row_sum.dtype)
+    if not bool(torch.isclose(row_sum, one, rtol=math.sqrt(np.finfo(probs.dtype).eps), atol=1e-8).all()):
         warnings.warn(
             f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "
-            f"in [{row_sum.min():.6g}, {row_sum.max():.6g}]; they are clipped to [eps, 1 - eps], not renormalised.)",
+            f"in [{float(row_sum.min()):.6g}, {float(row_sum.max()):.6g}]; they are clipped to [eps, 1 - eps], not "
+            "renormalised.)",
             UserWarning,
             stacklevel=4,
         )
@@ -160,6 +172,9 @@ def resolve_classes(y: np.ndarray, labels: object) -> np.ndarray:
 
 def encode(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Return the int64 index of each ``y`` value in the sorted ``classes`` (all values are known)."""
+    num = classes.shape[0]
+    if classes.dtype.kind in "iu" and classes[0] == 0 and classes[-1] == num - 1 and y.dtype.kind in "iu":
+        return y.astype(np.int64, copy=False)  # classes 0..C-1 (sorted, unique): each label is its own index
     return np.searchsorted(classes, y).astype(np.int64, copy=False)
 
 

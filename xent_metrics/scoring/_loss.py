@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, cross_entropy_from_sums, new_sums
@@ -17,6 +16,7 @@ from xent_metrics.scoring._inputs import (
     AVERAGES,
     INPUT_FORMATS,
     MULTILABEL,
+    as_tensor,
     check_bool,
     check_choice,
     check_class_columns,
@@ -32,18 +32,10 @@ from xent_metrics.scoring._inputs import (
 )
 
 
-def _tensor(array: np.ndarray) -> Tensor:
-    """Share ``array``'s memory with a tensor (the core never writes into its inputs)."""
-    with warnings.catch_warnings():
-        # A read-only array (a joblib memmap, a pandas buffer) is fine: the core only reads it.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(np.ascontiguousarray(array))
-
-
 def _class_sums(index: np.ndarray, scores: np.ndarray, input_format: str, weight: np.ndarray | None) -> Tensor:
     """``(3, C)`` sums per true class: ``(n, C)`` scores through the multiclass core, 1-D through the binary one."""
-    preds, target = _tensor(scores), _tensor(index)
-    sample_weight = None if weight is None else _tensor(weight)
+    preds, target = as_tensor(scores), as_tensor(index)
+    sample_weight = None if weight is None else as_tensor(weight)
     if preds.ndim == 2:
         return _multiclass_update(preds, target, input_format=input_format, sample_weight=sample_weight)
     sums = new_sums(2)
@@ -116,7 +108,7 @@ def _multilabel_list_sums(
             f"(estimator.classes_), got {labels!r}."
         )
     sums = new_sums(num_labels)
-    sample_weight = None if weight is None else _tensor(weight)
+    sample_weight = None if weight is None else as_tensor(weight)
     for k, part in enumerate(y_proba):
         scores = check_scores(part, input_format, name=f"y_proba[{k}]")
         check_lengths(target.shape[0], scores, name=f"y_proba[{k}]")
@@ -124,8 +116,8 @@ def _multilabel_list_sums(
         if input_format == "probs":
             warn_rows_not_normalized(scores, name=f"y_proba[{k}]")
         column = _multiclass_update(
-            _tensor(scores),
-            _tensor(target[:, k].astype(np.int64)),
+            as_tensor(scores),
+            as_tensor(target[:, k].astype(np.int64)),
             input_format=input_format,
             sample_weight=sample_weight,
         )
@@ -151,10 +143,10 @@ def _multilabel_path(y_true: object, y_proba: object, labels: object, weight_in:
         )
     _warn_if_one_hot(target, scores, input_format)
     return _multilabel_update(
-        _tensor(scores),
-        _tensor(target),
+        as_tensor(scores),
+        as_tensor(target),
         input_format=input_format,
-        sample_weight=None if weight is None else _tensor(weight),
+        sample_weight=None if weight is None else as_tensor(weight),
     )
 
 
