@@ -350,3 +350,16 @@ def test_nan_history_values_survive_the_table() -> None:
     lines = table.splitlines()
     assert lines[2].split() == ["1", "a", "0.2500", "-0.2500"]
     assert lines[3].split() == ["2", "b", "nan", "nan"]
+
+
+def test_empty_label_warning_comes_once_per_label_and_stage() -> None:
+    monitor = PerClassBCEMonitor(labels=["a", "b"], stages=["val", "test"], ignore_index=-1)
+    with pytest.warns(UserWarning, match=r"1 label\(s\) had no val target.*ignore_index=-1.*\['a'\]"):
+        monitor._warn_empty("val", [math.nan, 0.1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor._warn_empty("val", [math.nan, 0.1])  # 'a' again: silent
+    with pytest.warns(UserWarning, match=r"1 label\(s\) had no val target.*\['b'\]"):
+        monitor._warn_empty("val", [math.nan, math.nan])  # only the new one
+    with pytest.warns(UserWarning, match=r"2 label\(s\) had no test target.*\['a', 'b'\]"):
+        monitor._warn_empty("test", [math.nan, math.nan])

@@ -23,6 +23,13 @@ LABELS = list(TAGS)
 DATA = {"max_samples": 101, "val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 8, "seed": 3}
 
 
+class _UnsyncedLog(pl.Callback):
+    """Logs a value without sync_dist: Lightning's "use sync_dist=True" hint must still fire for it."""
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.log("val/other", 1.0, sync_dist=False)
+
+
 def _run(root: Path, *, unpadded: bool, strategy: object = "auto", devices: int = 1) -> PerClassBCEMonitor:
     """Fit 2 epochs (lr=0: the model stays at its seeded initialisation) and test; return the monitor."""
     torch.manual_seed(0)
@@ -36,7 +43,7 @@ def _run(root: Path, *, unpadded: bool, strategy: object = "auto", devices: int 
         max_epochs=2,
         limit_train_batches=2,
         logger=pl.loggers.CSVLogger(root, name="", version=""),
-        callbacks=[monitor],
+        callbacks=[monitor, _UnsyncedLog()],
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
@@ -62,6 +69,7 @@ def _ddp_worker(rank: int, world_size: int, root: str) -> dict:
             monitor = _run(Path(root) / name, unpadded=unpadded, strategy=strategy, devices=world_size)
             out[name] = monitor.history
     out["warnings"] = [str(w.message) for w in caught if "PerClassBCEMonitor" in str(w.message)]
+    out["sync_hints"] = [str(w.message) for w in caught if "sync_dist=True" in str(w.message)]
     return out
 
 
@@ -105,5 +113,8 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
 
     rank0, rank1 = (out["warnings"] for out in ranks)
     assert rank1 == []  # warnings come from rank zero only
+    # Lightning's "use sync_dist=True" hint is silenced for the monitor's (already synced) keys only.
+    assert any("'val/other'" in hint for hint in ranks[0]["sync_hints"])
+    assert all("/bce" not in hint for hint in ranks[0]["sync_hints"])
     assert len(rank0) == 2  # one for val, one for test, in the padded run only
     assert all("covers 26 samples for a data set of 25: it repeats 1 sample" in message for message in rank0)

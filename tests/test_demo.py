@@ -63,7 +63,7 @@ def test_demo_runs_with_the_default_config(tmp_path: Path, capsys: pytest.Captur
     assert [len(monitor.history[s]) for s in ("train", "val", "test")] == [2, 2, 1]
     assert "Per-label BCE, val epoch 1, worst first (change since epoch 0)" in out
     assert all(name in out for name in TAGS)
-    assert f"Heatmap of per-tag validation BCE over epochs: {monitor.heatmap_path}" in out
+    assert f"Per-label val BCE heatmap: {monitor.heatmap_path}" in out
     assert monitor.heatmap_path is not None and monitor.heatmap_path.is_relative_to(tmp_path)
     with Image.open(monitor.heatmap_path) as image:
         image.verify()
@@ -78,6 +78,6 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PerClassBCEMonitor:" not in done.stderr  # none of the monitor's warnings fire in the demo
-    assert "worst first" in done.stdout and "Heatmap of per-tag validation BCE" in done.stdout
+    assert "worst first" in done.stdout and "Per-label val BCE heatmap: " in done.stdout
     assert "Demo finished in" in done.stdout
     assert list(tmp_path.glob("**/bce_per_label_val.png"))

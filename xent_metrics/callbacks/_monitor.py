@@ -4,74 +4,29 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+import re
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from xent_metrics.callbacks._args import check_labels, check_options, flatten_loaders
 from xent_metrics.callbacks._render import format_table, heatmap_figure, save_png, worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
 from xent_metrics.metrics import MultilabelCrossEntropy
 
 Stage = Literal["train", "val", "test"]
-STAGES: tuple[str, ...] = ("train", "val", "test")
 _STEP_NAMES = {"train": "training_step", "val": "validation_step", "test": "test_step"}
 _STATE_VERSION = 1
-
-
-def _check_labels(labels: object, num_labels: object) -> list[str]:
-    """Return the label names (``"0"``, ``"1"``, ... when only ``num_labels`` is given)."""
-    if labels is None and num_labels is None:
-        raise ValueError("PerClassBCEMonitor needs `labels` (a list of names) or `num_labels` (an int); got neither.")
-    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
-        raise TypeError(f"`num_labels` must be an int, got {type(num_labels).__name__} {num_labels!r}.")
-    if num_labels is not None and num_labels < 1:
-        raise ValueError(f"`num_labels` must be at least 1, got {num_labels}.")
-    if labels is None:
-        return [str(k) for k in range(num_labels)]  # type: ignore[arg-type]
-    if isinstance(labels, str) or not isinstance(labels, Sequence) or not all(isinstance(x, str) for x in labels):
-        raise TypeError(f"`labels` must be a list of str, got {labels!r}.")
-    if not labels or not all(labels):
-        raise ValueError(f"`labels` must be a non-empty list of non-empty names, got {list(labels)!r}.")
-    duplicates = sorted({x for x in labels if list(labels).count(x) > 1})
-    if duplicates:
-        raise ValueError(f"`labels` must be unique (they name the logged keys); {duplicates} appear more than once.")
-    if num_labels is not None and num_labels != len(labels):
-        raise ValueError(f"`labels` has {len(labels)} names but `num_labels`={num_labels}; give one name per label.")
-    return list(labels)
-
-
-def _check_options(stages: object, prefix: object, log_worst_k: object, max_table_rows: object) -> list[str]:
-    if stages is None:
-        stages = list(STAGES)
-    if isinstance(stages, str) or not isinstance(stages, Sequence) or not set(stages) <= set(STAGES) or not stages:
-        raise ValueError(f"`stages` must be a non-empty list drawn from {list(STAGES)}, got {stages!r}.")
-    if not isinstance(prefix, str) or not prefix:
-        raise ValueError(f"`prefix` must be a non-empty str, got {prefix!r}.")
-    for name, value in (("log_worst_k", log_worst_k), ("max_table_rows", max_table_rows)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"`{name}` must be an int or None, got {type(value).__name__} {value!r}.")
-        if value is not None and value < 1:
-            raise ValueError(f"`{name}` must be at least 1 (or None for all labels), got {value}.")
-    return [s for s in STAGES if s in stages]
-
-
-def _loaders(loaders: object) -> list[Any]:
-    """Flatten what ``trainer.val_dataloaders`` / ``test_dataloaders`` return into a list."""
-    if loaders is None:
-        return []
-    if isinstance(loaders, Mapping):
-        return list(loaders.values())
-    if isinstance(loaders, (list, tuple)):
-        return list(loaders)
-    return [loaders]
 
 
 class PerClassBCEMonitor(Callback):
@@ -125,11 +80,18 @@ class PerClassBCEMonitor(Callback):
 
     Notes
     -----
-    Under DDP, Lightning's default ``DistributedSampler`` pads the evaluation shards with
-    duplicate samples, which biases every evaluation metric; the monitor warns once when it sees
-    this. The fix is one line: pass
-    ``sampler=xent_metrics.callbacks.UnpaddedDistributedSampler(dataset)`` to the evaluation
-    ``DataLoader`` (Lightning keeps a ``DistributedSampler`` you give it).
+    Several validation (or test) dataloaders are pooled into one value per label. The values are
+    computed (and synced) by the metric, so they are logged with ``sync_dist=False``; under DDP the
+    monitor silences Lightning's "use ``sync_dist=True``" hint for its own keys only.
+
+    Under DDP, Lightning's default ``DistributedSampler`` pads the evaluation shards with duplicate
+    samples, which biases every evaluation metric; the monitor warns once when it sees this. The
+    fix is one line: pass ``sampler=xent_metrics.callbacks.UnpaddedDistributedSampler(dataset)``
+    to the evaluation ``DataLoader`` (Lightning keeps a ``DistributedSampler`` you give it).
+
+    Checkpoints hold the per-epoch history and the in-progress sums, so resuming from a checkpoint
+    gives the uninterrupted history. (Resuming *inside* an epoch is exact only with a resumable
+    training dataloader: Lightning restarts a plain one from its first batch, and warns.)
 
     Examples
     --------
@@ -154,9 +116,9 @@ class PerClassBCEMonitor(Callback):
         save_heatmap: bool = True,
         max_table_rows: int | None = 30,
     ) -> None:
-        self.labels = _check_labels(labels, num_labels)
+        self.labels = check_labels(labels, num_labels)
         self.num_labels = len(self.labels)
-        self.stages = _check_options(stages, prefix, log_worst_k, max_table_rows)
+        self.stages = check_options(stages, prefix, log_worst_k, max_table_rows)
         self.input_format, self.ignore_index = input_format, ignore_index
         self.preds_key, self.target_key, self.prefix = preds_key, target_key, prefix
         self.log_worst_k, self.max_table_rows = log_worst_k, max_table_rows
@@ -207,6 +169,12 @@ class PerClassBCEMonitor(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for metric in self.metrics.values():
             metric.to(pl_module.device)
+        if trainer.world_size > 1:
+            # Lightning suggests `sync_dist=True` for every epoch-level value logged without it; ours are already
+            # synced by `compute()` (one collective), and syncing each scalar again would cost K + 1 collectives.
+            keys = rf"({'|'.join(self.stages)})/{re.escape(self.prefix)}(/[^']*)?"
+            message = rf"It is recommended to use `self\.log\('{keys}', \.\.\., sync_dist=True\)`"
+            warnings.filterwarnings("ignore", message=message, category=PossibleUserWarning)
 
     @override
     def on_train_batch_end(
@@ -288,13 +256,16 @@ class PerClassBCEMonitor(Callback):
         pl_module.log_dict(logged, on_step=False, on_epoch=True, sync_dist=False)
 
     def _warn_empty(self, stage: str, per_label: list[float]) -> None:
+        """Warn once per label and stage when a label had nothing to score."""
         empty = [self.labels[k] for k, v in enumerate(per_label) if math.isnan(v)]
-        if empty and f"empty:{stage}" not in self._warned:
-            self._warned.add(f"empty:{stage}")
+        new = [label for label in empty if f"empty:{stage}:{label}" not in self._warned]
+        if new:
+            self._warned.update(f"empty:{stage}:{label}" for label in new)
             rank_zero_warn(
-                f"PerClassBCEMonitor: {len(empty)} label(s) had no {stage} target left to score "
-                f"(every entry equal to ignore_index={self.ignore_index}, or no data): {empty[:10]}; their "
-                f"{stage}/{self.prefix}/<label> is logged as nan and the macro mean skips them. Warned once.",
+                f"PerClassBCEMonitor: {len(new)} label(s) had no {stage} target left to score "
+                f"(every entry equal to ignore_index={self.ignore_index}, or no data): {new[:10]}"
+                f"{' ...' if len(new) > 10 else ''}; their {stage}/{self.prefix}/<label> is logged as nan and the "
+                "macro mean skips them. Warned once per label.",
                 category=UserWarning,
             )
 
@@ -302,7 +273,7 @@ class PerClassBCEMonitor(Callback):
         """Warn once when a distributed sampler pads (or drops) evaluation samples."""
         if f"sampler:{stage}" in self._warned:
             return
-        for loader in _loaders(loaders):
+        for loader in flatten_loaders(loaders):
             samplers = [
                 getattr(loader, "sampler", None),
                 getattr(getattr(loader, "batch_sampler", None), "sampler", None),

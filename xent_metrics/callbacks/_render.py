@@ -18,9 +18,12 @@ def worst_first(values: Sequence[float]) -> list[int]:
     >>> worst_first([0.2, float("nan"), 0.5, 0.2])
     [2, 0, 3, 1]
     """
-    return sorted(
-        range(len(values)), key=lambda i: (math.isnan(values[i]), -values[i] if values[i] == values[i] else 0)
-    )
+
+    def key(i: int) -> tuple[bool, float]:
+        missing = math.isnan(values[i])
+        return missing, 0.0 if missing else -values[i]
+
+    return sorted(range(len(values)), key=key)
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:

@@ -78,8 +78,6 @@ def main(argv: Sequence[str] | None = None, *, sklearn_part: bool = True) -> Lig
                 f"Test ({monitor.prefix}): macro BCE {last['macro']:.4f}; worst tag {monitor.labels[worst]} "
                 f"{last['values'][worst]:.4f}"
             )
-        if monitor.heatmap_path is not None:
-            print(f"Heatmap of per-tag validation BCE over epochs: {monitor.heatmap_path}")
     print(f"Lightning part finished in {time.perf_counter() - start:.1f} s.")
     if sklearn_part:
         print(_sklearn_part())

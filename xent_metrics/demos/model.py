@@ -45,7 +45,7 @@ class MultiLabelMLP(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y.to(logits.dtype))
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=stage != "train")
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return {"loss": loss, "preds": logits.detach(), "target": y}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:

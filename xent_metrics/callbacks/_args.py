@@ -1,0 +1,57 @@
+"""Argument checks of :class:`PerClassBCEMonitor` (errors name the argument, the value seen and what is expected)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+STAGES: tuple[str, ...] = ("train", "val", "test")
+
+
+def check_labels(labels: object, num_labels: object) -> list[str]:
+    """Return the label names (``"0"``, ``"1"``, ... when only ``num_labels`` is given)."""
+    if labels is None and num_labels is None:
+        raise ValueError("PerClassBCEMonitor needs `labels` (a list of names) or `num_labels` (an int); got neither.")
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+        raise TypeError(f"`num_labels` must be an int, got {type(num_labels).__name__} {num_labels!r}.")
+    if num_labels is not None and num_labels < 1:
+        raise ValueError(f"`num_labels` must be at least 1, got {num_labels}.")
+    if labels is None:
+        return [str(k) for k in range(num_labels)]  # type: ignore[arg-type]
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or not all(isinstance(x, str) for x in labels):
+        raise TypeError(f"`labels` must be a list of str, got {labels!r}.")
+    if not labels or not all(labels):
+        raise ValueError(f"`labels` must be a non-empty list of non-empty names, got {list(labels)!r}.")
+    duplicates = sorted({x for x in labels if list(labels).count(x) > 1})
+    if duplicates:
+        raise ValueError(f"`labels` must be unique (they name the logged keys); {duplicates} appear more than once.")
+    if num_labels is not None and num_labels != len(labels):
+        raise ValueError(f"`labels` has {len(labels)} names but `num_labels`={num_labels}; give one name per label.")
+    return list(labels)
+
+
+def check_options(stages: object, prefix: object, log_worst_k: object, max_table_rows: object) -> list[str]:
+    """Check the display options; return the stages in train, val, test order."""
+    if stages is None:
+        stages = list(STAGES)
+    if isinstance(stages, str) or not isinstance(stages, Sequence) or not set(stages) <= set(STAGES) or not stages:
+        raise ValueError(f"`stages` must be a non-empty list drawn from {list(STAGES)}, got {stages!r}.")
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError(f"`prefix` must be a non-empty str, got {prefix!r}.")
+    for name, value in (("log_worst_k", log_worst_k), ("max_table_rows", max_table_rows)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"`{name}` must be an int or None, got {type(value).__name__} {value!r}.")
+        if value is not None and value < 1:
+            raise ValueError(f"`{name}` must be at least 1 (or None for all labels), got {value}.")
+    return [s for s in STAGES if s in stages]
+
+
+def flatten_loaders(loaders: object) -> list[Any]:
+    """Flatten what ``trainer.val_dataloaders`` / ``test_dataloaders`` return into a list."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, Mapping):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return list(loaders)
+    return [loaders]
