@@ -107,8 +107,9 @@ def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         batch = self._increments(*args, **kwargs)
     self._computed = None
     self._update_count += 1
-    with torch.no_grad():
-        self.sums += batch.detach()
+    # Out of place: a MetricCollection compute group shares one state tensor among its members and
+    # calls each member's forward; ``+=`` would add the batch once per member.
+    self.sums = self.sums + batch.detach()
     self._forward_cache = self._value(batch)
     return self._forward_cache
 
