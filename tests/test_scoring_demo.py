@@ -1,8 +1,12 @@
 """The scikit-learn part of the demo: its numbers are the claimed references, and the data fallback works."""
 
+import re
+import runpy
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from numpy.testing import assert_allclose
 
 from xent_metrics.demos import sklearn_part
@@ -39,3 +43,14 @@ def test_fallback_tags_without_the_shared_data_module(monkeypatch):
     expected = {0: [1, 0, 0, 1], 4: [1, 0, 0, 1], 7: [0, 1, 1, 0], 9: [0, 0, 1, 1]}
     for d, tags in expected.items():
         assert (Y[digit == d] == np.array(tags)).all()
+
+
+@pytest.mark.slow
+def test_sklearn_example_runs_and_says_what_it_claims(capsys):
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "sklearn_cross_val.py"), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert float(re.search(r"max rel\. diff to neg_log_loss (\S+)", lines[0]).group(1)) < 1e-12
+    theirs, ours = re.search(r"neg_log_loss \[(.*)\], ours \[(.*)\]", lines[2]).groups()
+    assert theirs.split() == ["nan"] * 5 and all(-1 < float(v) < 0 for v in ours.split())
+    ours_ml, per_label = re.search(r"ours (\S+) = -mean per-label log_loss ([-0-9.]+)", lines[3]).groups()
+    assert ours_ml == per_label

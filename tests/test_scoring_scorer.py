@@ -204,11 +204,11 @@ def _mlp():
 
 
 MULTILABEL_MODELS = {
-    "multioutput-logreg": lambda: MultiOutputClassifier(LogisticRegression(max_iter=1000)),
+    "multioutput-logreg": lambda: MultiOutputClassifier(make_pipeline(StandardScaler(), LogisticRegression())),
     "forest": lambda: RandomForestClassifier(n_estimators=10, random_state=0),
     "knn": lambda: KNeighborsClassifier(n_neighbors=5),
     "mlp": _mlp,
-    "chain": lambda: ClassifierChain(LogisticRegression(max_iter=1000)),
+    "chain": lambda: ClassifierChain(make_pipeline(StandardScaler(), LogisticRegression())),
 }
 
 
@@ -252,7 +252,7 @@ def test_multilabel_output_that_saw_a_single_class(multilabel):
 
 def test_multilabel_logits_from_a_classifier_chain(multilabel):
     X, Y = multilabel
-    chain = ClassifierChain(LogisticRegression(max_iter=1000)).fit(X[:100], Y[:100])
+    chain = ClassifierChain(make_pipeline(StandardScaler(), LogisticRegression())).fit(X[:100], Y[:100])
     z = chain.decision_function(X[100:])
     expected = np.mean(-(Y[100:] * log_expit(z) + (1 - Y[100:]) * log_expit(-z)))
     scorer = make_cross_entropy_scorer(task="multilabel", input_format="logits", response_method="decision_function")
