@@ -117,7 +117,7 @@ def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
 def apply(self: Any, fn: Callable, exclude_state: Sequence[str] = ()) -> Any:
     """Move ``sums``, the fixed weights and cached results with the device, never changing their dtype."""
     cached = self._computed, self._forward_cache
-    this = Metric._apply(self, fn, exclude_state=(*exclude_state, STATE))
+    this: Any = Metric._apply(self, fn, exclude_state=(*exclude_state, STATE))
     device = this._device
     this._computed, this._forward_cache = apply_to_collection(cached, Tensor, lambda t: t.to(device))
     current = this.sums
@@ -166,7 +166,16 @@ def wrap_compute(self: Any, compute: Callable) -> Callable:
     return quiet_compute
 
 
-def load_from_state_dict(self: Any, state_dict: dict, prefix: str, *args: Any) -> None:
+def load_from_state_dict(
+    self: Any,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
     """Refuse ``sums`` of another shape (another number of classes); load the rest in the state dtype."""
     key = prefix + STATE
     if key in state_dict:
@@ -179,4 +188,6 @@ def load_from_state_dict(self: Any, state_dict: dict, prefix: str, *args: Any) -
                 f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
             )
         state_dict[key] = value.to(device=self.sums.device, dtype=self.sums.dtype)
-    Metric._load_from_state_dict(self, state_dict, prefix, *args)
+    Metric._load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    )

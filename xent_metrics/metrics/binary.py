@@ -129,7 +129,12 @@ class BinaryCrossEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("pos_weight",)
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    input_format: str
+    pos_weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -153,7 +158,7 @@ class BinaryCrossEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
@@ -199,7 +204,12 @@ class BinaryNormalizedEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("pos_weight",)
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    input_format: str
+    pos_weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -223,7 +233,7 @@ class BinaryNormalizedEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the normalized entropy of everything added since the last ``reset``, over all processes."""

@@ -140,7 +140,14 @@ class MulticlassCrossEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("weight",)
+    _fixed_tensors: tuple[str, ...] = ("weight",)
+    num_classes: int
+    input_format: str
+    weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    average: str
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -166,7 +173,7 @@ class MulticlassCrossEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
@@ -211,7 +218,14 @@ class MulticlassNormalizedEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("weight",)
+    _fixed_tensors: tuple[str, ...] = ("weight",)
+    num_classes: int
+    input_format: str
+    weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    average: str
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -237,7 +251,7 @@ class MulticlassNormalizedEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the normalized entropy of everything added since the last ``reset``, over all processes."""

@@ -137,7 +137,14 @@ class MultilabelCrossEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("pos_weight",)
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    num_labels: int
+    input_format: str
+    pos_weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    average: str
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -163,7 +170,7 @@ class MultilabelCrossEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
@@ -209,7 +216,14 @@ class MultilabelNormalizedEntropy(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     sums: Tensor
-    _fixed_tensors = ("pos_weight",)
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    num_labels: int
+    input_format: str
+    pos_weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    average: str
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -235,7 +249,7 @@ class MultilabelNormalizedEntropy(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the normalized entropy of everything added since the last ``reset``, over all processes."""

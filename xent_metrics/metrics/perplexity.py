@@ -124,7 +124,10 @@ class Perplexity(Metric):
     full_state_update = False
     plot_lower_bound = 1.0
     sums: Tensor
-    _fixed_tensors = ()
+    _fixed_tensors: tuple[str, ...] = ()
+    input_format: str
+    ignore_index: int | None
+    validate_args: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -150,7 +153,7 @@ class Perplexity(Metric):
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch: ``preds`` (B, L, V) or (N, V), ``target`` (B, L) or (N,), ``sample_weight`` (B, L) or (B,)."""
-        self.sums += _increments(self, preds, target, sample_weight)
+        self.sums.add_(_increments(self, preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the perplexity of every token added since the last ``reset``, over all processes."""
