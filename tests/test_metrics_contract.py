@@ -260,3 +260,18 @@ def test_perplexity_extreme_logits_are_finite_where_torchmetrics_gives_inf() -> 
     torch.testing.assert_close(ours, torch.tensor(120.0, dtype=torch.float64).exp(), rtol=1e-12, atol=0)
     theirs = TorchmetricsPerplexity(ignore_index=-100)(logits, target)
     assert torch.isinf(theirs)
+
+
+def test_forward_is_differentiable_and_the_state_is_not() -> None:
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(16, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (16,), generator=g)
+    metric = MulticlassCrossEntropy(5, label_smoothing=0.1)
+    metric(logits, target).backward()
+    ours = logits.grad.clone()  # type: ignore[union-attr]
+    logits.grad = None
+    torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1).backward()
+    torch.testing.assert_close(ours, logits.grad, rtol=1e-12, atol=1e-15)
+    assert not metric.sums.requires_grad
+    metric.update(logits, target)  # update builds no graph
+    assert not metric.sums.requires_grad
