@@ -1,6 +1,20 @@
 """Sums of (weighted) binary cross-entropy over the columns of a ``(M, K)`` matrix.
 
-Shared by the binary task (``K = 1``) and the multilabel task (one column per label).
+Shared by the binary task (``K = 1``) and the multilabel task (one column per label). The hot path
+(logits or probabilities, no ``pos_weight``, no autograd) writes each block's elementwise losses
+into reused scratch buffers and adds their float64 column sums:
+
+- logits: ``(relu(z) - y z) + log1p(exp(-|z|))`` for any target in ``[0, 1]``: every term is
+  non-negative, so a confident correct prediction costs ``exp(-|z|)``, not 0 (``softplus(z) - y z``
+  and torch's ``(1 - y) z - logsigmoid(z)`` cancel every digit of one tail);
+- probabilities: ``-log clip(q)``, ``q = p`` where ``y = 1`` and ``1 - p`` where ``y = 0``, clipped to
+  ``[eps, 1 - eps]`` exactly as scikit-learn's ``log_loss``; float targets mix both logs.
+
+Every elementwise op used gives the same digits for an element wherever it sits in a block (torch's
+``softplus`` and ``sigmoid`` do not: their scalar tail loop rounds differently from the vector
+body), and float32 losses are widened to float64 before any addition, so the sums do not depend on
+how rows are split into blocks or batches. ``pos_weight``, log-probabilities and autograd take the
+general, out-of-place path.
 """
 
 from __future__ import annotations
@@ -10,7 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._chunks import compute_dtype, row_slices
+from xent_metrics.functional import _chunks
+from xent_metrics.functional._chunks import Scratch, column_sums, compute_dtype, needs_grad, row_slices
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 _LOG_HALF = -math.log(2.0)
@@ -24,12 +39,13 @@ def _log1mexp(log_p: Tensor) -> Tensor:
 def binary_neg_log_terms(preds: Tensor, input_format: str, eps: float) -> tuple[Tensor, Tensor]:
     """Return ``(-log p, -log(1 - p))`` elementwise for logits, probabilities or log-probabilities.
 
-    Logits use ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``, exact in both tails (never
-    ``log(sigmoid(z))``); probabilities are clipped to ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``.
+    Logits use ``-log p = relu(-z) + log1p(exp(-|z|))`` and ``-log(1 - p) = relu(z) + log1p(exp(-|z|))``,
+    exact in both tails (never ``log(sigmoid(z))``, nor ``softplus(z) - z``); probabilities are
+    clipped to ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``.
     """
     if input_format == "logits":
-        softplus = torch.clamp_min(preds, 0).add_(torch.log1p(torch.exp(-preds.abs())))
-        return softplus - preds, softplus
+        small = torch.log1p(torch.exp(-preds.abs()))
+        return torch.clamp_min(-preds, 0) + small, torch.clamp_min(preds, 0) + small
     if input_format == "probs":
         return -torch.log(preds.clamp(eps, 1 - eps)), -torch.log((1 - preds).clamp_(eps, 1 - eps))
     return -preds, -_log1mexp(preds)
@@ -38,7 +54,7 @@ def binary_neg_log_terms(preds: Tensor, input_format: str, eps: float) -> tuple[
 def _mix(neg_log_p: Tensor, neg_log_q: Tensor, y: Tensor, *, finite: bool) -> Tensor:
     """``y * (-log p) + (1 - y) * (-log(1 - p))`` with ``0 * inf = 0`` (only log-probabilities reach inf)."""
     if finite:
-        return neg_log_p.mul_(y).add_(neg_log_q.mul_(1 - y))
+        return neg_log_p * y + neg_log_q * (1 - y)
     return torch.where(y != 0, neg_log_p * y, 0) + torch.where(y != 1, neg_log_q * (1 - y), 0)
 
 
@@ -55,6 +71,66 @@ def position_weight(sample_weight: Tensor, shape: torch.Size) -> Tensor:
     return sample_weight.reshape(-1)
 
 
+def _fast_loss(z: Tensor, y: Tensor, input_format: str, eps: float, scratch: Scratch) -> Tensor:
+    """Elementwise loss of a block into scratch buffer 0 (logits or probabilities, targets as described above)."""
+    rows = z.shape[0]
+    out, spare = scratch.take(0, rows), scratch.take(1, rows)
+    if input_format == "logits":
+        small = torch.abs(z, out=spare).neg_().exp_().log1p_()
+        return torch.clamp_min(z, 0, out=out).addcmul_(y, z, value=-1).add_(small)
+    if not y.is_floating_point():  # class indices 0 / 1 (validated, or masked to 0 where ignored)
+        torch.where(y.bool(), z, torch.neg(z, out=out).add_(1), out=out)
+        return out.clamp_(eps, 1 - eps).log_().neg_()
+    log_q = torch.neg(z, out=spare).add_(1).clamp_(eps, 1 - eps).log_()
+    log_p = torch.clamp(z, eps, 1 - eps, out=out).log_()
+    return log_p.mul_(y).add_(log_q.addcmul_(y, log_q, value=-1)).neg_()
+
+
+def _general_loss(z: Tensor, y: Tensor, input_format: str, eps: float, pos: Tensor | None) -> Tensor:
+    """Elementwise loss, out of place: ``pos_weight``, log-probabilities, autograd."""
+    neg_log_p, neg_log_q = binary_neg_log_terms(z, input_format, eps)
+    if pos is not None:
+        neg_log_p = neg_log_p * pos
+    return _mix(neg_log_p, neg_log_q, y.to(z.dtype), finite=input_format != "log_probs")
+
+
+def _add_block(
+    sums: Tensor, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None, scratch: Scratch | None
+) -> None:
+    """Add a block's float64 column sums: loss, weight (1 or ``w`` per position, 0 where not ``keep``), target mass.
+
+    With ``scratch`` (no autograd) the loss is masked in place and widened into float64 scratch buffer 2.
+    """
+    if keep is not None:
+        loss = loss.masked_fill(~keep, 0) if scratch is None else loss.masked_fill_(~keep, 0)
+    wide = None if scratch is None or loss.dtype == torch.float64 else scratch.take(2, loss.shape[0], torch.float64)
+    if w is None:
+        sums[LOSS] += column_sums(loss, wide)
+        sums[WEIGHT] += y.shape[0] if keep is None else keep.sum(0)
+        sums[TARGET] += y.sum(0) if not y.is_floating_point() else column_sums(y, wide)
+        return
+    weighted = loss * w[:, None] if wide is None else torch.mul(loss, w[:, None], out=wide)  # float64 products
+    sums[LOSS] += weighted.sum(0)
+    sums[WEIGHT] += w.sum() if keep is None else (w[:, None] * keep).sum(0)
+    sums[TARGET] += (y * w[:, None]).sum(0)
+
+
+def _targets(y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """Mask ignored targets to 0 (returning the keep mask) and apply label smoothing (float targets)."""
+    keep = None
+    if ignore_index is not None:
+        keep = y != ignore_index
+        y = y.masked_fill(~keep, 0)
+    if smoothing:
+        y = y.to(dtype) * (1 - smoothing) + smoothing / 2
+        y = y if keep is None else y.masked_fill_(~keep, 0)
+    elif y.dtype == torch.bool:
+        y = y.view(torch.uint8)
+    elif y.is_floating_point() and y.dtype != dtype:
+        y = y.to(dtype)
+    return y, keep
+
+
 def bce_sums(
     preds: Tensor,
     target: Tensor,
@@ -64,40 +140,29 @@ def bce_sums(
     pos_weight: Tensor | None,
     ignore_index: int | None,
     label_smoothing: float,
+    chunk_elements: int | None = None,
 ) -> Tensor:
     """Return the ``(3, K)`` float64 sums for ``(M, K, *rest)`` ``preds`` and ``target``.
 
     ``sample_weight`` is ``(M,)`` or ``(M, *rest)``: one weight per sample or per position, shared
-    by the ``K`` labels there.
+    by the ``K`` labels there. ``chunk_elements`` overrides the row block size.
     """
-    num_labels = preds.shape[1]
-    sums = new_sums(num_labels, preds.device)
+    sums = new_sums(preds.shape[1], preds.device)
     dtype = compute_dtype(preds.dtype)
     eps = torch.finfo(preds.dtype).eps
     pos = None if pos_weight is None else pos_weight.to(dtype)
-    for rows in row_slices(preds.shape[0], preds[:1].numel()):
-        y = labels_last(target[rows])
-        weight = None
-        if ignore_index is not None:
-            keep = y != ignore_index
-            y = y.masked_fill(~keep, 0)
-            weight = keep.to(torch.float64)
-        y = y.to(dtype)
-        if label_smoothing:
-            y = y * (1 - label_smoothing) + label_smoothing / 2
+    fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
+    if not fast or sample_weight is not None or ignore_index is not None:  # more block-sized temporaries
+        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // (2 if fast else 4))
+    row_numel = preds[:1].numel()
+    step = min(_chunks.chunk_rows(row_numel, chunk_elements), preds.shape[0])
+    scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)
+    for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
+        z = labels_last(preds[rows]).to(dtype)
+        y, keep = _targets(labels_last(target[rows]), ignore_index, label_smoothing, dtype)
+        w = None
         if sample_weight is not None:
-            row_weight = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)[:, None]
-            weight = row_weight.expand_as(y) if weight is None else weight * row_weight
-        neg_log_p, neg_log_q = binary_neg_log_terms(labels_last(preds[rows]).to(dtype), input_format, eps)
-        if pos is not None:
-            neg_log_p = neg_log_p * pos
-        loss = _mix(neg_log_p, neg_log_q, y, finite=input_format != "log_probs")
-        if weight is None:
-            sums[LOSS] += loss.sum(0, dtype=torch.float64)
-            sums[WEIGHT] += y.shape[0]
-            sums[TARGET] += y.sum(0, dtype=torch.float64)
-        else:
-            sums[LOSS] += torch.where(weight != 0, loss * weight, 0).sum(0)
-            sums[WEIGHT] += weight.sum(0)
-            sums[TARGET] += (y * weight).sum(0)
+            w = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)
+        loss = _fast_loss(z, y, input_format, eps, scratch) if fast else _general_loss(z, y, input_format, eps, pos)
+        _add_block(sums, loss, y, keep, w, scratch if fast else None)
     return sums

@@ -1,7 +1,12 @@
-"""Row chunking: the work of every update runs over row blocks that fit in cache.
+"""Row chunking, scratch buffers and float64 column sums shared by the cross-entropy kernels.
 
-No function holds a temporary of the size of ``preds``; only chunk-sized ones. Results do not depend
-on the chunk size (the sums are float64 and each row is computed independently).
+Every kernel walks ``preds`` in row blocks of about :data:`CHUNK_ELEMENTS` elements and writes its
+elementwise work into scratch buffers of that size, allocated once per call and reused by every
+block. No temporary of the size of ``preds`` is ever built, so the extra memory of an update is a
+few MiB whatever the batch; a block stays in the CPU's L2/L3 cache between the passes over it.
+
+Results do not depend on the block size: multiclass losses are float64 per row and accumulated
+row by row; multilabel column sums are float64 (see :func:`column_sums`).
 """
 
 from __future__ import annotations
@@ -9,15 +14,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch import Tensor
 
-#: Elements per chunk (float32: 1 MiB); a few chunk-sized temporaries stay in the L2 cache.
+#: Elements per row block: a float32 block is 1 MiB. Every scratch buffer has this many elements, so
+#: the peak extra memory of an update is a small multiple of it (about 3 MiB for float32 inputs).
 CHUNK_ELEMENTS = 1 << 18
+
+
+def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
+    """Rows of ``row_numel`` elements per block: about ``chunk_elements`` (default :data:`CHUNK_ELEMENTS`), >= 1."""
+    budget = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
+    return max(1, budget // max(1, row_numel))
 
 
 def row_slices(num_rows: int, row_numel: int, chunk_elements: int | None = None) -> Iterator[slice]:
     """Yield slices over ``num_rows`` rows of ``row_numel`` elements each, about ``chunk_elements`` per slice."""
-    budget = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
-    step = max(1, budget // max(1, row_numel))
+    step = chunk_rows(row_numel, chunk_elements)
     for start in range(0, num_rows, step):
         yield slice(start, min(start + step, num_rows))
 
@@ -25,3 +37,41 @@ def row_slices(num_rows: int, row_numel: int, chunk_elements: int | None = None)
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Return the dtype the math runs in: float64 stays float64, anything else runs in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def needs_grad(*tensors: Tensor | None) -> bool:
+    """True when autograd records the computation: then kernels use out-of-place ops (no scratch buffers)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class Scratch:
+    """Reusable ``(rows, cols)`` buffers of one dtype and device; ``take(i, m)`` views the first ``m`` rows of #i.
+
+    Buffers are created on first use, so a path that needs one buffer never allocates two.
+    """
+
+    def __init__(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = (rows, cols), dtype, device
+        self.buffers: dict[int, Tensor] = {}
+
+    def take(self, index: int, rows: int, dtype: torch.dtype | None = None) -> Tensor:
+        """Return the first ``rows`` rows of buffer ``index`` (``dtype`` default: the scratch's; contents undefined)."""
+        buffer = self.buffers.get(index)
+        if buffer is None:
+            buffer = torch.empty(self.shape, dtype=dtype or self.dtype, device=self.device)
+            self.buffers[index] = buffer
+        return buffer[:rows]
+
+
+def column_sums(values: Tensor, wide: Tensor | None = None) -> Tensor:
+    """Exact-order float64 sums over dimension 0 of a ``(m, K)`` block.
+
+    Float32 values are widened to float64 before any addition (into ``wide``, a float64 scratch of
+    the block's shape, when given), never summed in float32 first: float32 partial sums would make
+    the result depend, in the 8th digit, on where blocks and batches start.
+    """
+    if values.dtype == torch.float64:
+        return values.sum(0)
+    if wide is None:
+        return values.sum(0, dtype=torch.float64)
+    return wide.copy_(values).sum(0)

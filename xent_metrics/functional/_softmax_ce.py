@@ -1,74 +1,157 @@
-"""Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row chunks."""
+"""Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row chunks.
+
+The hot path (logits, class-index targets, no autograd) costs, per row block, one ``exp`` written into
+a reused scratch buffer, one row sum, and float64 arithmetic per *row* (log, the true class's logit,
+weights) before one ``index_add_`` into the ``(3, C)`` sums. On the CPU the ``exp`` skips the usual
+max shift: a row whose sum of exponentials is inside ``[2**-60, finfo.max]`` (float32;
+``[2**-900, finfo.max]`` for float64) has lost nothing to overflow or underflow, and any other row
+is recomputed with the shift (amax, subtract into the buffer, ``exp_`` in place, sum), so every
+row's value depends on that row alone. Elsewhere (CUDA, where that check would be a host sync) the
+shifted recipe runs for every row. Under autograd the same math runs out of place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from xent_metrics.functional import _chunks
 from xent_metrics.functional._bce import labels_last, position_weight
-from xent_metrics.functional._chunks import compute_dtype, row_slices
+from xent_metrics.functional._chunks import Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 
-def log_probs_of(preds: Tensor, input_format: str, eps: float) -> Tensor:
-    """Full ``(m, C)`` log-probabilities of a chunk: log-softmax, clipped log, or as given."""
+def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | None = None) -> Tensor:
+    """Full ``(m, C)`` log-probabilities of a block: log-softmax, clipped log, or as given (into ``out``)."""
     if input_format == "logits":
-        return preds - torch.logsumexp(preds, dim=1, keepdim=True)
+        return torch.log_softmax(preds, 1) if out is None else torch.log_softmax(preds, 1, out=out)
     if input_format == "probs":
-        return torch.log(preds.clamp(eps, 1 - eps))
+        if out is None:
+            return torch.log(preds.clamp(eps, 1 - eps))
+        return torch.clamp(preds, eps, 1 - eps, out=out).log_()
     return preds
 
 
 def log_prob_of_target(preds: Tensor, target: Tensor, input_format: str, eps: float) -> Tensor:
-    """``log p[i, target_i]`` of a ``(m, C)`` chunk without materialising the full log-probabilities."""
+    """Float64 ``log p[i, target_i]`` of a ``(m, C)`` block without keeping the log-probabilities."""
+    if input_format == "logits":  # torch's fused log-softmax + pick, one row-sized output
+        return F.cross_entropy(preds, target, reduction="none").double().neg_()
     picked = preds.gather(1, target[:, None]).squeeze(1)
-    if input_format == "logits":
-        return picked - torch.logsumexp(preds, dim=1)
     if input_format == "probs":
-        return torch.log(picked.clamp(eps, 1 - eps))
-    return picked
+        return picked.clamp(eps, 1 - eps).double().log()
+    return picked.double()
+
+
+def _smoothing_term(
+    z: Tensor, class_weight: Tensor | None, input_format: str, eps: float, buf: Tensor | None
+) -> Tensor:
+    """Float64 ``sum_c weight_c log p_c`` per row (the label-smoothing part of the loss)."""
+    log_p = log_probs_of(z, input_format, eps, out=buf)
+    if class_weight is not None:  # keeps 0 * -inf = nan visible for log-probabilities, as the plain sum keeps -inf
+        weight = class_weight.to(log_p.dtype)
+        log_p = log_p * weight if buf is None else torch.mul(log_p, weight, out=buf)  # never into preds
+    return log_p.sum(1, dtype=torch.float64)  # float64: the same digits whatever the block's row count
+
+
+def _accumulate(sums: Tensor, t: Tensor, loss: Tensor, w_t: Tensor | None, mass: Tensor | None) -> None:
+    """Add per-row loss, weight and target mass to their true classes (unit weights when ``None``)."""
+    ones = torch.ones_like(loss)
+    rows = torch.stack([loss, ones if w_t is None else w_t, ones if mass is None else mass])
+    sums.index_add_(1, t, rows)
 
 
 def _hard_chunk(
-    sums: Tensor, z: Tensor, t: Tensor, w: Tensor | None, class_weight: Tensor | None, opts: tuple
+    sums: Tensor,
+    z: Tensor,
+    t: Tensor,
+    w: Tensor | None,
+    class_weight: Tensor | None,
+    opts: tuple,
+    buf: Tensor | None,
+    kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> None:
-    """Add one chunk of hard (class index) targets into ``sums``; ``w`` holds the position weights."""
+    """Add one block of hard (class index) targets into ``sums``; ``w`` holds the position weights.
+
+    ``kernel(z, t)``, when given, returns the float64 ``-log p[i, t_i]`` of the block (the fused path).
+    """
     input_format, ignore_index, smoothing, eps = opts
-    num_classes = z.shape[1]
     if ignore_index is not None:
         keep = t != ignore_index
         t = t.masked_fill(~keep, 0)
         w = keep.to(torch.float64) if w is None else w * keep
-    w = torch.ones(t.shape[0], dtype=torch.float64, device=z.device) if w is None else w
+    log_p_t = log_prob_of_target(z, t, input_format, eps) if kernel is None else kernel(z, t).neg_()
+    w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
+    loss = -log_p_t if w_t is None else log_p_t * -w_t
+    mass = w
     if smoothing:
-        log_p = log_probs_of(z, input_format, eps)
-        log_p_t = log_p.gather(1, t[:, None]).squeeze(1).to(torch.float64)
-        smooth = (log_p if class_weight is None else log_p * class_weight.to(log_p.dtype)).sum(1, dtype=torch.float64)
-    else:
-        log_p_t = log_prob_of_target(z, t, input_format, eps).to(torch.float64)
-    w_t = w if class_weight is None else w * class_weight[t]
-    nll = -log_p_t * (1 - smoothing)
-    loss = nll * w_t if not smoothing else nll * w_t - smooth * (w * smoothing / num_classes)
-    loss = torch.where(w != 0, loss, 0) if input_format == "log_probs" else loss
-    sums[LOSS].index_add_(0, t, loss)
-    sums[WEIGHT].index_add_(0, t, w_t)
-    sums[TARGET].index_add_(0, t, w * (1 - smoothing))
-    if smoothing:
-        sums[TARGET] += w.sum() * (smoothing / num_classes)
+        smooth = _smoothing_term(z, class_weight, input_format, eps, buf)
+        share = smoothing / z.shape[1]
+        loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
+        mass = (torch.ones_like(loss) if w is None else w) * (1 - smoothing)
+        sums[TARGET] += share * (z.shape[0] if w is None else w.sum())
+    if w is not None:  # zero weight removes a row exactly, even one whose loss is inf or nan
+        loss = torch.where(w != 0, loss, 0)
+    _accumulate(sums, t, loss, w_t, mass)
 
 
-def _soft_chunk(sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, class_weight: Tensor | None, opts: tuple) -> None:
-    """Add one chunk of soft (probability) targets into ``sums``."""
+def _soft_chunk(
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, class_weight: Tensor | None, opts: tuple, buf: Tensor | None
+) -> None:
+    """Add one block of soft (probability) targets into ``sums``."""
     input_format, _, smoothing, eps = opts
     if smoothing:
         y = y * (1 - smoothing) + smoothing / z.shape[1]
     mass = y.to(torch.float64) if w is None else y * w[:, None]
-    log_p = log_probs_of(z, input_format, eps)
+    log_p = log_probs_of(z, input_format, eps, out=buf)
     loss = torch.where(mass != 0, mass * log_p, 0) if input_format == "log_probs" else mass * log_p
     loss = -loss.sum(0)
     sums[LOSS] += loss if class_weight is None else loss * class_weight
-    sums[WEIGHT] += mass.sum(0)
-    sums[TARGET] += mass.sum(0)
+    mass = mass.sum(0)
+    sums[WEIGHT] += mass
+    sums[TARGET] += mass
+
+
+def _block(
+    sums: Tensor,
+    preds: Tensor,
+    target: Tensor,
+    sample_weight: Tensor | None,
+    class_weight: Tensor | None,
+    opts: tuple,
+    rows: slice,
+    scratch: Scratch | None,
+    kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> None:
+    """Add the sums of rows ``rows`` of ``preds``: one block, in the compute dtype, positions as rows."""
+    z = labels_last(preds[rows]).to(compute_dtype(preds.dtype))
+    w = None if sample_weight is None else position_weight(sample_weight[rows], preds[rows].shape).double()
+    buf = None if scratch is None else scratch.take(0, z.shape[0])
+    if target.shape == preds.shape:
+        _soft_chunk(sums, z, labels_last(target[rows]).to(z.dtype), w, class_weight, opts, buf)
+    else:
+        _hard_chunk(sums, z, target[rows].reshape(-1).long(), w, class_weight, opts, buf, kernel)
+
+
+def _fused_blocks(
+    sums: Tensor,
+    preds: Tensor,
+    target: Tensor,
+    sample_weight: Tensor | None,
+    class_weight: Tensor | None,
+    opts: tuple,
+    chunk_elements: int | None,
+) -> int:
+    """Add the full fused-size blocks of ``preds`` into ``sums``; return the rows done (0 without a kernel)."""
+    from xent_metrics.functional._fused import fused_nll_kernel, fused_step
+
+    kernel, step = fused_nll_kernel(), fused_step(preds[:1].numel(), chunk_elements)
+    done = 0 if kernel is None else preds.shape[0] - preds.shape[0] % step
+    for start in range(0, done, step):
+        _block(sums, preds, target, sample_weight, class_weight, opts, slice(start, start + step), None, kernel)
+    return done
 
 
 def softmax_ce_sums(
@@ -80,24 +163,31 @@ def softmax_ce_sums(
     sample_weight: Tensor | None,
     ignore_index: int | None,
     label_smoothing: float,
+    chunk_elements: int | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
 
     Hard targets put each sample's loss and weight ``sample_weight * weight[target]`` on its true
     class; soft targets spread them by target mass (torch's rule: the mean is over
-    ``sum(sample_weight)``, class weights scale the numerator only).
+    ``sum(sample_weight)``, class weights scale the numerator only). ``chunk_elements`` overrides
+    the row block size; ``fused=True`` runs the full blocks of logits with class-index targets
+    through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
     """
-    num_classes = preds.shape[1]
-    sums = new_sums(num_classes, preds.device)
-    dtype = compute_dtype(preds.dtype)
-    opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
+    sums = new_sums(preds.shape[1], preds.device)
     cw = None if class_weight is None else class_weight.to(torch.float64)
-    soft = target.shape == preds.shape
-    for rows in row_slices(preds.shape[0], preds[:1].numel()):
-        z = labels_last(preds[rows]).to(dtype)
-        w = None if sample_weight is None else position_weight(sample_weight[rows], preds[rows].shape).double()
-        if soft:
-            _soft_chunk(sums, z, labels_last(target[rows]).to(dtype), w, cw, opts)
-        else:
-            _hard_chunk(sums, z, target[rows].reshape(-1).long(), w, cw, opts)
+    opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
+    row_numel, soft = preds[:1].numel(), target.shape == preds.shape
+    if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
+        done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)
+        if done:  # the ragged tail runs eagerly with the default block
+            preds, target, chunk_elements = preds[done:], target[done:], None
+            sample_weight = None if sample_weight is None else sample_weight[done:]
+    if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
+        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // 4)
+    step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
+    grad = needs_grad(preds)
+    scratch = Scratch(step * row_numel // preds.shape[1], preds.shape[1], compute_dtype(preds.dtype), preds.device)
+    for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
+        _block(sums, preds, target, sample_weight, cw, opts, rows, None if grad else scratch)
     return sums
