@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
 
-from xent_metrics.functional import _chunks, _fused
+from xent_metrics.functional import _chunks, _fused, _softmax_ce
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._chunks import Scratch, chunk_rows, column_sums, row_slices
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
@@ -96,6 +96,13 @@ def test_column_sums_widen_float32_before_adding(rows: int) -> None:
     _close(column_sums(values.double()), expected, rtol=1e-15)
 
 
+@pytest.fixture(params=["unshifted", "log_softmax"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a multiclass test through both CPU logit kernels (chosen by row length in production)."""
+    monkeypatch.setattr(_softmax_ce, "UNSHIFTED_MIN_CLASSES", 2 if request.param == "unshifted" else 10**9)
+    return request.param
+
+
 # ------------------------------------------------------------------ multiclass: block size independence
 OPTIONS = [
     {},
@@ -118,7 +125,7 @@ def _resolve(options: dict, n: int, c: int, dtype: torch.dtype) -> dict:
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "plain")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_multiclass_hard_sums_match_float64_reference_for_every_block_size(options: dict, dtype) -> None:
+def test_multiclass_hard_sums_match_float64_reference_for_every_block_size(options: dict, dtype, kernel: str) -> None:
     n, c = 53, 6
     gen = torch.Generator().manual_seed(5)
     z = (torch.randn(n, c, generator=gen, dtype=torch.float64) * 4).to(dtype)
@@ -151,7 +158,7 @@ def test_multiclass_probability_inputs_do_not_depend_on_the_block_size(fmt: str)
         _close(_ce(p, y, chunk, input_format=fmt, label_smoothing=0.1), ref, rtol=1e-12)
 
 
-def test_multiclass_soft_targets_and_trailing_dimensions_do_not_depend_on_the_block_size() -> None:
+def test_multiclass_soft_targets_and_trailing_dimensions_do_not_depend_on_the_block_size(kernel: str) -> None:
     gen = torch.Generator().manual_seed(7)
     z = torch.randn(9, 4, 5, generator=gen, dtype=torch.float64)  # (N, C, L)
     soft = torch.softmax(torch.randn(9, 4, 5, generator=gen, dtype=torch.float64), 1)
@@ -167,17 +174,31 @@ def test_multiclass_soft_targets_and_trailing_dimensions_do_not_depend_on_the_bl
         _close(_ce(z, hard, chunk, sample_weight=w), ref_hard, rtol=1e-12)
 
 
-def test_multiclass_extreme_logits_are_exact() -> None:
-    """A loss beyond float32's exp range (120 nats) and huge offsets stay exact; perfect rows cost 0."""
+def test_multiclass_extreme_logits_are_exact(kernel: str) -> None:
+    """Overflowing and underflowing rows (recomputed with the shift) stay exact, next to ordinary rows."""
     z = torch.tensor([[0.0, 120.0, -5.0], [1e4, 1e4, 1e4 - 1], [-1e4, 0.0, -1e4], [50.0, -50.0, 0.0]])
-    y = torch.tensor([0, 1, 1, 0])
+    z = torch.cat([z, torch.full((1, 3), -80.0), torch.randn(5, 3)])  # all-small row: exp sum underflows
+    y = torch.tensor([0, 1, 1, 0, 2, 0, 1, 2, 0, 1])
     ref = _np_ce_sums(z.double(), y)
-    for chunk in [1, None]:
+    for chunk in [1, 6, None]:
         _close(_ce(z, y, chunk), ref, rtol=1e-6)
-    assert _ce(z, y)[0, 0].item() == pytest.approx(120.0, rel=1e-6)
+        _close(_ce(z.double(), y, chunk), ref, rtol=1e-11)  # an offset of 1e4 costs ulp(1e4) = 2e-12 anywhere
+    assert _ce(z[:1], y[:1])[0, 0].item() == pytest.approx(
+        120.0 + math.log1p(math.exp(-120) + math.exp(-125)), rel=1e-6
+    )
 
 
-def test_float32_error_is_no_worse_than_torch_cross_entropy() -> None:
+def test_a_lone_long_row_gets_the_digits_it_gets_among_others(kernel: str) -> None:
+    """torch sums a lone row of >= 32768 elements on two threads; the kernel never lets that change digits."""
+    gen = torch.Generator().manual_seed(20)
+    z, y = torch.randn(3, 70000, generator=gen) * 3, torch.randint(0, 70000, (3,), generator=gen)
+    together = _ce(z, y)
+    alone = sum(_ce(z[i : i + 1], y[i : i + 1]) for i in range(3))
+    torch.testing.assert_close(alone, together, rtol=1e-15, atol=0)
+    _close(together, _np_ce_sums(z.double(), y), rtol=1e-6)
+
+
+def test_float32_error_is_no_worse_than_torch_cross_entropy(kernel: str) -> None:
     gen = torch.Generator().manual_seed(8)
     z, y = torch.randn(2048, 500, generator=gen) * 3, torch.randint(0, 500, (2048,), generator=gen)
     exact = _np_ce_sums(z.double(), y)[0].sum()
@@ -294,6 +315,18 @@ def test_gradients_flow_through_the_chunked_kernels() -> None:
     torch.testing.assert_close(zb.grad, expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("classes", [6, 40, 300])  # padded, plain log-softmax, unshifted kernels
+def test_autograd_and_buffered_kernels_give_the_same_digits(classes: int) -> None:
+    gen = torch.Generator().manual_seed(21)
+    z = torch.randn(37, classes, generator=gen) * 3
+    z[0, 0] = 200.0  # one row through the shifted fallback
+    y = torch.randint(0, classes, (37,), generator=gen)
+    plain = _ce(z, y, 7 * classes)
+    tracked = _ce(z.clone().requires_grad_(), y, 7 * classes)
+    assert tracked.requires_grad
+    torch.testing.assert_close(tracked.detach(), plain, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_are_computed_in_float32(dtype) -> None:
     gen = torch.Generator().manual_seed(14)
@@ -307,12 +340,12 @@ def test_half_inputs_are_computed_in_float32(dtype) -> None:
 
 def test_default_block_size_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(15)
-    z, y = torch.randn(40, 3, generator=gen, dtype=torch.float64), torch.randint(0, 3, (40,), generator=gen)
+    z, y = torch.randn(40, 20, generator=gen, dtype=torch.float64), torch.randint(0, 20, (40,), generator=gen)
     expected = _ce(z, y)
     calls = []
-    original = F.cross_entropy
-    monkeypatch.setattr(F, "cross_entropy", lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k))
-    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 9)
+    original = torch.log_softmax
+    monkeypatch.setattr(torch, "log_softmax", lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k))
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 60)
     torch.testing.assert_close(_ce(z, y), expected, rtol=1e-13, atol=0)
     assert calls == [3] * 13 + [1]
 
@@ -346,6 +379,7 @@ def test_fused_kernel_matches_eager_and_compiles_once() -> None:
     counters.clear()
     for n in (16 * 5 + 3, 16 * 2, 16 * 3 + 15):  # full blocks plus ragged tails of several sizes
         z = torch.randn(n, c, generator=gen) * 4
+        z[1, 2], z[17, :] = 200.0, -90.0  # an overflowing and an underflowing row: recomputed with the shift
         y = torch.randint(0, c, (n,), generator=gen)
         w = torch.rand(n, generator=gen, dtype=torch.float64)
         for options in ({}, {"sample_weight": w, "ignore_index": 3}):

@@ -105,9 +105,9 @@ def _add_block(
         loss = loss.masked_fill(~keep, 0) if scratch is None else loss.masked_fill_(~keep, 0)
     wide = None if scratch is None or loss.dtype == torch.float64 else scratch.take(2, loss.shape[0], torch.float64)
     if w is None:
-        sums[LOSS] += column_sums(loss, wide)
-        sums[WEIGHT] += y.shape[0] if keep is None else keep.sum(0)
-        sums[TARGET] += y.sum(0) if not y.is_floating_point() else column_sums(y, wide)
+        sums[LOSS].add_(column_sums(loss, wide))
+        sums[WEIGHT].add_(y.shape[0] if keep is None else keep.sum(0))
+        sums[TARGET].add_(y.sum(0) if not y.is_floating_point() else column_sums(y, wide))
         return
     weighted = loss * w[:, None] if wide is None else torch.mul(loss, w[:, None], out=wide)  # float64 products
     sums[LOSS] += weighted.sum(0)
@@ -152,8 +152,9 @@ def bce_sums(
     eps = torch.finfo(preds.dtype).eps
     pos = None if pos_weight is None else pos_weight.to(dtype)
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
-    if not fast or sample_weight is not None or ignore_index is not None:  # more block-sized temporaries
-        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // (2 if fast else 4))
+    # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
+    fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
+    chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // fraction)
     row_numel = preds[:1].numel()
     step = min(_chunks.chunk_rows(row_numel, chunk_elements), preds.shape[0])
     scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)

@@ -1,25 +1,30 @@
 """Opt-in fused kernel: ``torch.compile`` of the per-block multiclass negative log-likelihood.
 
-Inductor turns the block's max, ``exp``-sum and gather into one loop per row that reads each logit
-from cache and writes nothing but one float64 per row: close to one ``exp`` per logit, the machine's
-floor. It is compiled with ``dynamic=False`` for one block shape, ``(rows, C)``, so a run compiles
-once per class count and dtype; the last, smaller block of a batch runs the eager kernel instead of
-triggering a recompile. Blocks are larger than the eager path's (:data:`FUSED_CHUNK_ELEMENTS`)
-because the kernel needs no scratch buffer: extra memory is ``O(rows)``.
+Inductor turns the block's ``exp``-sum and gather into one loop per row that reads each logit once
+and writes nothing but one float64 per row (on the CPU it also skips the max shift, as the eager
+kernel does): one ``exp`` per logit, the machine's floor. It is compiled with ``dynamic=False`` for
+one block shape, ``(rows, C)``, so a run compiles once per class count and dtype; the last, smaller
+block of a batch runs the eager kernel instead of triggering a recompile. Blocks are larger than
+the eager path's (:data:`FUSED_CHUNK_ELEMENTS`) because the kernel needs no scratch buffer: its
+extra memory is ``O(rows)``. Its digits differ from the eager kernel's in the last float32 bit of
+a row (another ``exp`` implementation and summation order), so sums agree across block and batch
+splits to about 1e-9 relative, not to the last float64 bit as the eager path does.
 
-Compiling needs a C++ compiler (CPU) or Triton (CUDA) and takes tens of seconds once per process;
-where it fails, a ``RuntimeWarning`` says why and the eager kernel runs.
+Compiling needs a C++ compiler (CPU) or Triton (CUDA) and takes seconds to tens of seconds once per
+process and shape (inductor caches its code on disk); where it fails, a ``RuntimeWarning`` says why
+and the eager kernel runs.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._chunks import chunk_rows
+from xent_metrics.functional._chunks import EXP_SUM_RANGE, chunk_rows
 
 #: Logits per fused block (16 MiB of float32 read in place; nothing of that size is allocated).
 FUSED_CHUNK_ELEMENTS = 1 << 22
@@ -27,12 +32,20 @@ FUSED_CHUNK_ELEMENTS = 1 << 22
 _STATE: dict[str, object] = {}
 
 
-def _nll_rows(z: Tensor, t: Tensor) -> Tensor:
-    """Float64 ``logsumexp(z_i) - z[i, t_i]`` per row of a ``(m, C)`` block."""
+def _nll_shifted(z: Tensor, t: Tensor) -> Tensor:
+    """Float64 ``logsumexp(z_i) - z[i, t_i]`` per row of a ``(m, C)`` block, max-shifted."""
     top = z.amax(1, keepdim=True)
     total = (z - top).exp().sum(1)
     lse = total.double().log() + top.squeeze(1).double()
     return lse - z.gather(1, t[:, None]).squeeze(1).double()
+
+
+def _nll_unshifted(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Float64 ``log(sum_j exp(z_ij)) - z[i, t_i]`` per row, and whether each row's sum kept its digits."""
+    total = z.exp().sum(1)
+    low, high = EXP_SUM_RANGE[z.dtype]
+    ok = (total >= low) & (total <= high)
+    return total.double().log() - z.gather(1, t[:, None]).squeeze(1).double(), ok
 
 
 def fused_step(row_numel: int, chunk_elements: int | None) -> int:
@@ -41,31 +54,35 @@ def fused_step(row_numel: int, chunk_elements: int | None) -> int:
 
 
 def fused_nll_kernel() -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The compiled ``_nll_rows`` (compiled lazily, per shape, on first call), or ``None`` where compiling fails."""
+    """A function ``(z, t) -> float64 nll per row`` running the compiled kernels, or ``None`` where compiling fails.
+
+    On the CPU the compiled kernel skips the max shift (one ``exp`` and one sum per logit, as the
+    eager kernel) and reports the rows whose sum overflowed or underflowed; those rows are recomputed
+    eagerly with the shift (a host read of one boolean per block). Elsewhere the shifted kernel runs.
+    """
     if "kernel" not in _STATE:
         try:
-            _STATE["kernel"] = _checked(torch.compile(_nll_rows, dynamic=False, fullgraph=True))
+            compile_ = functools.partial(torch.compile, dynamic=False, fullgraph=True)
+            _STATE["unshifted"], _STATE["shifted"] = compile_(_nll_unshifted), compile_(_nll_shifted)
+            _STATE["kernel"] = _run
         except Exception as error:  # no compiler, unsupported platform: run eagerly, once warned
             _disable(error)
     return _STATE["kernel"]  # type: ignore[return-value]
 
 
-def _checked(kernel: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
-    """Wrap ``kernel`` so that a failure of the (lazy) first compilation falls back to the eager kernel."""
-
-    def run(z: Tensor, t: Tensor) -> Tensor:
-        if _STATE.get("kernel") is None:
-            return _nll_rows(z, t)
-        try:
-            with warnings.catch_warnings():  # torch's own deprecation notices while it compiles are not ours
-                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
-                return kernel(z, t)
-        except Exception as error:  # the compile happens on first call
-            _disable(error)
-            return _nll_rows(z, t)
-
-    return run
+def _run(z: Tensor, t: Tensor) -> Tensor:
+    """Run the compiled kernel for ``z``'s device; a failure of the (lazy) compilation falls back to eager."""
+    try:
+        with warnings.catch_warnings():  # torch's own deprecation notices while it compiles are not ours
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+            if z.device.type != "cpu":
+                return _STATE["shifted"](z, t)  # type: ignore[operator]
+            nll, ok = _STATE["unshifted"](z, t)  # type: ignore[operator]
+    except Exception as error:  # the compile happens on the first call
+        _disable(error)
+        return _nll_shifted(z, t)
+    return nll if bool(ok.all()) else torch.where(ok, nll, _nll_shifted(z, t))
 
 
 def _disable(error: Exception) -> None:

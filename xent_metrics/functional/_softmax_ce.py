@@ -12,6 +12,7 @@ shifted recipe runs for every row. Under autograd the same math runs out of plac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -20,8 +21,14 @@ from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._bce import labels_last, position_weight
-from xent_metrics.functional._chunks import Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
+from xent_metrics.functional._chunks import EXP_SUM_RANGE, Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
+
+#: Rows of at least this many classes take the unshifted kernel on the CPU. The choice depends on the
+#: row length only, never on the block or batch size, so a row's digits never depend on the split.
+UNSHIFTED_MIN_CLASSES = 128
+#: float32 lanes of an AVX-512 vector: shorter rows are padded for torch's log-softmax.
+_VECTOR = 16
 
 
 def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | None = None) -> Tensor:
@@ -35,14 +42,54 @@ def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | Non
     return preds
 
 
-def log_prob_of_target(preds: Tensor, target: Tensor, input_format: str, eps: float) -> Tensor:
-    """Float64 ``log p[i, target_i]`` of a ``(m, C)`` block without keeping the log-probabilities."""
-    if input_format == "logits":  # torch's fused log-softmax + pick, one row-sized output
-        return F.cross_entropy(preds, target, reduction="none").double().neg_()
+def _nll_log_softmax(z: Tensor, t: Tensor, scratch: Scratch | None) -> Tensor:
+    """Float64 ``-log softmax(z)[i, t_i]`` through torch's fused log-softmax (into the scratch when given).
+
+    Rows shorter than a vector are padded with ``-inf`` first: torch's kernel takes a slow scalar
+    loop for them (3x slower at 10 classes), and the padding adds exact zeros to the sum.
+    """
+    if z.shape[1] < _VECTOR:
+        padded = torch.cat([z, z.new_full((z.shape[0], _VECTOR - z.shape[1]), float("-inf"))], 1)
+        return F.nll_loss(torch.log_softmax(padded, 1), t, reduction="none").double()
+    if scratch is None:
+        return F.nll_loss(torch.log_softmax(z, 1), t, reduction="none").double()
+    return torch.log_softmax(z, 1, out=scratch.take(0, z.shape[0])).gather(1, t[:, None]).squeeze(1).double().neg_()
+
+
+def _nll_unshifted(z: Tensor, t: Tensor, scratch: Scratch | None) -> Tensor:
+    """Float64 ``-log softmax(z)[i, t_i]`` as ``log(sum_j exp(z_ij)) - z[i, t_i]``, without the max shift.
+
+    One ``exp`` (into the scratch when given) and one row sum. A row whose sum lies outside
+    ``EXP_SUM_RANGE`` (an ``exp`` overflowed, or every term is too small to keep its digits) is recomputed
+    with the shift, so each row's value depends on the row alone. A single row is summed as one of
+    two identical rows: torch splits the sum of a lone long row across threads, in another order.
+    """
+    rows = z.shape[0]
+    wide = z if rows > 1 else z.expand(2, -1)
+    exps = torch.exp(wide) if scratch is None else torch.exp(wide, out=scratch.take(0, wide.shape[0]))
+    total = exps.sum(1)[:rows]
+    low, high = EXP_SUM_RANGE[z.dtype]
+    ok = (total >= low) & (total <= high)
+    nll = total.double().log() - z.gather(1, t[:, None]).squeeze(1).double()
+    if bool(ok.all()):  # CPU only: a memory read, not a device sync
+        return nll
+    return torch.where(ok, nll, _nll_log_softmax(z, t, scratch))
+
+
+def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, scratch: Scratch | None = None) -> Tensor:
+    """Float64 ``-log p[i, target_i]`` of a ``(m, C)`` block without keeping the log-probabilities.
+
+    ``scratch`` (a :class:`Scratch` of at least two rows of the block's width) lends its buffers;
+    without it (autograd) the same kernels allocate, so both give the same digits.
+    """
+    if input_format == "logits":
+        if preds.device.type == "cpu" and preds.shape[1] >= UNSHIFTED_MIN_CLASSES:
+            return _nll_unshifted(preds, target, scratch)
+        return _nll_log_softmax(preds, target, scratch)
     picked = preds.gather(1, target[:, None]).squeeze(1)
     if input_format == "probs":
-        return picked.clamp(eps, 1 - eps).double().log()
-    return picked.double()
+        return picked.clamp(eps, 1 - eps).double().log().neg_()
+    return picked.double().neg_()
 
 
 def _smoothing_term(
@@ -57,7 +104,13 @@ def _smoothing_term(
 
 
 def _accumulate(sums: Tensor, t: Tensor, loss: Tensor, w_t: Tensor | None, mass: Tensor | None) -> None:
-    """Add per-row loss, weight and target mass to their true classes (unit weights when ``None``)."""
+    """Add per-row loss, weight and target mass to their true classes.
+
+    Unit weights and masses (both ``None``) are counted once per call by :func:`softmax_ce_sums`.
+    """
+    if w_t is None and mass is None:
+        sums[LOSS].index_add_(0, t, loss)
+        return
     ones = torch.ones_like(loss)
     rows = torch.stack([loss, ones if w_t is None else w_t, ones if mass is None else mass])
     sums.index_add_(1, t, rows)
@@ -70,7 +123,7 @@ def _hard_chunk(
     w: Tensor | None,
     class_weight: Tensor | None,
     opts: tuple,
-    buf: Tensor | None,
+    scratch: Scratch | None,
     kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> None:
     """Add one block of hard (class index) targets into ``sums``; ``w`` holds the position weights.
@@ -82,11 +135,12 @@ def _hard_chunk(
         keep = t != ignore_index
         t = t.masked_fill(~keep, 0)
         w = keep.to(torch.float64) if w is None else w * keep
-    log_p_t = log_prob_of_target(z, t, input_format, eps) if kernel is None else kernel(z, t).neg_()
+    nll = target_nll(z, t, input_format, eps, scratch) if kernel is None else kernel(z, t)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
-    loss = -log_p_t if w_t is None else log_p_t * -w_t
+    loss = nll if w_t is None else nll * w_t
     mass = w
     if smoothing:
+        buf = None if scratch is None else scratch.take(0, z.shape[0])
         smooth = _smoothing_term(z, class_weight, input_format, eps, buf)
         share = smoothing / z.shape[1]
         loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
@@ -126,13 +180,17 @@ def _block(
     kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> None:
     """Add the sums of rows ``rows`` of ``preds``: one block, in the compute dtype, positions as rows."""
-    z = labels_last(preds[rows]).to(compute_dtype(preds.dtype))
-    w = None if sample_weight is None else position_weight(sample_weight[rows], preds[rows].shape).double()
-    buf = None if scratch is None else scratch.take(0, z.shape[0])
+    whole = rows.start == 0 and rows.stop == preds.shape[0]  # one block: no slicing (per-step cost)
+    block, dtype = preds if whole else preds[rows], compute_dtype(preds.dtype)
+    z = labels_last(block) if block.dtype == dtype else labels_last(block).to(dtype)
+    w = None if sample_weight is None else position_weight(sample_weight[rows], block.shape).double()
     if target.shape == preds.shape:
+        buf = None if scratch is None else scratch.take(0, z.shape[0])
         _soft_chunk(sums, z, labels_last(target[rows]).to(z.dtype), w, class_weight, opts, buf)
-    else:
-        _hard_chunk(sums, z, target[rows].reshape(-1).long(), w, class_weight, opts, buf, kernel)
+        return
+    t = target if whole else target[rows]
+    t = t if t.ndim == 1 else t.reshape(-1)
+    _hard_chunk(sums, z, t if t.dtype == torch.int64 else t.long(), w, class_weight, opts, scratch, kernel)
 
 
 def _fused_blocks(
@@ -177,7 +235,9 @@ def softmax_ce_sums(
     sums = new_sums(preds.shape[1], preds.device)
     cw = None if class_weight is None else class_weight.to(torch.float64)
     opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
-    row_numel, soft = preds[:1].numel(), target.shape == preds.shape
+    row_numel, soft = math.prod(preds.shape[1:]), target.shape == preds.shape
+    if not soft and sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing:
+        sums[WEIGHT:].add_(torch.bincount(target.reshape(-1), minlength=preds.shape[1]))  # unit weights: counts
     if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
         done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)
         if done:  # the ragged tail runs eagerly with the default block
@@ -185,9 +245,12 @@ def softmax_ce_sums(
             sample_weight = None if sample_weight is None else sample_weight[done:]
     if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
         chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // 4)
+    elif input_format == "logits" and preds.shape[1] < _VECTOR:  # two (m, 16) padded temporaries per block
+        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // (2 * _VECTOR))
     step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
     grad = needs_grad(preds)
-    scratch = Scratch(step * row_numel // preds.shape[1], preds.shape[1], compute_dtype(preds.dtype), preds.device)
+    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll_unshifted
+    scratch = Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
     for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
         _block(sums, preds, target, sample_weight, cw, opts, rows, None if grad else scratch)
     return sums
