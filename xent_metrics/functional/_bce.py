@@ -76,8 +76,9 @@ def _fast_loss(z: Tensor, y: Tensor, input_format: str, eps: float, scratch: Scr
     rows = z.shape[0]
     out, spare = scratch.take(0, rows), scratch.take(1, rows)
     if input_format == "logits":
-        small = torch.abs(z, out=spare).neg_().exp_().log1p_()
-        return torch.clamp_min(z, 0, out=out).addcmul_(y, z, value=-1).add_(small)
+        relu = torch.clamp_min(z, 0, out=out)
+        small = torch.add(z, relu, alpha=-2, out=spare).exp_().log1p_()  # z - 2 relu(z) = -|z|, exactly
+        return relu.addcmul_(y, z, value=-1).add_(small)
     if not y.is_floating_point():  # class indices 0 / 1 (validated, or masked to 0 where ignored)
         torch.where(y.bool(), z, torch.neg(z, out=out).add_(1), out=out)
         return out.clamp_(eps, 1 - eps).log_().neg_()

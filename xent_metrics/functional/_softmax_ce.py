@@ -247,6 +247,8 @@ def softmax_ce_sums(
         chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // 4)
     elif input_format == "logits" and preds.shape[1] < _VECTOR:  # two (m, 16) padded temporaries per block
         chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // (2 * _VECTOR))
+    elif input_format != "logits" and not label_smoothing:  # a gather per row: row-sized temporaries only
+        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // 8)
     step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
     grad = needs_grad(preds)
     height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll_unshifted
