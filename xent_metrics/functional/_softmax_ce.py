@@ -1,13 +1,14 @@
-"""Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row chunks.
+"""Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row blocks.
 
-The hot path (logits, class-index targets, no autograd) costs, per row block, one ``exp`` written into
-a reused scratch buffer, one row sum, and float64 arithmetic per *row* (log, the true class's logit,
-weights) before one ``index_add_`` into the ``(3, C)`` sums. On the CPU the ``exp`` skips the usual
-max shift: a row whose sum of exponentials is inside ``[2**-60, finfo.max]`` (float32;
-``[2**-900, finfo.max]`` for float64) has lost nothing to overflow or underflow, and any other row
-is recomputed with the shift (amax, subtract into the buffer, ``exp_`` in place, sum), so every
-row's value depends on that row alone. Elsewhere (CUDA, where that check would be a host sync) the
-shifted recipe runs for every row. Under autograd the same math runs out of place.
+The hot path (logits, class-index targets) costs, per block of about ``CHUNK_ELEMENTS`` logits, one
+``exp`` written into a reused scratch buffer, one row sum, and float64 arithmetic per *row* (log,
+the true class's logit, weights) before one ``index_add_`` into the ``(3, C)`` sums. On the CPU,
+for rows of at least ``UNSHIFTED_MIN_CLASSES`` classes, the ``exp`` skips the usual max shift: a
+row whose sum of exponentials lies in ``EXP_SUM_RANGE`` lost nothing to overflow or underflow, and
+any other row is recomputed through torch's fused (shifted) log-softmax. Shorter rows, and other
+devices (where the check would be a host sync), use that log-softmax for every row. The kernel
+depends on the row length only, so a row's digits never depend on the block or batch split; under
+autograd the same kernels run out of place and give the same digits.
 """
 
 from __future__ import annotations
