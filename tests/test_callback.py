@@ -19,8 +19,9 @@ from sklearn.metrics import log_loss
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from xent_metrics.callbacks import PerClassBCEMonitor, UnpaddedDistributedSampler
-from xent_metrics.demos.data import TAGS, DigitTagsDataModule
+from xent_metrics.demos.data import DigitTagsDataModule
 from xent_metrics.demos.model import MultiLabelMLP
+from xent_metrics.demos.tags import TAGS
 
 # Lightning's hints for tiny CPU runs (few dataloader workers, log interval above the batch count) are not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")

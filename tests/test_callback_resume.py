@@ -13,8 +13,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from xent_metrics.callbacks import PerClassBCEMonitor
-from xent_metrics.demos.data import TAGS, DigitTagsDataModule
+from xent_metrics.demos.data import DigitTagsDataModule
 from xent_metrics.demos.model import MultiLabelMLP
+from xent_metrics.demos.tags import TAGS
 
 # Lightning's hints for tiny CPU runs (few dataloader workers, log interval above the batch count) are not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")

@@ -11,8 +11,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from xent_metrics.callbacks import PerClassBCEMonitor
-from xent_metrics.demos.data import TAGS, DigitTagsDataModule
+from xent_metrics.demos.data import DigitTagsDataModule
 from xent_metrics.demos.model import MultiLabelMLP
+from xent_metrics.demos.tags import TAGS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from xent_metrics.callbacks import PerClassBCEMonitor
 from xent_metrics.demos import __main__ as demo
-from xent_metrics.demos.data import TAGS, digit_tags, split_indices, tag_matrix
+from xent_metrics.demos.data import split_indices
+from xent_metrics.demos.tags import TAGS, digit_tags, tag_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 

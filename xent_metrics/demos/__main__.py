@@ -9,8 +9,6 @@ Any LightningCLI override works, e.g. ``--trainer.max_epochs=3`` or ``--config c
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import sys
 import time
 import warnings
@@ -24,7 +22,6 @@ from xent_metrics.demos.data import DigitTagsDataModule
 from xent_metrics.demos.model import MultiLabelMLP
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-SKLEARN_PART = "xent_metrics.demos.sklearn_part"
 
 
 def _with_default_config(argv: Sequence[str]) -> list[str]:
@@ -48,12 +45,6 @@ def _command_line(args: list[str]) -> Iterator[None]:
         yield
     finally:
         sys.argv = saved
-
-
-def _sklearn_part() -> str:
-    if importlib.util.find_spec(SKLEARN_PART) is None:
-        return f"(The scikit-learn part of the demo, {SKLEARN_PART}, is not available in this version.)"
-    return str(importlib.import_module(SKLEARN_PART).run_sklearn_demo())
 
 
 def main(argv: Sequence[str] | None = None, *, sklearn_part: bool = True) -> LightningCLI:
@@ -80,7 +71,9 @@ def main(argv: Sequence[str] | None = None, *, sklearn_part: bool = True) -> Lig
             )
     print(f"Lightning part finished in {time.perf_counter() - start:.1f} s.")
     if sklearn_part:
-        print(_sklearn_part())
+        from xent_metrics.demos.sklearn_part import run_sklearn_demo  # imports scikit-learn
+
+        print(run_sklearn_demo())
     print(f"Demo finished in {time.perf_counter() - start:.1f} s.")
     return cli
 

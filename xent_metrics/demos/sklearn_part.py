@@ -20,28 +20,8 @@ from sklearn.model_selection import KFold, cross_validate
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
+from xent_metrics.demos.tags import digit_tags
 from xent_metrics.scoring import neg_cross_entropy_scorer
-
-#: Tags of the fallback data set (used when ``xent_metrics.demos.data`` cannot be imported).
-_FALLBACK_TAGS = {
-    "even": (0, 2, 4, 6, 8),
-    "prime": (2, 3, 5, 7),
-    "greater_than_4": (5, 6, 7, 8, 9),
-    "closed_loop": (0, 4, 6, 8, 9),
-}
-
-
-def _digit_tags() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The shared digit-tags data; without Lightning (the ``sklearn`` extra alone) a four-tag stand-in."""
-    try:
-        from xent_metrics.demos.data import digit_tags
-    except ImportError:  # xent_metrics.demos.data imports lightning for its DataModule
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        Y = np.stack([np.isin(bunch.target, members) for members in _FALLBACK_TAGS.values()], axis=1)
-        return bunch.data / 16.0, Y.astype(np.int64), list(_FALLBACK_TAGS)
-    return digit_tags()
 
 
 def _models(num_tags: int) -> dict[str, object]:
@@ -65,7 +45,7 @@ def sklearn_demo_results(n_splits: int = 3) -> list[dict[str, float | str]]:
     per-column ``log_loss``) should equal ``-ours`` and ``"positive_terms_only"`` (the mean over
     samples of ``sum_k -y log p``) should equal ``-neg_log_loss``: that is the whole difference.
     """
-    X, Y, _ = _digit_tags()
+    X, Y, _ = digit_tags()
     cv = KFold(n_splits=n_splits, shuffle=True, random_state=0)
     scoring = {"ours": neg_cross_entropy_scorer, "neg_log_loss": "neg_log_loss"}
     rows: list[dict[str, float | str]] = []
@@ -105,7 +85,7 @@ def run_sklearn_demo(n_splits: int = 3) -> str:
     str
         The table and a short explanation.
     """
-    _, Y, names = _digit_tags()
+    _, Y, names = digit_tags()
     return format_sklearn_demo(sklearn_demo_results(n_splits), Y.shape, names, n_splits)
 
 
