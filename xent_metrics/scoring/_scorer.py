@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from xent_metrics.scoring._inputs import (
     class_targets,
     indicator_targets,
     target_type,
+    warn_rows_not_normalized,
 )
 from xent_metrics.scoring._loss import cross_entropy_loss
 
@@ -23,27 +25,56 @@ TASKS = ("auto", "binary", "multiclass", "multilabel")
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
 _PAD = {"probs": 0.0, "log_probs": -np.inf}
+_NOT_NORMALIZED = "The y_prob values do not sum to one"
 
 
 def _name(estimator: object) -> str:
     return type(estimator).__name__
 
 
-def _check_response(estimator: object, method: str, response: object, input_format: str) -> None:
-    """Raise ``ValueError`` naming the estimator when its response is not numeric and finite."""
-    parts = response if isinstance(response, list | tuple) else [response]
+def _check_response(estimator: object, method: str, response: object, input_format: str, kind: str) -> None:
+    """Raise ``ValueError`` naming the estimator when its response is not a finite numeric array in range.
+
+    Probabilities must lie in ``[0, 1]`` and log-probabilities be ``<= 0`` (``log_loss`` raises too);
+    probability rows that do not sum to 1 warn, naming the estimator (``log_loss``'s warning, located).
+    A list response is one array per output only for a multilabel target.
+    """
+    per_output = isinstance(response, list | tuple) and kind == MULTILABEL
+    parts: list[Any] = list(response) if isinstance(response, list | tuple) and per_output else [response]
     for k, part in enumerate(parts):
-        where = f"{_name(estimator)}.{method}(X)" + (f"[{k}]" if isinstance(response, list | tuple) else "")
-        try:
-            values = np.asarray(part, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
+        where = f"{_name(estimator)}.{method}(X)" + (f"[{k}]" if per_output else "")
+        values = _as_float(where, part)
         bad = np.isnan(values) | (values == np.inf) if input_format == "log_probs" else ~np.isfinite(values)
         if bad.any():
             raise ValueError(
                 f"{where} returned NaN or inf in {int(bad.sum())} of {values.size} values; the estimator is "
                 "numerically broken on this data (cannot score it)."
             )
+        if not values.size or input_format == "logits":
+            continue
+        lo, hi = float(values.min()), float(values.max())
+        if input_format == "probs" and (lo < 0 or hi > 1):
+            raise ValueError(
+                f"{where} returned probabilities outside [0, 1] (from {lo:.6g} to {hi:.6g}); the estimator is "
+                "broken on this data (cannot score it)."
+            )
+        if input_format == "log_probs" and hi > 0:
+            raise ValueError(f"{where} returned log-probabilities above 0 (up to {hi:.6g}); they must be <= 0.")
+        if input_format == "probs" and values.ndim == 2 and values.shape[1] > 1 and (per_output or kind != MULTILABEL):
+            warn_rows_not_normalized(values, name=where)
+
+
+def _as_float(where: str, part: object) -> np.ndarray:
+    """The response as a float64 array, or ``ValueError`` naming where it came from."""
+    if part is None:
+        raise ValueError(f"{where} returned None, not an array of scores; cannot score it.")
+    try:
+        values = np.asarray(part)
+        if values.dtype.kind == "c":
+            raise TypeError(f"complex dtype {values.dtype}")
+        return values.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
 
 
 class CrossEntropyScorer:
@@ -118,20 +149,23 @@ class CrossEntropyScorer:
         if method is None:
             raise AttributeError(f"{_name(estimator)} has no method {self.response_method!r}; cannot score it.")
         response = method(X)
-        _check_response(estimator, self.response_method, response, self.input_format)
-        if kind == MULTILABEL:
-            return -self._multilabel(estimator, response, y_true, sample_weight)
-        scores, classes = self._align(estimator, response, class_targets(y_true))
-        return -float(
-            cross_entropy_loss(
-                y_true,
-                scores,
-                labels=classes,
-                sample_weight=sample_weight,
-                input_format=self.input_format,
-                average=self.average,
+        _check_response(estimator, self.response_method, response, self.input_format, kind)
+        with warnings.catch_warnings():
+            # Rows that do not sum to 1 were reported above, naming the estimator; the loss would say it again.
+            warnings.filterwarnings("ignore", message=_NOT_NORMALIZED, category=UserWarning)
+            if kind == MULTILABEL:
+                return -self._multilabel(estimator, response, y_true, sample_weight)
+            scores, classes = self._align(estimator, response, class_targets(y_true))
+            return -float(
+                cross_entropy_loss(
+                    y_true,
+                    scores,
+                    labels=classes,
+                    sample_weight=sample_weight,
+                    input_format=self.input_format,
+                    average=self.average,
+                )
             )
-        )
 
     def _check_task(self, kind: str) -> None:
         if self.task == "multilabel" and kind != MULTILABEL:
