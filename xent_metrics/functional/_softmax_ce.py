@@ -30,6 +30,10 @@ from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 UNSHIFTED_MIN_CLASSES = 128
 #: float32 lanes of an AVX-512 vector: shorter rows are padded for torch's log-softmax.
 _VECTOR = 16
+#: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
+#: per-step path (:func:`_small_plain_sums`): its temporaries (a padded copy, the log-probabilities)
+#: stay within the block's memory bound.
+_SMALL = 4
 
 
 def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | None = None) -> Tensor:
@@ -49,9 +53,9 @@ def _nll_log_softmax(z: Tensor, t: Tensor, scratch: Scratch | None) -> Tensor:
     Rows shorter than a vector are padded with ``-inf`` first: torch's kernel takes a slow scalar
     loop for them (3x slower at 10 classes), and the padding adds exact zeros to the sum.
     """
-    if z.shape[1] < _VECTOR:
-        padded = torch.cat([z, z.new_full((z.shape[0], _VECTOR - z.shape[1]), float("-inf"))], 1)
-        return F.nll_loss(torch.log_softmax(padded, 1), t, reduction="none").double()
+    if z.shape[1] < _VECTOR:  # cross_entropy is nll_loss(log_softmax(.)): the same digits, one call
+        padded = F.pad(z, (0, _VECTOR - z.shape[1]), value=float("-inf"))
+        return F.cross_entropy(padded, t, reduction="none").double()
     if scratch is None:
         return F.nll_loss(torch.log_softmax(z, 1), t, reduction="none").double()
     return torch.log_softmax(z, 1, out=scratch.take(0, z.shape[0])).gather(1, t[:, None]).squeeze(1).double().neg_()
@@ -213,6 +217,27 @@ def _fused_blocks(
     return done
 
 
+def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str) -> Tensor:
+    """Sums of a batch that fits one block, with class-index targets and unit weights: the per-step path.
+
+    The rows go through the block path's per-row kernel (:func:`target_nll`, allocating instead of
+    borrowing a scratch buffer, which gives the same digits), so a row's value is the one it gets in
+    any other batch; per-class loss sums and counts are two ``bincount`` calls (the loss one adds rows
+    in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under autograd
+    ``index_add_`` carries the gradient instead.
+    """
+    dtype, classes = compute_dtype(preds.dtype), preds.shape[1]
+    z = preds if preds.dtype == dtype else preds.to(dtype)
+    t = target if target.dtype == torch.int64 else target.long()
+    nll = target_nll(z, t, input_format, torch.finfo(preds.dtype).eps)
+    counts = torch.bincount(t, minlength=classes).double()  # before the stack: a mixed-dtype stack is slower
+    if needs_grad(preds):
+        loss = torch.zeros(classes, dtype=torch.float64, device=preds.device).index_add_(0, t, nll)
+    else:
+        loss = torch.bincount(t, weights=nll, minlength=classes)
+    return torch.stack([loss, counts, counts])
+
+
 def softmax_ce_sums(
     preds: Tensor,
     target: Tensor,
@@ -233,11 +258,15 @@ def softmax_ce_sums(
     the row block size; ``fused=True`` runs the full blocks of logits with class-index targets
     through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
     """
+    plain = sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing
+    if plain and not fused and preds.ndim == 2 and target.shape != preds.shape:
+        if preds.numel() <= (_chunks.CHUNK_ELEMENTS if chunk_elements is None else chunk_elements) // _SMALL:
+            return _small_plain_sums(preds, target, input_format)
     sums = new_sums(preds.shape[1], preds.device)
     cw = None if class_weight is None else class_weight.to(torch.float64)
     opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
     row_numel, soft = math.prod(preds.shape[1:]), target.shape == preds.shape
-    if not soft and sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing:
+    if plain and not soft:
         sums[WEIGHT:].add_(torch.bincount(target.reshape(-1), minlength=preds.shape[1]))  # unit weights: counts
     if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
         done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from xent_metrics.functional._chunks import row_slices
+
 INPUT_FORMATS = ("logits", "probs", "log_probs")
 AVERAGES = ("micro", "macro", "none")
 TASKS = ("binary", "multiclass", "multilabel")
@@ -72,36 +74,61 @@ def _check_device(name: str, value: Tensor, preds: Tensor) -> None:
         raise ValueError(f"`{name}` is on device {value.device} but `preds` is on {preds.device}; move both to one.")
 
 
-def _check_finite(name: str, value: Tensor) -> None:
-    """Raise if ``value`` holds NaN or +-inf (forces a host sync)."""
-    if value.is_floating_point() and value.numel():
-        bad = int((~torch.isfinite(value)).sum())
-        if bad:
-            raise ValueError(f"`{name}` contains NaN or inf ({bad} of {value.numel()} values); expected finite values.")
+def _bounds(value: Tensor) -> tuple[float, float]:
+    """Minimum and maximum of a non-empty tensor in one multi-threaded pass, no copy (NaN if any is NaN)."""
+    lo, hi = torch.aminmax(value.detach())
+    return float(lo), float(hi)
 
 
-def _check_unit_interval(name: str, value: Tensor, what: str) -> None:
-    """Raise unless every value lies in [0, 1] (forces a host sync)."""
+def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
+    """Raise if ``value`` holds NaN or +-inf (forces a host sync); return its bounds (``None`` if empty).
+
+    One ``aminmax`` pass finds any NaN (it propagates) or infinity (it is the min or the max); the bad
+    values are counted, for the message, only when there are some.
+    """
+    if not value.numel():
+        return None
+    bounds = _bounds(value)
+    if value.is_floating_point() and not all(map(math.isfinite, bounds)):
+        bad = int(torch.count_nonzero(~torch.isfinite(value)))
+        raise ValueError(f"`{name}` contains NaN or inf ({bad} of {value.numel()} values); expected finite values.")
+    return bounds
+
+
+def _check_unit_interval(name: str, value: Tensor, what: str, bounds: tuple[float, float] | None = None) -> None:
+    """Raise unless every value lies in [0, 1] (forces a host sync unless ``bounds``, its min and max, are given)."""
     if value.numel():
-        lo, hi = torch.aminmax(value.detach())
+        lo, hi = _bounds(value) if bounds is None else bounds
         if lo < 0 or hi > 1:
-            raise ValueError(f"`{name}` {what} must lie in [0, 1], got values in [{float(lo):.6g}, {float(hi):.6g}].")
+            raise ValueError(f"`{name}` {what} must lie in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
+
+
+def _check_probabilities(name: str, value: Tensor, what: str) -> None:
+    """Raise unless ``value`` is finite and in [0, 1]: one ``aminmax`` pass for both checks."""
+    _check_unit_interval(name, value, what, _check_finite(name, value))
 
 
 def _check_preds_values(preds: Tensor, input_format: str) -> None:
-    """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0."""
+    """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0.
+
+    One ``aminmax`` pass over ``preds`` serves every check, so validation reads the input once and
+    allocates nothing of its size.
+    """
+    if not preds.numel():
+        return
     if input_format == "log_probs":
-        if preds.numel() and bool(torch.isnan(preds).any() | (preds == float("inf")).any()):
+        lo, hi = _bounds(preds)
+        if math.isnan(lo) or math.isnan(hi) or hi == math.inf:
             raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
-        if preds.numel() and float(preds.max()) > 0:
+        if hi > 0:
             raise ValueError(
-                f"`preds` with input_format='log_probs' must be <= 0, got a maximum of {float(preds.max()):.6g}."
+                f"`preds` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
                 " Did you mean input_format='logits'?"
             )
         return
-    _check_finite("preds", preds)
+    bounds = _check_finite("preds", preds)
     if input_format == "probs":
-        _check_unit_interval("preds", preds, "with input_format='probs'")
+        _check_unit_interval("preds", preds, "with input_format='probs'", bounds)
 
 
 def _check_sample_weight(
@@ -121,10 +148,13 @@ def _check_sample_weight(
 
 
 def _check_weight_values(name: str, weight: Tensor) -> None:
-    _check_finite(name, weight.float() if not weight.is_floating_point() else weight)
-    if weight.numel() and float(weight.min()) < 0:
-        raise ValueError(f"`{name}` must be non-negative, got a minimum of {float(weight.min()):.6g}.")
-    if weight.numel() and not bool((weight != 0).any()):
+    bounds = _check_finite(name, weight)
+    if bounds is None:
+        return
+    lo, hi = bounds
+    if lo < 0:
+        raise ValueError(f"`{name}` must be non-negative, got a minimum of {lo:.6g}.")
+    if hi == 0:  # non-negative with a zero maximum
         raise ValueError(f"`{name}` is zero everywhere ({weight.numel()} values); expected some weight > 0.")
 
 
@@ -143,13 +173,22 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
     return weight
 
 
-def _warn_rows_not_normalized(preds: Tensor, dim: int = 1) -> None:
-    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1."""
+def _warn_rows_not_normalized(preds: Tensor) -> None:
+    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1.
+
+    Rows are summed in blocks of about ``CHUNK_ELEMENTS`` values along dimension 0, so the row sums and
+    their comparison never take more than a block's worth of memory, whatever the number of classes.
+    """
     if preds.numel() == 0:
         return
-    row_sum = preds.sum(dim=dim, dtype=torch.float64 if preds.dtype == torch.float64 else torch.float32)
+    dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
     rtol = math.sqrt(torch.finfo(preds.dtype).eps)
-    if not bool(torch.isclose(row_sum, torch.ones((), dtype=row_sum.dtype, device=row_sum.device), rtol=rtol).all()):
+    one = torch.ones((), dtype=dtype, device=preds.device)
+    close = [
+        torch.isclose(preds[rows].sum(dim=1, dtype=dtype), one, rtol=rtol).all()
+        for rows in row_slices(preds.shape[0], math.prod(preds.shape[1:]))
+    ]
+    if not bool(torch.stack(close).all()):  # one host sync
         warnings.warn(
             "`preds` probabilities do not sum to one along the class dimension. Make sure to pass probabilities "
             "(input_format='probs'), or pass logits with input_format='logits'.",
