@@ -11,12 +11,11 @@ from xent_metrics.functional._validation import (
     _check_class_weight,
     _check_common_args,
     _check_device,
-    _check_finite,
     _check_float_preds,
     _check_preds_values,
+    _check_probabilities,
     _check_sample_weight,
     _check_tensor,
-    _check_unit_interval,
 )
 
 
@@ -28,8 +27,7 @@ def _check_binary_target_values(target: Tensor, ignore_index: int | None, name: 
     """Binary targets are 0 / 1 (or in [0, 1] when floating), apart from ``ignore_index``."""
     kept = target if ignore_index is None else target[target != ignore_index]
     if kept.is_floating_point():
-        _check_finite(name, kept)
-        _check_unit_interval(name, kept, "values")
+        _check_probabilities(name, kept, "values")
     elif kept.numel():
         lo, hi = torch.aminmax(kept.to(torch.int64) if kept.dtype == torch.bool else kept)
         if lo < 0 or hi > 1:

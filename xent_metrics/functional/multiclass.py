@@ -14,12 +14,11 @@ from xent_metrics.functional._validation import (
     _check_common_args,
     _check_count,
     _check_device,
-    _check_finite,
     _check_float_preds,
     _check_preds_values,
+    _check_probabilities,
     _check_sample_weight,
     _check_tensor,
-    _check_unit_interval,
     _warn_rows_not_normalized,
 )
 
@@ -81,8 +80,7 @@ def _multiclass_tensor_validation(
     if validate_args:
         _check_preds_values(preds, input_format)
         if soft:
-            _check_finite("target", target)
-            _check_unit_interval("target", target, "probabilities")
+            _check_probabilities("target", target, "probabilities")
         else:
             _check_class_indices(target, preds.shape[1], ignore_index)
         if input_format == "probs":
@@ -91,15 +89,22 @@ def _multiclass_tensor_validation(
 
 
 def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.numel():
-        lo, hi = torch.aminmax(kept.long() if kept.dtype == torch.bool else kept)
-        if lo < 0 or hi >= num_classes:
-            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-            raise ValueError(
-                f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, "
-                f"got values in [{int(lo)}, {int(hi)}]."
-            )
+    """Class indices lie in [0, C - 1] apart from ``ignore_index``: one ``aminmax`` pass over ``target``.
+
+    Only when that range is out of bounds and an ``ignore_index`` is set are the ignored entries masked
+    out and the range taken again.
+    """
+    if not target.numel():
+        return
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if (lo < 0 or hi >= num_classes) and ignore_index is not None:
+        kept = target[target != ignore_index]
+        lo, hi = (int(v) for v in torch.aminmax(kept)) if kept.numel() else (0, 0)
+    if lo < 0 or hi >= num_classes:
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{lo}, {hi}]."
+        )
 
 
 def _multiclass_update(
