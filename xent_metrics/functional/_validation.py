@@ -38,6 +38,13 @@ def _check_common_args(input_format: str, ignore_index: int | None, label_smooth
         raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
 
 
+def _check_flag(name: str, value: object) -> bool:
+    """Raise ``TypeError`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
+    return value
+
+
 def _check_count(name: str, value: int | None) -> None:
     if value is None:
         return

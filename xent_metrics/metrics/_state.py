@@ -29,9 +29,10 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import apply_to_collection
 
 from xent_metrics.functional._sums import NUM_SUMS
-from xent_metrics.functional._validation import _check_class_weight
+from xent_metrics.functional._validation import _check_class_weight, _check_flag
 
 STATE = "sums"
+check_flag = _check_flag  # ``TypeError`` unless a bool: the functional API's check, for the constructors
 _COMPUTE_BEFORE_UPDATE = r"The ``compute`` method of metric"
 
 
@@ -59,13 +60,6 @@ def add_sums_state(metric: Metric, num: int, dtype: torch.dtype) -> None:
     """Register the single ``(3, num)`` state, summed across processes and saved in ``state_dict``."""
     default = torch.zeros(NUM_SUMS, num, dtype=dtype, device=metric.device)
     metric.add_state(STATE, default, dist_reduce_fx="sum", persistent=True)
-
-
-def check_flag(name: str, value: object) -> bool:
-    """Raise ``TypeError`` unless ``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
-    return value
 
 
 def check_required_count(name: str, value: object) -> None:

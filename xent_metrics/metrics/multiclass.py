@@ -23,6 +23,7 @@ def _setup(metric: Metric, num_classes: int, options: dict[str, Any]) -> None:
         num_classes, options["input_format"], options["ignore_index"], options["label_smoothing"], options["average"]
     )
     metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
+    metric.fused = _state.check_flag("fused", options["fused"])
     metric.num_classes = num_classes
     metric.input_format = options["input_format"]
     metric.ignore_index = options["ignore_index"]
@@ -54,6 +55,7 @@ def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tenso
         sample_weight=weight,
         ignore_index=metric.ignore_index,
         label_smoothing=metric.label_smoothing,
+        fused=metric.fused,
     )
 
 
@@ -89,6 +91,11 @@ class MulticlassCrossEntropy(Metric):
     validate_args : bool, default=True
         Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
         and device checks run, which read no tensor value.
+    fused : bool, default=False
+        Run logits with class-index targets through a ``torch.compile``-d kernel: compiled once
+        per class count on the first batch of at least ``2**23`` logits, about 15% faster than the
+        eager kernel after that; see
+        :func:`~xent_metrics.functional.multiclass_cross_entropy`.
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
@@ -148,6 +155,7 @@ class MulticlassCrossEntropy(Metric):
     label_smoothing: float
     average: str
     validate_args: bool
+    fused: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -166,6 +174,7 @@ class MulticlassCrossEntropy(Metric):
         label_smoothing: float = 0.0,
         average: str = "micro",
         validate_args: bool = True,
+        fused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -226,6 +235,7 @@ class MulticlassNormalizedEntropy(Metric):
     label_smoothing: float
     average: str
     validate_args: bool
+    fused: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -244,6 +254,7 @@ class MulticlassNormalizedEntropy(Metric):
         label_smoothing: float = 0.0,
         average: str = "micro",
         validate_args: bool = True,
+        fused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -48,7 +48,12 @@ def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tenso
         validate_args=metric.validate_args,
     )
     sums = _multiclass_update(
-        moved, target, input_format=metric.input_format, sample_weight=weight, ignore_index=metric.ignore_index
+        moved,
+        target,
+        input_format=metric.input_format,
+        sample_weight=weight,
+        ignore_index=metric.ignore_index,
+        fused=metric.fused,
     )
     return sums.sum(dim=1, keepdim=True)
 
@@ -75,6 +80,10 @@ class Perplexity(Metric):
     validate_args : bool, default=True
         Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
         and device checks run.
+    fused : bool, default=False
+        Run the logits through a ``torch.compile``-d kernel, compiled once per vocabulary size (and
+        sequence length, for ``(B, L, V)`` batches) on the first batch of at least ``2**23`` logits;
+        see :func:`~xent_metrics.functional.multiclass_cross_entropy`.
     **kwargs
         torchmetrics' ``Metric`` options.
 
@@ -128,6 +137,7 @@ class Perplexity(Metric):
     input_format: str
     ignore_index: int | None
     validate_args: bool
+    fused: bool
 
     forward = _state.forward
     _apply = _state.apply
@@ -142,11 +152,13 @@ class Perplexity(Metric):
         *,
         input_format: str = "logits",
         validate_args: bool = True,
+        fused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
         self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.fused = _state.check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
         _state.add_sums_state(self, 1, _state.state_dtype(self.device))
