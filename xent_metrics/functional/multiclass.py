@@ -14,6 +14,7 @@ from xent_metrics.functional._validation import (
     _check_common_args,
     _check_count,
     _check_device,
+    _check_flag,
     _check_float_preds,
     _check_preds_values,
     _check_probabilities,
@@ -116,6 +117,7 @@ def _multiclass_update(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    fused: bool = False,
 ) -> Tensor:
     """Return the ``(3, C)`` float64 sums (loss, weight, target mass per class) of a validated batch."""
     return softmax_ce_sums(
@@ -126,6 +128,7 @@ def _multiclass_update(
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
+        fused=fused,
     )
 
 
@@ -138,6 +141,7 @@ def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
         options["label_smoothing"],
         options["average"],
     )
+    _check_flag("fused", options["fused"])
     preds, target, sample, cls = _multiclass_tensor_validation(
         preds,
         target,
@@ -156,6 +160,7 @@ def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
         sample_weight=sample,
         ignore_index=options["ignore_index"],
         label_smoothing=options["label_smoothing"],
+        fused=options["fused"],
     )
     return sums
 
@@ -172,6 +177,7 @@ def multiclass_cross_entropy(
     label_smoothing: float = 0.0,
     average: str = "micro",
     validate_args: bool = True,
+    fused: bool = False,
 ) -> Tensor:
     r"""Categorical cross-entropy, exact from logits (log-sum-exp), probabilities or log-probabilities.
 
@@ -212,6 +218,15 @@ def multiclass_cross_entropy(
         unweighted mean of those, skipping classes with no weight (with a warning).
     validate_args : bool, default=True
         Check values (a host sync); shape and type checks always run.
+    fused : bool, default=False
+        Run logits with class-index targets through a ``torch.compile``-d kernel (about 15% faster
+        than the eager kernel on large inputs, once compiled). It compiles once per class count and
+        dtype, on the first batch of at least ``2**23`` logits (seconds, once per process; smaller
+        batches and the ragged last rows of a batch run eagerly), and needs a C++ compiler (CPU) or
+        Triton (CUDA): without one it warns and runs eagerly. Other inputs, label smoothing and
+        autograd ignore it. Per-row values may differ from the eager kernel's in the last bit of the
+        input dtype, so float32 results agree with the eager ones to float32 rounding, float64
+        results to about 1e-12.
 
     Returns
     -------
@@ -262,6 +277,7 @@ def multiclass_normalized_entropy(
     label_smoothing: float = 0.0,
     average: str = "micro",
     validate_args: bool = True,
+    fused: bool = False,
 ) -> Tensor:
     r"""Multiclass normalized entropy: the cross-entropy over the entropy of the weighted class prior.
 
