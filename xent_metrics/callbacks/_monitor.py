@@ -162,8 +162,8 @@ class PerClassBCEMonitor(Callback):
                 f"{', ...' if self.num_labels > 5 else ''}) but `{step}` returned `{self.preds_key}` of shape "
                 f"{tuple(preds.shape)}; expected (N, {self.num_labels}): one name per output column."
             )
-        metric = self.metrics[stage]
-        metric.update(preds.detach(), target.detach() if isinstance(target, Tensor) else target)
+        detached = [value.detach() if isinstance(value, Tensor) else value for value in (preds, target)]
+        self.metrics[stage].update(*detached)  # a non-tensor is refused there, with a TypeError naming it
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -241,7 +241,10 @@ class PerClassBCEMonitor(Callback):
     def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Compute on every rank (a collective), record, log the synced values, reset."""
         metric = self.metrics[stage]
-        values = metric.compute().detach().to("cpu", torch.float64)
+        with warnings.catch_warnings():
+            # No data at all: `_warn_empty` below says so once per label, not at every epoch.
+            warnings.filterwarnings("ignore", message="No samples with non-zero weight", category=UserWarning)
+            values = metric.compute().detach().to("cpu", torch.float64)
         metric.reset()
         per_label = values.tolist()
         valid = [v for v in per_label if not math.isnan(v)]

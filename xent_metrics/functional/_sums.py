@@ -38,19 +38,24 @@ def _warn_no_data() -> None:
     )
 
 
+def _warn_skipped(skipped: Tensor, what: str) -> None:
+    """Warn that ``average="macro"`` leaves out the ``skipped`` entries (a boolean mask)."""
+    indices = skipped.nonzero().flatten().tolist()
+    warnings.warn(
+        f"average='macro' skipped {len(indices)} {what} (indices {indices[:10]}"
+        f"{', ...' if len(indices) > 10 else ''}); their mean is undefined.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _macro_mean(per_class: Tensor, valid: Tensor, what: str) -> Tensor:
     """Unweighted mean of ``per_class`` over ``valid`` entries, warning about skipped ones."""
     if not bool(valid.any()):
         _warn_no_data()
         return torch.full((), float("nan"), dtype=torch.float64, device=per_class.device)
     if not bool(valid.all()):
-        skipped = (~valid).nonzero().flatten().tolist()
-        warnings.warn(
-            f"average='macro' skipped {len(skipped)} {what} with no weight (indices {skipped[:10]}"
-            f"{', ...' if len(skipped) > 10 else ''}); their mean is undefined.",
-            UserWarning,
-            stacklevel=4,
-        )
+        _warn_skipped(~valid, f"{what} with no weight")
     return per_class[valid].mean()
 
 
@@ -70,6 +75,8 @@ def cross_entropy_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
         return loss.sum() / total
     per_class = torch.where(weight > 0, loss / weight, torch.nan)
     if average == "none":
+        if not bool((weight > 0).any()):
+            _warn_no_data()
         return per_class
     return _macro_mean(per_class, weight > 0, "classes")
 
@@ -78,10 +85,11 @@ def _binary_entropy(rate: Tensor) -> Tensor:
     return -(torch.special.xlogy(rate, rate) + torch.special.xlogy(1 - rate, 1 - rate))
 
 
-def _warn_degenerate(count: int, what: str) -> None:
+def _warn_degenerate(count: int, what: str, skipped: bool = False) -> None:
+    outcome = "average='macro' skips it" if skipped else "`nan` is returned for it"
     warnings.warn(
         f"Normalized entropy is undefined for {count} {what} whose weighted base rate is 0 or 1 (zero entropy); "
-        "`nan` is returned for it.",
+        f"{outcome}.",
         UserWarning,
         stacklevel=4,
     )
@@ -108,22 +116,26 @@ def normalized_entropy_from_sums(sums: Tensor, average: str = "micro", *, multic
         return ce / entropy
     loss, weight = sums[LOSS], sums[WEIGHT]
     has_data = weight > 0
+    if not bool(has_data.any()):
+        _warn_no_data()
+        return torch.full_like(loss, float("nan")) if average == "none" else _nan(sums)
     rate = torch.where(has_data, sums[TARGET] / weight, 0.5)
     entropy = _binary_entropy(rate.clamp(0, 1))
     if average == "micro":
         denom = (weight * entropy).sum()
-        if not bool(weight.sum() > 0):
-            _warn_no_data()
-            return _nan(sums)
         if not bool(denom > 0):
             _warn_degenerate(int(has_data.sum()), "label(s)")
             return _nan(sums)
         return loss.sum() / denom
     degenerate = has_data & ~(entropy > 0)
     if bool(degenerate.any()):
-        _warn_degenerate(int(degenerate.sum()), "label(s)")
+        _warn_degenerate(int(degenerate.sum()), "label(s)", skipped=average == "macro")
     valid = has_data & ~degenerate
     per_label = torch.where(valid, loss / (weight * entropy), torch.nan)
     if average == "none":
         return per_label
-    return _macro_mean(per_label, valid, "labels")
+    if not bool(valid.any()):
+        return _nan(sums)  # every label with data is degenerate: warned above
+    if not bool(has_data.all()):
+        _warn_skipped(~has_data, "labels with no weight")
+    return per_label[valid].mean()

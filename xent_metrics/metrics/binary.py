@@ -181,8 +181,9 @@ class BinaryNormalizedEntropy(Metric):
     over all the data seen (not a mean of per-batch ratios), as torcheval's
     ``BinaryNormalizedEntropy`` and ``1 - d2_log_loss_score``: 1 means no better than always
     predicting the base rate. Parameters, state and behaviour are those of
-    :class:`BinaryCrossEntropy`. A base rate of exactly 0 or 1 has zero entropy: ``nan`` and a
-    warning.
+    :class:`BinaryCrossEntropy`. All-positive or all-negative targets have a base rate of exactly
+    0 or 1, which has zero entropy: ``nan`` and a warning. With ``label_smoothing`` the base rate
+    is that of the smoothed targets, so the value stays finite.
 
     See Also
     --------

@@ -194,7 +194,8 @@ class MultilabelNormalizedEntropy(Metric):
     all the data seen (not a mean of per-batch ratios). 1 means no better than predicting each
     label's base rate. Parameters, state and behaviour are those of
     :class:`MultilabelCrossEntropy`; a label whose base rate is exactly 0 or 1 gives ``nan``
-    (``"none"``) or is skipped (``"macro"``), with a warning.
+    (``"none"``) or is skipped (``"macro"``), with a warning. All-positive or all-negative targets
+    give such a base rate (with ``label_smoothing`` the base rate is that of the smoothed targets).
 
     See Also
     --------
