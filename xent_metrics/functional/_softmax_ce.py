@@ -267,7 +267,8 @@ def softmax_ce_sums(
     opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
     row_numel, soft = math.prod(preds.shape[1:]), target.shape == preds.shape
     if plain and not soft:
-        sums[WEIGHT:].add_(torch.bincount(target.reshape(-1), minlength=preds.shape[1]))  # unit weights: counts
+        flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
+        sums[WEIGHT:].add_(torch.bincount(flat, minlength=preds.shape[1]))  # unit weights: counts
     if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
         done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)
         if done:  # the ragged tail runs eagerly with the default block
