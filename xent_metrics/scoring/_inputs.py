@@ -69,6 +69,18 @@ def as_tensor(array: np.ndarray) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def named_check_array(name: str, value: object, **options: object) -> np.ndarray:
+    """scikit-learn's ``check_array`` (1-D or 2-D), its errors prefixed with the argument's name.
+
+    Its own texts ("Found array with 0 sample(s)", "Complex data not supported", torch's "can't convert
+    meta device type tensor") do not say which argument they are about.
+    """
+    try:
+        return check_array(value, ensure_2d=False, input_name=name, **options)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"`{name}`: {err}") from err
+
+
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
@@ -76,7 +88,7 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
     (``-inf``, a zero probability, is allowed). Integer input becomes float64, as in ``log_loss``.
     One multi-threaded min/max pass finds NaN, inf and out-of-range values together.
     """
-    scores = check_array(y_proba, ensure_2d=False, dtype=FLOAT_DTYPES, ensure_all_finite=False, input_name=name)
+    scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
     lo, hi = (float(v) for v in torch.aminmax(as_tensor(scores)))
     if math.isnan(lo) or math.isnan(hi):
         raise ValueError(f"Input {name} contains NaN.")
@@ -118,7 +130,7 @@ def check_sample_weight(sample_weight: object, num_samples: int) -> np.ndarray |
             f"`sample_weight` must be an array-like of shape ({num_samples},) or None, got "
             f"{type(sample_weight).__name__} {sample_weight!r}."
         )
-    weight = check_array(sample_weight, ensure_2d=False, dtype=(np.float64, np.float32), input_name="sample_weight")
+    weight = named_check_array("sample_weight", sample_weight, dtype=(np.float64, np.float32))
     if weight.shape != (num_samples,):
         raise ValueError(
             f"`sample_weight` must have shape ({num_samples},), one weight per sample, got {weight.shape}. "
