@@ -4,13 +4,12 @@ Inputs cover every dtype (bool, integer, half, bfloat16, float, double, complex)
 of range, empty and 0-d tensors, non-contiguous and expanded (stride 0) layouts, numpy arrays and lists.
 """
 
-import re
-import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from helpers.fuzz import NAMED_ARGUMENT, Invalid, arrays, as_tensor, quiet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import log_expit, log_softmax
@@ -18,71 +17,9 @@ from scipy.special import log_expit, log_softmax
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy, multilabel_cross_entropy
 
 FUZZ = settings(max_examples=max(300, settings.default.max_examples))
-DTYPES = [
-    torch.bool,
-    torch.uint8,
-    torch.int32,
-    torch.int64,
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-]
-FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
-NAMED_ARGUMENT = re.compile(r"`(preds|target|sample_weight|weight|pos_weight|ignore_index|input_format)`")
-
 
 #: Outcomes per entry point, printed in the terminal summary (see conftest.py).
 FUZZ_OUTCOMES: Counter = Counter()
-
-
-class Invalid(Exception):
-    """The reference's verdict: this input must be rejected."""
-
-
-@st.composite
-def arrays(draw: st.DrawFn, shape: tuple[int, ...], kind: str) -> np.ndarray:
-    """Values of a kind ("logits", "probs", "log_probs", "binary", "index:C"), sometimes corrupted."""
-    size = int(np.prod(shape))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if kind == "logits":
-        values = rng.normal(scale=draw(st.sampled_from([1.0, 30.0, 1e4])), size=size)
-    elif kind == "probs":
-        values = rng.uniform(size=size)
-    elif kind == "log_probs":
-        values = np.log(rng.uniform(size=size))
-    elif kind == "binary":
-        values = rng.integers(0, 2, size=size).astype(float)
-    else:
-        values = rng.integers(0, int(kind.split(":")[1]), size=size).astype(float)
-    if size and draw(st.integers(0, 3)) == 0:  # corrupt a few entries
-        bad = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 2.0, 1e30, -100.0, 0.5]))
-        values[rng.integers(0, size, size=max(1, size // 5))] = bad
-    return values.reshape(shape)
-
-
-@st.composite
-def as_tensor(draw: st.DrawFn, values: np.ndarray, dtype: torch.dtype | None = None) -> object:
-    dtype = dtype or draw(st.sampled_from(DTYPES + FLOATS * 3))
-    with np.errstate(invalid="ignore", over="ignore"):
-        tensor = (
-            torch.from_numpy(values).to(dtype)
-            if dtype.is_floating_point
-            else torch.from_numpy(np.nan_to_num(values, nan=7, posinf=7, neginf=-7)).to(dtype)
-        )
-    layout = draw(st.sampled_from(["plain"] * 3 + ["strided", "expanded"] * 2 + ["numpy", "list", "complex"]))
-    if layout == "strided" and tensor.ndim:
-        doubled = torch.repeat_interleave(tensor, 2, dim=0)
-        tensor = doubled[::2]
-    elif layout == "expanded" and tensor.ndim and tensor.shape[0]:
-        tensor = tensor[:1].expand(tensor.shape)
-    elif layout == "numpy":
-        return tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
-    elif layout == "list" and draw(st.booleans()):
-        return tensor.tolist()
-    elif layout == "complex" and draw(st.integers(0, 9)) == 0:
-        return tensor.to(torch.complex64)
-    return tensor
 
 
 def _to64(x: object, name: str, *, floating: bool = False) -> np.ndarray:
@@ -187,10 +124,8 @@ def _run(fn, reference, preds, target, w, fmt, ignore, **kw) -> None:
     except Invalid:
         expected = None
     try:
-        with np.errstate(all="ignore"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # no-data and row-sum warnings are tested elsewhere
-                value = fn(preds, target, input_format=fmt, sample_weight=w, ignore_index=ignore, **kw)
+        with quiet():
+            value = fn(preds, target, input_format=fmt, sample_weight=w, ignore_index=ignore, **kw)
     except (TypeError, ValueError) as err:
         assert NAMED_ARGUMENT.search(str(err)), f"error does not name the argument: {err}"
         assert expected is None, f"rejected a valid input: {err}"
