@@ -359,12 +359,25 @@ class PerClassBCEMonitor(Callback):
                 f"The checkpoint's PerClassBCEMonitor state has {len(labels)} labels {list(labels)[:5]}, this monitor "
                 f"{self.num_labels} {self.labels[:5]}; give the same `labels` to resume, or another `prefix`."
             )
+        for stage, states in state_dict.get("in_progress", {}).items():  # first: it is the part that can be refused
+            if stage in self.metrics:
+                self._load_in_progress(stage, states)
         for stage, records in state_dict.get("history", {}).items():
             if stage in self.history:
                 self.history[stage] = copy.deepcopy(list(records))
-        for stage, states in state_dict.get("in_progress", {}).items():
-            if stage in self.metrics:
-                metric = self.metrics[stage]
-                metric.reset()
-                metric.merge_state({name: tensor.to(metric.device) for name, tensor in states.items()})
         self._warned = set(state_dict.get("warned", []))
+
+    def _load_in_progress(self, stage: str, states: object) -> None:
+        """Load a stage's saved sums through the metric's own checks (key present, shape, floating tensor)."""
+        where = f"The checkpoint's PerClassBCEMonitor state in_progress[{stage!r}]"
+        if not isinstance(states, Mapping):
+            raise ValueError(f"{where} must map state names to tensors (e.g. {{'sums': tensor}}), got {states!r}.")
+        metric = self.metrics[stage]
+        missing = [name for name in metric.metric_state if name not in states]
+        if missing:
+            names = ", ".join(f"`{name}`" for name in missing)
+            raise ValueError(f"{where} has no {names} (it holds {sorted(states)}); it was saved by another layout.")
+        try:
+            metric.load_state_dict(dict(states))  # the metric checks each tensor (shape, dtype) before any change
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"{where} does not fit this monitor's {len(self.labels)} labels: {err}") from err
