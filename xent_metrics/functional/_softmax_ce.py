@@ -8,7 +8,9 @@ row whose sum of exponentials lies in ``EXP_SUM_RANGE`` lost nothing to overflow
 any other row is recomputed through torch's fused (shifted) log-softmax. Shorter rows, and other
 devices (where the check would be a host sync), use that log-softmax for every row. The kernel
 depends on the row length only, so a row's digits never depend on the block or batch split; under
-autograd the same kernels run out of place and give the same digits.
+autograd the same kernels run out of place and give the same digits. A small batch of class indices
+with unit weights (the per-step case) skips the block machinery: the same per-row kernel, then two
+``bincount`` calls for the per-class loss sums and counts (:func:`_small_plain_sums`).
 """
 
 from __future__ import annotations
