@@ -219,7 +219,12 @@ def load_from_state_dict(
     unexpected_keys: list[str],
     error_msgs: list[str],
 ) -> None:
-    """Refuse ``sums`` of another shape (another number of classes); load the rest in the state dtype."""
+    """Refuse ``sums`` of another shape (another number of classes); load the rest in the state dtype.
+
+    A state dict without ``sums`` (an older or foreign layout) reports it missing, as ``nn.Module``
+    does for a parameter: ``load_state_dict`` raises naming it, or returns it with ``strict=False``
+    (torchmetrics alone would load nothing and say nothing). A loaded ``sums`` drops the cached result.
+    """
     key = prefix + STATE
     if key in state_dict:
         value = state_dict[key]
@@ -231,6 +236,9 @@ def load_from_state_dict(
                 f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
             )
         state_dict[key] = value.to(device=self.sums.device, dtype=self.sums.dtype)
+        self.__dict__["_computed"] = None
+    elif self._persistent[STATE]:
+        missing_keys.append(key)
     Metric._load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     )
