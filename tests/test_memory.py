@@ -110,6 +110,24 @@ def test_soft_targets_and_trailing_dimensions_allocate_a_few_blocks() -> None:
     assert 0 < extra <= 12 * CHUNK * 8, extra
 
 
+@pytest.mark.parametrize("input_format", ["logits", "probs", "log_probs"])
+def test_value_checks_allocate_no_copy_of_the_input(input_format: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate_args=True reads preds with aminmax and row sums in blocks: nothing of the input's size."""
+    from xent_metrics import MulticlassCrossEntropy
+    from xent_metrics.functional import _chunks, multiclass_cross_entropy
+
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", CHUNK)
+    n, c = 8192, 128  # 8 MiB of float64
+    gen = torch.Generator().manual_seed(3)
+    z, y = torch.randn(n, c, generator=gen, dtype=torch.float64), torch.randint(0, c, (n,), generator=gen)
+    preds = {"logits": z, "probs": torch.softmax(z, 1), "log_probs": torch.log_softmax(z, 1)}[input_format]
+    metric = MulticlassCrossEntropy(num_classes=c, input_format=input_format)
+    for fn in (lambda: multiclass_cross_entropy(preds, y, input_format=input_format), lambda: metric.update(preds, y)):
+        extra = _peak(fn, preds, y)
+        assert 0 < extra <= preds.numel() * 8 // 16, extra  # row sums and blocks, never a copy of preds
+    assert _peak(lambda: (~torch.isfinite(preds)).sum(), preds) >= preds.numel()  # the control: a bool copy
+
+
 _CHILD = textwrap.dedent(
     """
     import json, sys
