@@ -395,6 +395,13 @@ def _probs_case(n: int, c: int) -> Case:
         impls=[
             Impl("ours: multiclass_cross_entropy(probs)", True, _ours_probs, small),
             Impl("ours: scoring.cross_entropy_loss", True, _ours_scorer, small),
+            Impl(
+                "ours: MulticlassCrossEntropy(probs).update (validate_args=True)",
+                True,
+                _metric_update("MulticlassCrossEntropy", True, num_classes=c, input_format="probs"),
+                small,
+                full_only=True,
+            ),
             Impl("ours: core only (_multiclass_update, no checks)", True, _ours_probs_core, small),
             Impl("sklearn log_loss", False, _sklearn_log_loss, small),
         ],
@@ -470,6 +477,12 @@ def _step_case() -> Case:
             {
                 "what": "update <= 1.1x ignite Loss.update",
                 "impl": "ours: update (validate_args=False)",
+                "peer": "ignite Loss(F.cross_entropy).update",
+                "speedup": 1 / 1.1,
+            },
+            {
+                "what": "update (validate_args=True) <= 1.1x ignite Loss.update",
+                "impl": "ours: update (validate_args=True)",
                 "peer": "ignite Loss(F.cross_entropy).update",
                 "speedup": 1 / 1.1,
             },
