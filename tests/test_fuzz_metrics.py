@@ -207,3 +207,34 @@ def test_bool_class_indices_equal_int64_ones(shape: tuple[int, ...]) -> None:
     expected.update(preds, target.long())
     assert torch.equal(metric.sums, expected.sums)
     torch.testing.assert_close(multiclass_cross_entropy(preds, target), multiclass_cross_entropy(preds, target.long()))
+
+
+@pytest.mark.parametrize(
+    ("make", "preds", "target", "ignore"),
+    [
+        (BinaryCrossEntropy, torch.zeros(3), torch.tensor([255, 0, 1], dtype=torch.uint8), -1),
+        (BinaryCrossEntropy, torch.zeros(3), torch.tensor([1, 0, 1], dtype=torch.uint8), 256),
+        (
+            lambda **kw: MulticlassCrossEntropy(2, **kw),
+            torch.zeros(3, 2),
+            torch.tensor([255, 0, 1], dtype=torch.uint8),
+            -1,
+        ),
+        (
+            lambda **kw: MultilabelCrossEntropy(2, **kw),
+            torch.zeros(1, 2),
+            torch.tensor([[1, 0]], dtype=torch.int8),
+            200,
+        ),
+        (Perplexity, torch.zeros(1, 3, 2), torch.tensor([[1, 0, 1]], dtype=torch.int32), 2**31),
+    ],
+)
+def test_an_ignore_index_the_target_dtype_cannot_hold_is_refused(make, preds, target, ignore) -> None:
+    """Found by the fuzz: torch compares a uint8 target with -1 as 255 (binary: 255 silently ignored; multiclass:
+    an IndexError from the kernel), and with 256 as 0 (every negative silently dropped)."""
+    metric = make(ignore_index=ignore)
+    with pytest.raises(ValueError, match=rf"`ignore_index`={ignore} does not fit `target` dtype {target.dtype}"):
+        metric.update(preds, target)
+    assert not metric.sums.any() and metric.update_count == 0
+    metric.update(preds, torch.zeros_like(target, dtype=torch.long))  # int64 targets, as the message says
+    assert metric.sums.any()

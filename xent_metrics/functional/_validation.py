@@ -85,6 +85,22 @@ def _bounds(value: Tensor) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
+    """Refuse an ``ignore_index`` an integer ``target`` dtype cannot hold: torch would compare it wrapped.
+
+    ``uint8`` targets with ``ignore_index=-1`` would drop every 255, and with ``ignore_index=256`` every 0.
+    Metadata only (no host sync). bool and floating targets compare by value and are not affected.
+    """
+    if ignore_index is None or target.is_floating_point() or target.dtype == torch.bool:
+        return
+    info = torch.iinfo(target.dtype)
+    if not info.min <= ignore_index <= info.max:
+        raise ValueError(
+            f"`ignore_index`={ignore_index} does not fit `target` dtype {target.dtype} (values {info.min} to "
+            f"{info.max}); torch would compare it wrapped. Pass int64 targets, e.g. `target.long()`."
+        )
+
+
 def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
     """Raise if ``value`` holds NaN or +-inf (forces a host sync); return its bounds (``None`` if empty).
 

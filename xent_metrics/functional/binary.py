@@ -12,6 +12,7 @@ from xent_metrics.functional._validation import (
     _check_common_args,
     _check_device,
     _check_float_preds,
+    _check_ignore_index_fits,
     _check_preds_values,
     _check_probabilities,
     _check_sample_weight,
@@ -48,6 +49,7 @@ def _binary_tensor_validation(
     preds = _check_float_preds(preds)
     target = _check_tensor("target", target)
     _check_device("target", target, preds)
+    _check_ignore_index_fits(target, ignore_index)
     if preds.shape != target.shape:
         raise ValueError(
             f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "

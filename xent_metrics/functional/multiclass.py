@@ -16,6 +16,7 @@ from xent_metrics.functional._validation import (
     _check_device,
     _check_flag,
     _check_float_preds,
+    _check_ignore_index_fits,
     _check_preds_values,
     _check_probabilities,
     _check_sample_weight,
@@ -74,6 +75,7 @@ def _multiclass_tensor_validation(
     preds = _check_float_preds(preds)
     target = _check_tensor("target", target)
     _check_device("target", target, preds)
+    _check_ignore_index_fits(target, ignore_index)
     soft = _check_shapes(preds, target, num_classes, ignore_index)
     positions = preds.shape[:1] + preds.shape[2:]
     sample = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)

@@ -14,6 +14,7 @@ from xent_metrics.functional._validation import (
     _check_count,
     _check_device,
     _check_float_preds,
+    _check_ignore_index_fits,
     _check_preds_values,
     _check_sample_weight,
     _check_tensor,
@@ -44,6 +45,7 @@ def _multilabel_tensor_validation(
     preds = _check_float_preds(preds)
     target = _check_tensor("target", target)
     _check_device("target", target, preds)
+    _check_ignore_index_fits(target, ignore_index)
     if preds.ndim < 2:
         raise ValueError(
             f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
