@@ -125,11 +125,15 @@ def _reference(y_true: Any, y_proba: Any, labels: Any, sample_weight: Any, fmt: 
     """``log_loss``; for logits and log-probabilities, ``log_loss``'s checks and a float64 scipy value."""
     if fmt == "probs":
         return log_loss(y_true, y_proba, labels=labels, sample_weight=sample_weight)
-    scores = np.asarray(y_proba, dtype=np.float64)  # raises for complex or meta: the input is refused
+    if np.iscomplexobj(y_proba) or (isinstance(y_proba, torch.Tensor) and y_proba.is_complex()):
+        raise ValueError("complex y_proba is refused (scikit-learn: 'Complex data not supported')")
+    scores = np.asarray(y_proba, dtype=np.float64)  # raises for a meta tensor or strings: the input is refused
     if np.isnan(scores).any() or np.isposinf(scores).any() or (fmt == "logits" and np.isneginf(scores).any()):
         raise ValueError("y_proba contains NaN or inf")
     if fmt == "log_probs" and (scores > 0).any():
         raise ValueError("y_proba log-probabilities above 0")
+    if scores.ndim not in (1, 2):
+        raise ValueError("y_proba must be 1-D or 2-D")
     if scores.ndim == 2 and scores.shape[1] == 1:
         scores = scores[:, 0]
     if scores.ndim == 1:
@@ -147,14 +151,27 @@ def _reference(y_true: Any, y_proba: Any, labels: Any, sample_weight: Any, fmt: 
     return float(-np.sum(w * picked) / np.sum(w))
 
 
-def _rtol(y_proba: Any) -> float:
-    """float64 work matches to 1e-12; log_loss computes float32 / float16 input in that dtype, we sum in float64."""
+def _tolerance(y_proba: Any) -> dict[str, float]:
+    """float64 work matches to 1e-12; float32 / float16 input is computed in that dtype (log_loss too, or we).
+
+    Below float64 a logit margin ``m`` loses ``exp(-m)`` to absorption in the log-sum-exp, so an absolute
+    tolerance of a few ``eps * max|score|`` covers the smallest losses.
+    """
     dtype = getattr(y_proba, "dtype", None)
-    return {np.dtype(np.float32): 1e-5, np.dtype(np.float16): 2e-3, torch.float32: 1e-5}.get(dtype, 1e-12)
+    eps = {np.dtype(np.float32): 2**-23, np.dtype(np.float16): 2**-10, torch.float32: 2**-23, torch.float16: 2**-10}
+    if dtype not in eps:
+        return {"rtol": 1e-12, "atol": 0.0}
+    try:
+        with quiet():
+            values = np.abs(np.asarray(y_proba, dtype=np.float64))
+            scale = float(np.max(values[np.isfinite(values)], initial=1.0))
+    except (TypeError, ValueError):  # a meta tensor, strings: the input is refused, no value is compared
+        scale = 1.0
+    return {"rtol": 8 * eps[dtype], "atol": 8 * eps[dtype] * scale}
 
 
 def _check(
-    entry: str, value: Any, err: Exception | None, expected: Any, expected_err: Exception | None, rtol: float
+    entry: str, value: Any, err: Exception | None, expected: Any, expected_err: Exception | None, tol: dict
 ) -> None:
     if err is not None:
         assert ARGUMENT.search(str(err)), f"{entry}: the error does not name the argument: {err!r}"
@@ -162,7 +179,7 @@ def _check(
         FUZZ_OUTCOMES[f"{entry}: rejected with a named error"] += 1
         return
     assert expected_err is None, f"{entry} returned {value} where the reference raised {expected_err!r}"
-    np.testing.assert_allclose(value, expected, rtol=rtol, atol=0)
+    np.testing.assert_allclose(value, expected, **tol)
     FUZZ_OUTCOMES[f"{entry}: equal to the reference"] += 1
 
 
@@ -182,7 +199,7 @@ def test_fuzz_cross_entropy_loss(data: st.DataObject, c: int, fmt: str, fault: s
     value, err = outcome(
         cross_entropy_loss, y_true, y_proba, labels=labels, sample_weight=sample_weight, input_format=fmt
     )
-    _check("cross_entropy_loss", value, err, expected, expected_err, _rtol(y_proba))
+    _check("cross_entropy_loss", value, err, expected, expected_err, _tolerance(y_proba))
 
 
 class Fitted:
@@ -212,7 +229,7 @@ def test_fuzz_scorers(scorer_kind: str, data: st.DataObject, c: int, fault: str)
     sample_weight = data.draw(weights_of(y.size, fault))
     expected, expected_err = outcome(_scorer_reference, y_true, response, fitted, space, sample_weight)
     value, err = outcome(scorer, estimator, None, y_true, sample_weight=sample_weight)
-    _check(scorer_kind, value, err, expected, expected_err, _rtol(response))
+    _check(scorer_kind, value, err, expected, expected_err, _tolerance(response))
 
 
 def _scorer_reference(y_true: Any, raw: Any, fitted: list, classes: list, sample_weight: Any) -> float:
@@ -222,10 +239,14 @@ def _scorer_reference(y_true: Any, raw: Any, fitted: list, classes: list, sample
     with zero-probability columns to ``classes`` (the documented rule for classes a fold lacked).
     """
     with quiet():
-        scores = np.asarray(raw)
+        scores = raw = np.asarray(raw)  # a tensor response is read as its numpy array (float32 stays float32)
+    if scores.dtype.kind == "c":
+        raise ValueError("a complex response is refused")
+    if scores.dtype.kind in "US":
+        scores = raw = scores.astype(np.float64)  # numeric strings are read as numbers (log_loss does too)
     if scores.shape != (np.asarray(y_true).size, len(fitted)):
         raise ValueError("predict_proba must return one column per class of classes_")
-    if scores.dtype.kind in "fc" and not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
+    if scores.dtype.kind in "fiu" and not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
         raise ValueError("a response with NaN, inf or values outside [0, 1] is refused, whichever column holds it")
     response = _padded(raw, fitted, classes)
     if len(classes) == 2:
