@@ -275,3 +275,18 @@ def test_forward_is_differentiable_and_the_state_is_not() -> None:
     assert not metric.sums.requires_grad
     metric.update(logits, target)  # update builds no graph
     assert not metric.sums.requires_grad
+
+
+def test_lean_sync_needs_torchmetrics_flags_and_falls_back_without_them() -> None:
+    """``compute()`` replaces torchmetrics' sync only while its private flags say what they say in torchmetrics 1.x."""
+    metric = MulticlassCrossEntropy(num_classes=3)
+    metric.distributed_available_fn = lambda: True
+    assert _state._plain_sync(metric)
+    metric.dist_sync_fn = lambda *args, **kwargs: None  # a user's own sync function: torchmetrics' path
+    assert not _state._plain_sync(metric)
+    metric.dist_sync_fn = None
+    for flag in ("_to_sync", "_should_unsync", "_is_synced", "_reductions"):
+        renamed = MulticlassCrossEntropy(num_classes=3)
+        renamed.distributed_available_fn = lambda: True
+        del renamed.__dict__[flag]  # a torchmetrics release without it
+        assert not _state._plain_sync(renamed), flag

@@ -1,4 +1,4 @@
-"""Behaviour every Metric class shares, written as plain functions each class installs as methods.
+"""Behaviour every Metric class shares, as plain functions :class:`~._base.SumsMetric` installs as methods.
 
 Every class holds **one** state, ``sums``: the ``(3, K)`` float64 tensor of loss, weight and target
 sums of :mod:`xent_metrics.functional._sums`, reduced by ``"sum"`` and saved in ``state_dict``. Each
@@ -184,12 +184,13 @@ def wrap_compute(self: Any, compute: Callable) -> Callable:
 
 def _plain_sync(self: Any) -> bool:
     """Whether ``compute`` syncs ``sums`` alone, with the default function, and unsyncs afterwards."""
+    attrs = self.__dict__  # torchmetrics' private flags: where a release renames them, its own sync runs
     return (
-        self._to_sync
-        and self._should_unsync
-        and not self._is_synced
+        attrs.get("_to_sync", False)
+        and attrs.get("_should_unsync", False)
+        and attrs.get("_is_synced", True) is False
         and self.dist_sync_fn is None
-        and set(self._reductions) == {STATE}
+        and set(attrs.get("_reductions", ())) == {STATE}
         and bool(self.distributed_available_fn())
     )
 

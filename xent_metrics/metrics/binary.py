@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional.binary import (
@@ -15,47 +14,61 @@ from xent_metrics.functional.binary import (
     _binary_tensor_validation,
     _binary_update,
 )
-from xent_metrics.metrics import _state, _sync
+from xent_metrics.metrics import _state
+from xent_metrics.metrics._base import SumsMetric
 
 
-def _setup(metric: Metric, options: dict[str, Any]) -> None:
-    """Validate the constructor arguments once and create the ``(3, 1)`` state."""
-    _binary_arg_validation(options["input_format"], options["ignore_index"], options["label_smoothing"])
-    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
-    metric.input_format = options["input_format"]
-    metric.ignore_index = options["ignore_index"]
-    metric.label_smoothing = float(options["label_smoothing"])
-    dtype = _state.state_dtype(metric.device)
-    pos_weight = options["pos_weight"]
-    anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
-    pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
-    metric.pos_weight = None if pos is None else pos.detach().to(device=metric.device, dtype=dtype).clone()
-    _state.add_sums_state(metric, 1, dtype)
+class _BinarySums(SumsMetric):
+    """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
+
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    pos_weight: Tensor | None
+    label_smoothing: float
+
+    def __init__(
+        self,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | float | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _binary_arg_validation(input_format, ignore_index, label_smoothing)
+        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.input_format = input_format
+        self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
+        dtype = _state.state_dtype(self.device)
+        anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
+        pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
+        self.pos_weight = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
+        _state.add_sums_state(self, 1, dtype)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        _state.check_device(self, preds)
+        preds, target, sample_weight = _binary_tensor_validation(
+            preds,
+            target,
+            sample_weight,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            validate_args=self.validate_args,
+        )
+        return _binary_update(
+            preds,
+            target,
+            input_format=self.input_format,
+            pos_weight=self.pos_weight,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
 
-def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-    """Validate a batch and return its ``(3, 1)`` sums; the state is not touched."""
-    _state.check_device(metric, preds)
-    preds, target, weight = _binary_tensor_validation(
-        preds,
-        target,
-        sample_weight,
-        input_format=metric.input_format,
-        ignore_index=metric.ignore_index,
-        validate_args=metric.validate_args,
-    )
-    return _binary_update(
-        preds,
-        target,
-        input_format=metric.input_format,
-        pos_weight=metric.pos_weight,
-        sample_weight=weight,
-        ignore_index=metric.ignore_index,
-        label_smoothing=metric.label_smoothing,
-    )
-
-
-class BinaryCrossEntropy(Metric):
+class BinaryCrossEntropy(_BinarySums):
     r"""Binary cross-entropy (log loss), accumulated exactly over batches and processes.
 
     .. math::
@@ -124,54 +137,11 @@ class BinaryCrossEntropy(Metric):
     tensor(0.2310, dtype=torch.float64)
     """
 
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    input_format: str
-    pos_weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    validate_args: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        *,
-        input_format: str = "logits",
-        pos_weight: Tensor | float | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
-
     def _value(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, "micro")
 
 
-class BinaryNormalizedEntropy(Metric):
+class BinaryNormalizedEntropy(_BinarySums):
     r"""Binary normalized entropy: the cross-entropy over the entropy of the weighted base rate.
 
     .. math::
@@ -199,49 +169,6 @@ class BinaryNormalizedEntropy(Metric):
     >>> metric.compute()
     tensor(1.0000, dtype=torch.float64)
     """
-
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    input_format: str
-    pos_weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    validate_args: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        *,
-        input_format: str = "logits",
-        pos_weight: Tensor | float | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds``, ``target`` of shape (N, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
 
     def _value(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, "micro")

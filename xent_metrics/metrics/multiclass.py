@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from torchmetrics import Metric
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional.multiclass import (
@@ -13,53 +12,72 @@ from xent_metrics.functional.multiclass import (
     _multiclass_tensor_validation,
     _multiclass_update,
 )
-from xent_metrics.metrics import _state, _sync
+from xent_metrics.metrics import _state
+from xent_metrics.metrics._base import SumsMetric
 
 
-def _setup(metric: Metric, num_classes: int, options: dict[str, Any]) -> None:
-    """Validate the constructor arguments once and create the ``(3, num_classes)`` state."""
-    _state.check_required_count("num_classes", num_classes)
-    _multiclass_arg_validation(
-        num_classes, options["input_format"], options["ignore_index"], options["label_smoothing"], options["average"]
-    )
-    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
-    metric.fused = _state.check_flag("fused", options["fused"])
-    metric.num_classes = num_classes
-    metric.input_format = options["input_format"]
-    metric.ignore_index = options["ignore_index"]
-    metric.label_smoothing = float(options["label_smoothing"])
-    metric.average = options["average"]
-    dtype = _state.state_dtype(metric.device)
-    metric.weight = _state.fixed_weight("weight", options["weight"], num_classes, metric.device, dtype)
-    _state.add_sums_state(metric, num_classes, dtype)
+class _MulticlassSums(SumsMetric):
+    """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
+
+    _fixed_tensors: tuple[str, ...] = ("weight",)
+    num_classes: int
+    weight: Tensor | None
+    label_smoothing: float
+    average: str
+    fused: bool
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        input_format: str = "logits",
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        fused: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _state.check_required_count("num_classes", num_classes)
+        _multiclass_arg_validation(num_classes, input_format, ignore_index, label_smoothing, average)
+        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.fused = _state.check_flag("fused", fused)
+        self.num_classes = num_classes
+        self.input_format = input_format
+        self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
+        self.average = average
+        dtype = _state.state_dtype(self.device)
+        self.weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
+        _state.add_sums_state(self, num_classes, dtype)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        _state.check_device(self, preds)
+        preds, target, sample_weight, _ = _multiclass_tensor_validation(
+            preds,
+            target,
+            sample_weight,
+            None,  # the class weight was checked in __init__ and lives on the metric's device
+            num_classes=self.num_classes,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            validate_args=self.validate_args,
+        )
+        return _multiclass_update(
+            preds,
+            target,
+            input_format=self.input_format,
+            weight=self.weight,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            fused=self.fused,
+        )
 
 
-def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-    """Validate a batch and return its ``(3, C)`` sums; the state is not touched."""
-    _state.check_device(metric, preds)
-    preds, target, weight, _ = _multiclass_tensor_validation(
-        preds,
-        target,
-        sample_weight,
-        None,  # the class weight was checked in __init__ and lives on the metric's device
-        num_classes=metric.num_classes,
-        input_format=metric.input_format,
-        ignore_index=metric.ignore_index,
-        validate_args=metric.validate_args,
-    )
-    return _multiclass_update(
-        preds,
-        target,
-        input_format=metric.input_format,
-        weight=metric.weight,
-        sample_weight=weight,
-        ignore_index=metric.ignore_index,
-        label_smoothing=metric.label_smoothing,
-        fused=metric.fused,
-    )
-
-
-class MulticlassCrossEntropy(Metric):
+class MulticlassCrossEntropy(_MulticlassSums):
     r"""Categorical (softmax) cross-entropy, accumulated exactly over batches and processes.
 
     .. math::
@@ -142,60 +160,11 @@ class MulticlassCrossEntropy(Metric):
     tensor(1.3863, dtype=torch.float64)
     """
 
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("weight",)
-    num_classes: int
-    input_format: str
-    weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    average: str
-    validate_args: bool
-    fused: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        input_format: str = "logits",
-        weight: Tensor | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        average: str = "micro",
-        validate_args: bool = True,
-        fused: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, num_classes, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
-
     def _value(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, self.average)
 
 
-class MulticlassNormalizedEntropy(Metric):
+class MulticlassNormalizedEntropy(_MulticlassSums):
     r"""Multiclass normalized entropy: the cross-entropy over the entropy of the weighted class prior.
 
     .. math::
@@ -221,55 +190,6 @@ class MulticlassNormalizedEntropy(Metric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
-
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("weight",)
-    num_classes: int
-    input_format: str
-    weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    average: str
-    validate_args: bool
-    fused: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        input_format: str = "logits",
-        weight: Tensor | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        average: str = "micro",
-        validate_args: bool = True,
-        fused: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, num_classes, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds`` (N, C, ...), ``target`` (N, ...) or (N, C, ...), ``sample_weight`` (N,), (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
 
     def _value(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, self.average, multiclass=True)

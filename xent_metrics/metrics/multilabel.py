@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from torchmetrics import Metric
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional.multilabel import (
@@ -13,51 +12,68 @@ from xent_metrics.functional.multilabel import (
     _multilabel_tensor_validation,
     _multilabel_update,
 )
-from xent_metrics.metrics import _state, _sync
+from xent_metrics.metrics import _state
+from xent_metrics.metrics._base import SumsMetric
 
 
-def _setup(metric: Metric, num_labels: int, options: dict[str, Any]) -> None:
-    """Validate the constructor arguments once and create the ``(3, num_labels)`` state."""
-    _state.check_required_count("num_labels", num_labels)
-    _multilabel_arg_validation(
-        num_labels, options["input_format"], options["ignore_index"], options["label_smoothing"], options["average"]
-    )
-    metric.validate_args = _state.check_flag("validate_args", options["validate_args"])
-    metric.num_labels = num_labels
-    metric.input_format = options["input_format"]
-    metric.ignore_index = options["ignore_index"]
-    metric.label_smoothing = float(options["label_smoothing"])
-    metric.average = options["average"]
-    dtype = _state.state_dtype(metric.device)
-    metric.pos_weight = _state.fixed_weight("pos_weight", options["pos_weight"], num_labels, metric.device, dtype)
-    _state.add_sums_state(metric, num_labels, dtype)
+class _MultilabelSums(SumsMetric):
+    """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
+
+    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    num_labels: int
+    pos_weight: Tensor | None
+    label_smoothing: float
+    average: str
+
+    def __init__(
+        self,
+        num_labels: int,
+        *,
+        input_format: str = "logits",
+        pos_weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        average: str = "micro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _state.check_required_count("num_labels", num_labels)
+        _multilabel_arg_validation(num_labels, input_format, ignore_index, label_smoothing, average)
+        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.num_labels = num_labels
+        self.input_format = input_format
+        self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
+        self.average = average
+        dtype = _state.state_dtype(self.device)
+        self.pos_weight = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
+        _state.add_sums_state(self, num_labels, dtype)
+
+    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        _state.check_device(self, preds)
+        preds, target, sample_weight, _ = _multilabel_tensor_validation(
+            preds,
+            target,
+            sample_weight,
+            None,  # pos_weight was checked in __init__ and lives on the metric's device
+            num_labels=self.num_labels,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            validate_args=self.validate_args,
+        )
+        return _multilabel_update(
+            preds,
+            target,
+            input_format=self.input_format,
+            pos_weight=self.pos_weight,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
 
-def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-    """Validate a batch and return its ``(3, K)`` sums; the state is not touched."""
-    _state.check_device(metric, preds)
-    preds, target, weight, _ = _multilabel_tensor_validation(
-        preds,
-        target,
-        sample_weight,
-        None,  # pos_weight was checked in __init__ and lives on the metric's device
-        num_labels=metric.num_labels,
-        input_format=metric.input_format,
-        ignore_index=metric.ignore_index,
-        validate_args=metric.validate_args,
-    )
-    return _multilabel_update(
-        preds,
-        target,
-        input_format=metric.input_format,
-        pos_weight=metric.pos_weight,
-        sample_weight=weight,
-        ignore_index=metric.ignore_index,
-        label_smoothing=metric.label_smoothing,
-    )
-
-
-class MultilabelCrossEntropy(Metric):
+class MultilabelCrossEntropy(_MultilabelSums):
     r"""Multilabel binary cross-entropy, accumulated exactly over batches and processes.
 
     .. math::
@@ -132,58 +148,11 @@ class MultilabelCrossEntropy(Metric):
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
 
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    num_labels: int
-    input_format: str
-    pos_weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    average: str
-    validate_args: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        num_labels: int,
-        *,
-        input_format: str = "logits",
-        pos_weight: Tensor | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        average: str = "micro",
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, num_labels, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the cross-entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
-
     def _value(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, self.average)
 
 
-class MultilabelNormalizedEntropy(Metric):
+class MultilabelNormalizedEntropy(_MultilabelSums):
     r"""Multilabel normalized entropy: each label's cross-entropy over the entropy of its base rate.
 
     .. math::
@@ -211,53 +180,6 @@ class MultilabelNormalizedEntropy(Metric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
-
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
-    plot_lower_bound = 0.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    num_labels: int
-    input_format: str
-    pos_weight: Tensor | None
-    ignore_index: int | None
-    label_smoothing: float
-    average: str
-    validate_args: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
-    def __init__(
-        self,
-        num_labels: int,
-        *,
-        input_format: str = "logits",
-        pos_weight: Tensor | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        average: str = "micro",
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        _setup(self, num_labels, locals())
-
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds``, ``target`` of shape (N, K, ...), ``sample_weight`` (N,) or (N, ...)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the normalized entropy of everything added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
 
     def _value(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, self.average)

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from xent_metrics.functional._sums import cross_entropy_from_sums
 from xent_metrics.functional._validation import _check_float_preds, _check_tensor
@@ -15,7 +14,8 @@ from xent_metrics.functional.multiclass import (
     _multiclass_tensor_validation,
     _multiclass_update,
 )
-from xent_metrics.metrics import _state, _sync
+from xent_metrics.metrics import _state
+from xent_metrics.metrics._base import SumsMetric
 
 
 def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
@@ -33,32 +33,7 @@ def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
     return (preds.movedim(-1, 1) if preds.ndim > 2 else preds), target
 
 
-def _increments(metric: Any, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-    """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
-    _state.check_device(metric, preds)
-    moved, target = _vocab_last(preds, target)
-    moved, target, weight, _ = _multiclass_tensor_validation(
-        moved,
-        target,
-        sample_weight,
-        None,
-        num_classes=None,
-        input_format=metric.input_format,
-        ignore_index=metric.ignore_index,
-        validate_args=metric.validate_args,
-    )
-    sums = _multiclass_update(
-        moved,
-        target,
-        input_format=metric.input_format,
-        sample_weight=weight,
-        ignore_index=metric.ignore_index,
-        fused=metric.fused,
-    )
-    return sums.sum(dim=1, keepdim=True)
-
-
-class Perplexity(Metric):
+class Perplexity(SumsMetric):
     r"""Token-level perplexity of a language model, accumulated exactly and computed stably from logits.
 
     .. math::
@@ -128,23 +103,8 @@ class Perplexity(Metric):
     tensor(2.6881e+43, dtype=torch.float64)
     """
 
-    is_differentiable = True
-    higher_is_better = False
-    full_state_update = False
     plot_lower_bound = 1.0
-    sums: Tensor
-    _fixed_tensors: tuple[str, ...] = ()
-    input_format: str
-    ignore_index: int | None
-    validate_args: bool
     fused: bool
-
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
 
     def __init__(
         self,
@@ -163,16 +123,29 @@ class Perplexity(Metric):
         self.ignore_index = ignore_index
         _state.add_sums_state(self, 1, _state.state_dtype(self.device))
 
-    def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
-        """Add a batch: ``preds`` (B, L, V) or (N, V), ``target`` (B, L) or (N,), ``sample_weight`` (B, L) or (B,)."""
-        self.sums.add_(_increments(self, preds, target, sample_weight))
-
-    def compute(self) -> Tensor:
-        """Return the perplexity of every token added since the last ``reset``, over all processes."""
-        return self._value(self.sums)
-
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        return _increments(self, preds, target, sample_weight)
+        """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
+        _state.check_device(self, preds)
+        moved, target = _vocab_last(preds, target)
+        moved, target, sample_weight, _ = _multiclass_tensor_validation(
+            moved,
+            target,
+            sample_weight,
+            None,
+            num_classes=None,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            validate_args=self.validate_args,
+        )
+        sums = _multiclass_update(
+            moved,
+            target,
+            input_format=self.input_format,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            fused=self.fused,
+        )
+        return sums.sum(dim=1, keepdim=True)
 
     def _value(self, sums: Tensor) -> Tensor:
         return torch.exp(cross_entropy_from_sums(sums, "micro"))
