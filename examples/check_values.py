@@ -18,9 +18,11 @@ def main() -> None:
     mean = multilabel_cross_entropy(logits, labels)
     print(f"Multi-label BCE, logits [2,-1,0.5]  {mean.item():.4f}  per label {[round(v, 4) for v in per.tolist()]}")
     far = multiclass_cross_entropy(torch.tensor([[-200.0, 0.0]]), torch.tensor([0]))
-    print(f"CCE, logit -200 on the true class    {far.item():.4f}  (F.cross_entropy: "
-          f"{torch.nn.functional.cross_entropy(torch.tensor([[-200.0, 0.0]]), torch.tensor([0])).item():.4f}; "
-          f"log(sigmoid) route: {-torch.log(torch.sigmoid(torch.tensor(-200.0))).item()})")
+    print(
+        f"CCE, logit -200 on the true class    {far.item():.4f}  (F.cross_entropy: "
+        f"{torch.nn.functional.cross_entropy(torch.tensor([[-200.0, 0.0]]), torch.tensor([0])).item():.4f}; "
+        f"log(sigmoid) route: {-torch.log(torch.sigmoid(torch.tensor(-200.0))).item()})"
+    )
 
 
 if __name__ == "__main__":
