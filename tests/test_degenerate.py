@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Callable
 
@@ -187,7 +186,7 @@ def test_multilabel_label_with_no_weight(normalized: bool) -> None:
     macro.update(logits, target)
     value, messages = _recorded(macro.compute)
     assert len(messages) == 1
-    assert re.search(r"average='macro' skipped 1 (labels|classes) with no weight \(indices \[1\]\)", messages[0])
+    assert "average='macro' skipped 1 labels with no weight (indices [1])" in messages[0]
     np.testing.assert_allclose(value.item(), np.nanmean(per_label * scale), rtol=1e-12)
 
 

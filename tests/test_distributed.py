@@ -5,8 +5,9 @@ gets nothing, one rank only a batch whose targets are all ignored). Checked: the
 on every rank and equals the single-process functional result on all the data to 1e-12 relative;
 ``compute()`` costs exactly one collective (an ``all_reduce``), where torchmetrics' default sync of
 the same state costs a barrier and two all-gathers; a cached ``compute()`` costs none; a metric
-with no data anywhere gives ``nan`` and one warning on every rank; ``dist_sync_on_step=True``
-forward returns the batch value over all ranks; a rejected update on one rank changes nothing.
+with no data anywhere gives ``nan`` (per class with ``average="none"``) and one warning on every
+rank; ``dist_sync_on_step=True`` forward returns the batch value over all ranks; a rejected update on
+one rank changes nothing.
 """
 
 from __future__ import annotations
@@ -227,8 +228,9 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
     out["forward"] = {
         name: _check_forward_sync_on_step(name, rank, world_size) for name in ("multiclass-ce", "perplexity")
     }
-    empty = MulticlassCrossEntropy(5)
-    out["empty"] = _compute_recorded(empty)
+    out["empty"] = _compute_recorded(MulticlassCrossEntropy(5))
+    out["empty_none"] = _compute_recorded(MultilabelCrossEntropy(3, average="none"))
+    out["empty_macro"] = _compute_recorded(MulticlassNormalizedEntropy(5, average="macro"))
     three = _ThreeStates(5)
     three.update()
     with _count_collectives() as counts:
@@ -284,11 +286,12 @@ def test_metrics_in_gloo_processes(world_size: int) -> None:
         assert sum(result["three_states_counts"].values()) >= 6, result["three_states_counts"]
         assert sum(result["mean_metric_counts"].values()) >= 2, result["mean_metric_counts"]
 
-    for value, counts, messages in (r["empty"] for r in results):
-        assert torch.isnan(value)
-        assert counts == {"all_reduce": 1}
-        assert len(messages) == 1
-        assert "No samples with non-zero weight" in messages[0]
+    for key, shape in (("empty", ()), ("empty_none", (3,)), ("empty_macro", ())):  # no data anywhere: every rank
+        for value, counts, messages in (r[key] for r in results):
+            assert value.shape == shape and torch.isnan(value).all(), (key, value)
+            assert counts == {"all_reduce": 1}, (key, counts)
+            assert len(messages) == 1, (key, messages)
+            assert "No samples with non-zero weight" in messages[0]
 
 
 # --------------------------------------------------------------------------------- the helper itself

@@ -8,7 +8,8 @@ arrays and lists, complex and meta-device tensors, wrong shapes). The contract, 
   raises the functional's ``TypeError`` / ``ValueError``, its message names the argument, and the state
   (``sums``, update count, the ``compute`` result) is bit-for-bit as before, NaN positions included;
 - ``forward`` returns the functional value of its batch, and ``compute`` the functional value of all the
-  batches accepted since the last ``reset``, concatenated (1e-12 relative).
+  batches accepted since the last ``reset``, concatenated (1e-12 relative);
+- the same accepted batches through a twin built with ``validate_args=False`` give the same sums, bit for bit.
 """
 
 from __future__ import annotations
@@ -187,6 +188,18 @@ def _run_sequence(name: str, data: st.DataObject) -> None:
         computed = metric.compute()
     _close(computed, _expected_compute(spec, options, accepted, stream, size))
     FUZZ_OUTCOMES[f"{name}.compute: equal to the functional on the concatenated batches"] += 1
+    _check_unvalidated_replay(spec, options, stream, accepted, metric)
+    FUZZ_OUTCOMES[f"{name}(validate_args=False): accepted batches replayed, same bits"] += 1
+
+
+def _check_unvalidated_replay(spec: Spec, options: dict, stream: Stream, accepted: list[Batch], metric: Metric) -> None:
+    """``validate_args=False`` skips value checks only: batches the checks accept give the same sums, bit for bit."""
+    count = {"multiclass": "num_classes", "multilabel": "num_labels"}.get(stream.kind)
+    twin = spec.make(**options, validate_args=False, **({count: stream.k} if count else {}))
+    for preds, target, weight in accepted:
+        with quiet():  # the row-sum warning for probabilities is a value check: the twin does not warn
+            twin.update(preds, target, sample_weight=weight)
+    assert same_bits(twin.sums, metric.sums), "validate_args=False accumulated other sums than validate_args=True"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

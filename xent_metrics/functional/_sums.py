@@ -59,12 +59,12 @@ def _macro_mean(per_class: Tensor, valid: Tensor, what: str) -> Tensor:
     return per_class[valid].mean()
 
 
-def cross_entropy_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
+def cross_entropy_from_sums(sums: Tensor, average: str = "micro", *, entries: str = "classes") -> Tensor:
     """Cross-entropy from a ``(3, K)`` sums tensor.
 
     ``"micro"`` divides the total loss by the total weight; ``"none"`` gives the per-class means
     (``nan`` where a class has no weight); ``"macro"`` averages the per-class means of the classes
-    that have weight, warning about the others.
+    that have weight, warning about the others (``entries`` names them there: classes or labels).
     """
     loss, weight = sums[LOSS], sums[WEIGHT]
     if average == "micro":
@@ -78,7 +78,7 @@ def cross_entropy_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
         if not bool((weight > 0).any()):
             _warn_no_data()
         return per_class
-    return _macro_mean(per_class, weight > 0, "classes")
+    return _macro_mean(per_class, weight > 0, entries)
 
 
 def _binary_entropy(rate: Tensor) -> Tensor:

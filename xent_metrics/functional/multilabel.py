@@ -203,7 +203,7 @@ def multilabel_cross_entropy(
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
     sums = _multilabel_sums(preds, target, dict(locals()))
-    return cross_entropy_from_sums(sums, average)
+    return cross_entropy_from_sums(sums, average, entries="labels")
 
 
 def multilabel_normalized_entropy(

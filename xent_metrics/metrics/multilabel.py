@@ -149,7 +149,7 @@ class MultilabelCrossEntropy(_MultilabelSums):
     """
 
     def _value(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, self.average)
+        return cross_entropy_from_sums(sums, self.average, entries="labels")
 
 
 class MultilabelNormalizedEntropy(_MultilabelSums):

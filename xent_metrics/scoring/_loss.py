@@ -163,7 +163,7 @@ def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) 
         )
 
 
-def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int) -> float | np.ndarray:
+def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int, entries: str) -> float | np.ndarray:
     if not normalize:
         return sums[LOSS].numpy().copy() if average == "none" else float(sums[LOSS].sum()) / per_sample_terms
     total = float(sums[WEIGHT].sum())
@@ -175,7 +175,7 @@ def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int) 
                 f"`sample_weight` sums to {total:.6g} < 0; average={average!r} needs per-class weights > 0."
             )
         sums = -sums  # log_loss accepts signed weights with a negative total: -L / -W is exactly L / W
-    value = cross_entropy_from_sums(sums, average)
+    value = cross_entropy_from_sums(sums, average, entries=entries)
     return value.numpy().copy() if average == "none" else float(value)
 
 
@@ -280,5 +280,7 @@ def cross_entropy_loss(
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
     if target_type(y_true) == MULTILABEL:
         sums = _multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
-        return _result(sums, average, normalize, sums.shape[1])
-    return _result(_classes_path(y_true, y_proba, labels, sample_weight, input_format), average, normalize, 1)
+        return _result(sums, average, normalize, sums.shape[1], "labels")
+    return _result(
+        _classes_path(y_true, y_proba, labels, sample_weight, input_format), average, normalize, 1, "classes"
+    )
