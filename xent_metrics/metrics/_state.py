@@ -29,10 +29,9 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import _squeeze_if_scalar, apply_to_collection
 
 from xent_metrics.functional._sums import NUM_SUMS
-from xent_metrics.functional._validation import _check_class_weight, _check_flag
+from xent_metrics.functional._validation import _check_class_weight
 
 STATE = "sums"
-check_flag = _check_flag  # ``TypeError`` unless a bool: the functional API's check, for the constructors
 _COMPUTE_BEFORE_UPDATE = r"The ``compute`` method of metric"
 
 

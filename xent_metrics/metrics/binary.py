@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import _check_flag
 from xent_metrics.functional.binary import (
     _binary_arg_validation,
     _binary_pos_weight,
@@ -37,7 +38,7 @@ class _BinarySums(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _binary_arg_validation(input_format, ignore_index, label_smoothing)
-        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.validate_args = _check_flag("validate_args", validate_args)
         self.input_format = input_format
         self.ignore_index = ignore_index
         self.label_smoothing = float(label_smoothing)

@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import _check_flag
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -42,8 +43,8 @@ class _MulticlassSums(SumsMetric):
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
         _multiclass_arg_validation(num_classes, input_format, ignore_index, label_smoothing, average)
-        self.validate_args = _state.check_flag("validate_args", validate_args)
-        self.fused = _state.check_flag("fused", fused)
+        self.validate_args = _check_flag("validate_args", validate_args)
+        self.fused = _check_flag("fused", fused)
         self.num_classes = num_classes
         self.input_format = input_format
         self.ignore_index = ignore_index

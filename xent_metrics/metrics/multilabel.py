@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import _check_flag
 from xent_metrics.functional.multilabel import (
     _multilabel_arg_validation,
     _multilabel_tensor_validation,
@@ -40,7 +41,7 @@ class _MultilabelSums(SumsMetric):
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
         _multilabel_arg_validation(num_labels, input_format, ignore_index, label_smoothing, average)
-        self.validate_args = _state.check_flag("validate_args", validate_args)
+        self.validate_args = _check_flag("validate_args", validate_args)
         self.num_labels = num_labels
         self.input_format = input_format
         self.ignore_index = ignore_index

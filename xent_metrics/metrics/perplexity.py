@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums
-from xent_metrics.functional._validation import _check_float_preds, _check_tensor
+from xent_metrics.functional._validation import _check_flag, _check_float_preds, _check_tensor
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -117,8 +117,8 @@ class Perplexity(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
-        self.validate_args = _state.check_flag("validate_args", validate_args)
-        self.fused = _state.check_flag("fused", fused)
+        self.validate_args = _check_flag("validate_args", validate_args)
+        self.fused = _check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
         _state.add_sums_state(self, 1, _state.state_dtype(self.device))
