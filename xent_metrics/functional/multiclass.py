@@ -217,7 +217,11 @@ def multiclass_cross_entropy(
     average : {"micro", "macro", "none"}, default="micro"
         ``"micro"``: the weighted mean over samples (``F.cross_entropy(reduction="mean")``);
         ``"none"``: the mean per true class (``nan`` for a class with no weight); ``"macro"``: the
-        unweighted mean of those, skipping classes with no weight (with a warning).
+        unweighted mean of those, skipping classes with no weight (with a warning). With soft
+        targets, class ``c``'s value is ``sum_i s_i weight_c y_ic (-log p_ic)`` over the share of the
+        sample weights that falls on ``c``, each ``s_i`` split over the classes in proportion to its
+        (smoothed) target row ``y_i`` (equally for a row of zeros): the shares add up to ``sum_i s_i``,
+        so the shares' weighted mean of the per-class values is the micro value, whatever the rows sum to.
     validate_args : bool, default=True
         Check values (a host sync); shape and type checks always run.
     fused : bool, default=False

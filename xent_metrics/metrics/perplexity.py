@@ -121,7 +121,8 @@ class Perplexity(SumsMetric):
         self.fused = _check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
-        _state.add_sums_state(self, 1, _state.state_dtype(self.device))
+        config = ("perplexity", input_format, ignore_index, fused)
+        _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
 
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
