@@ -1,6 +1,7 @@
 """Sphinx configuration: ``make docs`` (``sphinx-build -W``) builds docs/_build/html from the checkout."""
 
 import sys
+import warnings
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -33,3 +34,6 @@ autodoc_inherit_docstrings = False
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
+# numpydoc reports a malformed docstring (a bad underline, an unknown section) as a Python warning, which -W does
+# not see: make it fail the build.
+warnings.filterwarnings("error", category=UserWarning, module=r"numpydoc\.")
