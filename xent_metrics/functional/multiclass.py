@@ -43,7 +43,7 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
     if num_classes is not None and preds.shape[1] != num_classes:
         raise ValueError(
             f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
-            f"num_classes={num_classes}."
+            f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
         )
     hard_shape = preds.shape[:1] + preds.shape[2:]
     if target.shape == hard_shape and not target.is_floating_point():
@@ -57,6 +57,22 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
     raise ValueError(
         f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
         f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
+        f"{_vocab_last_hint(preds, target, num_classes)}"
+    )
+
+
+def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> str:
+    """The fix for a ``(B, L, V)`` language-model layout (classes last), or "" when the shapes do not look like one."""
+    soft = target.shape == preds.shape
+    classes_last = preds.ndim >= 3 and (soft or target.shape == preds.shape[:-1]) and preds.shape[-1] >= 2
+    if not classes_last or num_classes not in (None, preds.shape[-1]):
+        return ""
+    hint = f" The classes look to be in the last dimension (a (B, L, V) language-model layout, V={preds.shape[-1]}): "
+    if soft:
+        return hint + "pass `preds.movedim(-1, 1)` and `target.movedim(-1, 1)`."
+    return hint + (
+        "pass `preds.movedim(-1, 1)` (`target` as is), or use `Perplexity`, which takes (B, L, V) logits and "
+        "(B, L) token ids as they are."
     )
 
 
