@@ -103,6 +103,15 @@ def test_confident_float32_rows_are_positive_and_within_2e6(classes: int) -> Non
     assert multiclass_cross_entropy(z, torch.tensor([0])).item() == pytest.approx(_exact_nll([30.0] + [0.0] * 127, 0))
 
 
+def test_float64_margins_beyond_the_exp_range_stay_finite_and_exact() -> None:
+    z = torch.tensor([[330.0, -500.0, 100.0], [-0.3, 800.3, -700.1]], dtype=torch.float64)
+    expected = [_exact_nll(z[0].tolist(), 1), _exact_nll(z[1].tolist(), 1)]
+    got = multiclass_cross_entropy(z, torch.tensor([1, 1])).item()
+    assert _rel(got, sum(expected) / 2) <= 1e-12
+    assert multiclass_cross_entropy(z[:1], torch.tensor([1])).item() == pytest.approx(expected[0], rel=1e-12)
+    assert multiclass_cross_entropy(z[1:], torch.tensor([1])).item() == pytest.approx(expected[1], rel=1e-12)
+
+
 @pytest.mark.parametrize("classes", [2, 16, 200])
 def test_confident_float64_rows_are_within_1e12_up_to_600_nats(classes: int) -> None:
     g = torch.Generator().manual_seed(7 + classes)

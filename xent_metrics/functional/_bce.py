@@ -157,7 +157,7 @@ def bce_sums(
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
     # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
     fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
-    chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // fraction)
+    chunk_elements = max(1, _chunks.default_chunk(preds.device, chunk_elements) // fraction)
     row_numel = preds[:1].numel()
     step = min(_chunks.chunk_rows(row_numel, chunk_elements), preds.shape[0])
     scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)

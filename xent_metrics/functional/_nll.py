@@ -11,8 +11,9 @@ form) both lose every digit of such a row: they subtract two nearly equal number
 A row whose ``E`` or ``R`` left the dtype's normal range (a logit above about 88 in float32, or
 terms small enough to be subnormal) is recomputed in float64 with the max shift and the argmax term
 dropped from the sum (:func:`nll_shifted64`), so each row's value depends on the row alone. On the
-CPU only those rows are recomputed (a memory read, not a device sync); on other devices, where
-reading the mask would be a host sync, the float64 form runs for the block and ``torch.where`` picks.
+CPU only those rows are recomputed (a memory read, not a device sync). Other devices, where reading
+a mask would be a host sync and every op is a kernel launch, run the float64 form for every row: a
+fixed number of ops per block whatever the values, exact on confident rows too.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ def nll_shifted64(z: Tensor, t: Tensor) -> Tensor:
     """Float64 ``-log softmax(z)[i, t_i]`` as ``(m - z_t) + log1p(sum_{j != argmax} exp(z_j - m))``, ``m`` the row max.
 
     Float32 inputs are widened first, so the differences are exact; float64 differences round to
-    ``|z_j - m| 2**-53``. Out of place: autograd flows through it.
+    ``|z_j - m| 2**-53``. Every row is in range, so no row needs a second look: a fixed number of ops
+    whatever the data. One float64 copy of the block is the only block-sized temporary (in place
+    unless autograd records: then out of place, and the gradient flows).
     """
-    z = z.double()
-    top, arg = z.max(1, keepdim=True)
-    rest = (z - top).exp().scatter(1, arg, 0).sum(1)
-    return (top.squeeze(1) - z.gather(1, t[:, None]).squeeze(1)) + rest.log1p()
+    wide = z.to(torch.float64, copy=True)
+    top, arg = wide.max(1, keepdim=True)
+    nll = top.squeeze(1) - wide.gather(1, t[:, None]).squeeze(1)
+    if torch.is_grad_enabled() and z.requires_grad:
+        rest = (wide - top).exp().scatter(1, arg, 0).sum(1)
+    else:
+        rest = wide.sub_(top).exp_().scatter_(1, arg, 0).sum(1)
+    return nll + rest.log1p()
 
 
 def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Tensor:
@@ -48,6 +55,8 @@ def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Ten
     (autograd) the same ops allocate and give the same digits. A single row is summed as one of two
     identical rows: torch splits the sum of a lone long row across threads, in another order.
     """
+    if z.device.type != "cpu":  # no host read, no data-dependent shape: the float64 form for every row
+        return nll_shifted64(z, t)
     rows = z.shape[0]
     wide, index = (z, t[:, None]) if rows != 1 else (z.expand(2, -1), t.expand(2)[:, None])
     if scratch is None:
@@ -68,8 +77,11 @@ def nll_from_ratio_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor, *, in_
     tiny, big, floor = _range(z.dtype, z.shape[1])
     ok = (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big)
     ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()  # finite, also for autograd
+    if z.dtype == torch.float64:  # a margin over ~709 nats overflows the float64 ratio: such rows go below
+        ok = ok & (ratio <= big)
+        ratio = torch.where(ok, ratio, 0)
     nll = ratio.log1p_() if in_place else ratio.log1p()
-    if z.device.type != "cpu":
+    if z.device.type != "cpu":  # the fused kernel's terms off the CPU
         return torch.where(ok, nll, nll_shifted64(z, t))
     if bool(ok.all()):  # CPU: a memory read, not a device sync
         return nll
