@@ -82,8 +82,9 @@ def _as_float(where: str, part: object) -> np.ndarray:
 class CrossEntropyScorer:
     """Scorer returning minus :func:`cross_entropy_loss` (or :func:`d2_cross_entropy_score`) of a response.
 
-    Greater is better either way. Build it with :func:`make_cross_entropy_scorer`; the parameters are those of that function.
-    Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as scikit-learn calls scorers.
+    Greater is better either way. Build it with :func:`make_cross_entropy_scorer`; the parameters are
+    those of that function. Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as
+    scikit-learn calls scorers.
     """
 
     def __init__(
