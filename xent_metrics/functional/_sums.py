@@ -142,3 +142,13 @@ def _warn_binary_ne(has_data: Tensor, valid: Tensor, denom: Tensor, average: str
         _warn_degenerate(int(degenerate.sum()), "label(s)", skipped=average == "macro")
     if average == "macro" and bool(valid.any()) and not bool(has_data.all()):
         _warn_skipped(~has_data, "labels with no weight")
+
+
+def d2_from_sums(sums: Tensor, average: str = "micro", *, multiclass: bool = False) -> Tensor:
+    """D², the fraction of cross-entropy explained over the base-rate (class-prior) predictor: ``1 - NE``.
+
+    ``sums`` and the arguments are those of :func:`normalized_entropy_from_sums`; a ``nan`` normalized
+    entropy (no data, a zero-entropy base rate) stays ``nan``. 1 is a perfect predictor, 0 the constant
+    base rate, below 0 worse than it.
+    """
+    return 1 - normalized_entropy_from_sums(sums, average, multiclass=multiclass)
