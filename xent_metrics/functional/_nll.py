@@ -19,12 +19,15 @@ fixed number of ops per block whatever the values, exact on confident rows too.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from xent_metrics.functional._chunks import Scratch
 
 
+@functools.lru_cache(maxsize=64)
 def _limits(dtype: torch.dtype, classes: int) -> tuple[float, float, float]:
     """``(tiny, big, floor)``: ``exp(z_t)`` must lie in ``[tiny, big]`` and the rest sum in ``[floor, big]``.
 
@@ -101,7 +104,8 @@ def rows_inside(own: Tensor, rest: Tensor, ratio: Tensor, limits: tuple[float, f
     if not own.numel():
         return True
     tiny, big, floor = limits
-    own, rest, ratio = own.detach(), rest.detach(), ratio.detach()
+    if ratio.requires_grad:
+        own, rest, ratio = own.detach(), rest.detach(), ratio.detach()
     own_low, own_high = torch.aminmax(own)
     rest_low, rest_high = torch.aminmax(rest)
     fits = float(own_low) >= tiny and float(own_high) <= big and float(rest_low) >= floor and float(rest_high) <= big
