@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,14 +69,5 @@ def test_demo_runs_with_the_default_config(tmp_path: Path, capsys: pytest.Captur
     assert "Test (bce): macro BCE" in out and "Demo finished in" in out
 
 
-@pytest.mark.slow
-def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    """``python -m xent_metrics.demos`` as a user runs it (shortened), scikit-learn part included."""
-    command = [sys.executable, "-m", "xent_metrics.demos", "--trainer.max_epochs=2", "--data.max_samples=400"]
-    command += [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "PerClassBCEMonitor:" not in done.stderr  # none of the monitor's warnings fire in the demo
-    assert "worst first" in done.stdout and "Per-label val BCE heatmap: " in done.stdout
-    assert "Demo finished in" in done.stdout
-    assert list(tmp_path.glob("**/bce_per_label_val.png"))
+# `python -m xent_metrics.demos` as a command, from a directory outside the checkout, with the package installed
+# from its wheel: tests/test_wheel.py (it checks what the end-to-end command test here used to).
