@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.lightning import trainer
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from sklearn.metrics import log_loss
 from torch.utils.data import DataLoader, TensorDataset
@@ -81,22 +81,6 @@ def ce_per_class(logits: torch.Tensor, target: torch.Tensor, num_classes: int = 
 def data(n: int = 60, seed: int = 0, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, 4, generator=gen) * 1.3, torch.randint(0, classes, (n,), generator=gen)
-
-
-def trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
-    options = dict(
-        default_root_dir=tmp_path,
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        logger=CSVLogger(tmp_path, name="", version=""),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        log_every_n_steps=1,
-    )
-    return pl.Trainer(callbacks=callbacks, **{**options, **kwargs})
 
 
 def test_logged_per_class_ce_equals_float64_reference_table_and_heatmap(
@@ -185,15 +169,22 @@ class _NotSanity:
     sanity_checking = False
 
 
-def test_argument_and_output_errors_speak_of_classes() -> None:
-    with pytest.raises(ValueError, match=r"PerClassCEMonitor needs `classes`.*or `num_classes`"):
-        PerClassCEMonitor()
-    with pytest.raises(ValueError, match=r"`classes` has 2 names but `num_classes`=3"):
-        PerClassCEMonitor(classes=["a", "b"], num_classes=3)
-    with pytest.raises(TypeError, match=r"`num_classes` must be an int, got float 3\.0"):
-        PerClassCEMonitor(num_classes=3.0)
-    with pytest.raises(ValueError, match=r"`classes` must be unique.*\['a'\]"):
-        PerClassCEMonitor(classes=["a", "a"])
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({}, ValueError, r"PerClassCEMonitor needs `classes`.*or `num_classes`"),
+        ({"classes": ["a", "b"], "num_classes": 3}, ValueError, r"`classes` has 2 names but `num_classes`=3"),
+        ({"num_classes": 3.0}, TypeError, r"`num_classes` must be an int, got float 3\.0"),
+        ({"classes": ["a", "a"]}, ValueError, r"`classes` must be unique.*\['a'\]"),
+        ({"num_classes": 2, "stages": ["fit"]}, ValueError, r"`stages` must be a non-empty list drawn from"),
+    ],
+)
+def test_argument_errors_speak_of_classes(options: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        PerClassCEMonitor(**options)
+
+
+def test_step_output_errors_speak_of_classes() -> None:
     monitor = PerClassCEMonitor(classes=CLASSES)
     with pytest.raises(ValueError, match=r"given 3 `classes` \(\['cat', 'dog', 'fox'\]\).*shape \(4, 5\)"):
         monitor.on_train_batch_end(None, None, {"preds": torch.zeros(4, 5), "target": torch.zeros(4)}, None, 0)

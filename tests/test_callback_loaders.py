@@ -12,34 +12,13 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import CSVLogger
+from helpers.lightning import PassThrough, trainer
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from xent_metrics.callbacks import PerClassBCEMonitor, PerClassCEMonitor
 
 # Lightning's hints for tiny CPU runs (few dataloader workers, log interval above the batch count) are not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
-
-
-class PassThrough(pl.LightningModule):
-    """Its inputs are the predictions: what the monitor sees is fixed by the data, whatever the training."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(()))
-
-    def _step(self, batch):
-        x, y = batch
-        return {"loss": (self.weight - 1) ** 2 + 0 * x.sum(), "preds": x + 0 * self.weight, "target": y}
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch)
-
-    def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        return self._step(batch)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class Unsized(IterableDataset):
@@ -62,18 +41,9 @@ def sets() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def run(root: Path, monitor: PerClassBCEMonitor, **kwargs) -> pl.Trainer:
-    options = dict(
-        default_root_dir=root,
-        max_epochs=2,
-        limit_val_batches=None,
-        num_sanity_val_steps=0,
-        logger=CSVLogger(root, name="", version=""),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
+    return trainer(
+        root, [monitor], **{"limit_val_batches": None, "num_sanity_val_steps": 0, "limit_train_batches": None, **kwargs}
     )
-    return pl.Trainer(callbacks=[monitor], **{**options, **kwargs})
 
 
 def test_two_val_dataloaders_validate_after_fit_and_a_second_fit(tmp_path: Path) -> None:
@@ -84,7 +54,7 @@ def test_two_val_dataloaders_validate_after_fit_and_a_second_fit(tmp_path: Path)
     loaders = [DataLoader(TensorDataset(x0, y0), batch_size=4), DataLoader(TensorDataset(x1, y1), batch_size=3)]
     monitor = PerClassBCEMonitor(labels=["a", "b"], stages=["val"], print_table=False, save_heatmap=False)
     trainer = run(tmp_path, monitor)
-    trainer.fit(PassThrough(), train_dataloaders=loaders[0], val_dataloaders=loaders)
+    trainer.fit(PassThrough("preds", "target"), train_dataloaders=loaders[0], val_dataloaders=loaders)
 
     frame = pd.read_csv(tmp_path / "metrics.csv")
     rows = frame[frame["val/bce"].notna()].reset_index(drop=True)
@@ -98,7 +68,7 @@ def test_two_val_dataloaders_validate_after_fit_and_a_second_fit(tmp_path: Path)
         np.testing.assert_allclose(record["values"], pooled, rtol=1e-6)
         np.testing.assert_allclose([d["values"] for d in record["dataloaders"]], expected, rtol=1e-6)
 
-    results = trainer.validate(PassThrough(), dataloaders=loaders, verbose=False)
+    results = trainer.validate(PassThrough("preds", "target"), dataloaders=loaders, verbose=False)
     assert len(results) == 2
     for i, result in enumerate(results):  # each dataloader's dict holds its own values (and the pooled ones)
         assert result[f"val/bce/a/dataloader_idx_{i}"] == pytest.approx(expected[i][0], rel=1e-6)
@@ -106,7 +76,7 @@ def test_two_val_dataloaders_validate_after_fit_and_a_second_fit(tmp_path: Path)
         assert result["val/bce/a"] == pytest.approx(pooled[0], rel=1e-6)
 
     second = run(tmp_path / "second", monitor, max_epochs=1)
-    second.fit(PassThrough(), train_dataloaders=loaders[0], val_dataloaders=loaders[1])
+    second.fit(PassThrough("preds", "target"), train_dataloaders=loaders[0], val_dataloaders=loaders[1])
     keys = [(r["run"], r["fn"], r["epoch"]) for r in monitor.history["val"]]
     assert keys == [(1, "fit", 0), (1, "fit", 1), (2, "validate", 2), (3, "fit", 0)]
     assert "dataloaders" not in monitor.history["val"][-1]  # one dataloader: the pooled values only
@@ -121,7 +91,9 @@ def test_an_unsized_dataloader_is_finished_at_the_next_ones_first_batch(tmp_path
     monitor = PerClassBCEMonitor(labels=["a", "b"], stages=["val"], print_table=False, save_heatmap=False)
     trainer = run(tmp_path, monitor, max_epochs=1)
     loaders = [unsized, DataLoader(TensorDataset(x1, y1), batch_size=3)]
-    trainer.fit(PassThrough(), train_dataloaders=DataLoader(TensorDataset(x1, y1)), val_dataloaders=loaders)
+    trainer.fit(
+        PassThrough("preds", "target"), train_dataloaders=DataLoader(TensorDataset(x1, y1)), val_dataloaders=loaders
+    )
     (record,) = monitor.history["val"]
     np.testing.assert_allclose([d["values"] for d in record["dataloaders"]], [bce(x0, y0), bce(x1, y1)], rtol=1e-6)
     rows = pd.read_csv(tmp_path / "metrics.csv").dropna(subset=["val/bce"])
@@ -146,7 +118,7 @@ def test_no_heatmap_file_without_a_log_directory(
     lightning_log.addHandler(caplog.handler)
     try:
         with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
-            trainer.fit(PassThrough(), train_dataloaders=loader, val_dataloaders=loader)
+            trainer.fit(PassThrough("preds", "target"), train_dataloaders=loader, val_dataloaders=loader)
     finally:
         lightning_log.removeHandler(caplog.handler)
     assert monitor.history["val"] and monitor.heatmap_path is None

@@ -1,4 +1,4 @@
-"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process and as a command."""
+"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: tests/test_wheel.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from xent_metrics.callbacks import PerClassBCEMonitor
 from xent_metrics.demos import __main__ as demo
 from xent_metrics.demos.data import split_indices
 from xent_metrics.demos.tags import TAGS, digit_tags, tag_matrix
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tags_follow_their_definitions() -> None:

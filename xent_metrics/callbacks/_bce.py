@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 from torchmetrics import Metric
 
 from xent_metrics.callbacks._args import check_labels
-from xent_metrics.callbacks._monitor import PerClassMonitor, Stage
+from xent_metrics.callbacks._monitor import PerClassMonitor
 from xent_metrics.metrics import MultilabelCrossEntropy
 
 
@@ -98,35 +98,10 @@ class PerClassBCEMonitor(PerClassMonitor):
 
     unit, names_arg, loss = "label", "labels", "BCE"
 
-    def __init__(
-        self,
-        labels: list[str] | None = None,
-        num_labels: int | None = None,
-        input_format: Literal["logits", "probs", "log_probs"] = "logits",
-        stages: list[Stage] | None = None,
-        preds_key: str = "preds",
-        target_key: str = "target",
-        ignore_index: int | None = None,
-        prefix: str = "bce",
-        log_worst_k: int | None = None,
-        print_table: bool = True,
-        save_heatmap: bool = True,
-        max_table_rows: int | None = 30,
-    ) -> None:
+    def __init__(self, labels: list[str] | None = None, num_labels: int | None = None, **options: Any) -> None:
         names = check_labels(labels, num_labels)
-        self.num_labels, self.input_format = len(names), input_format
-        super().__init__(
-            names,
-            stages=stages,
-            preds_key=preds_key,
-            target_key=target_key,
-            ignore_index=ignore_index,
-            prefix=prefix,
-            log_worst_k=log_worst_k,
-            print_table=print_table,
-            save_heatmap=save_heatmap,
-            max_table_rows=max_table_rows,
-        )
+        self.num_labels = len(names)
+        super().__init__(names, **options)
 
     def _new_metric(self) -> Metric:
         return MultilabelCrossEntropy(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 from torchmetrics import Metric
 
 from xent_metrics.callbacks._args import check_labels
-from xent_metrics.callbacks._monitor import PerClassMonitor, Stage
+from xent_metrics.callbacks._monitor import PerClassMonitor
 from xent_metrics.metrics import MulticlassCrossEntropy
 
 
@@ -55,11 +55,9 @@ class PerClassCEMonitor(PerClassMonitor):
 
     Raises
     ------
-    TypeError
-        ``classes`` not a list of str, a count not an int, a step output that is not a mapping.
-    ValueError
-        Neither ``classes`` nor ``num_classes``, duplicate or empty names, a count that disagrees
-        with the names or with the model's ``preds``, an unknown stage, a missing output key.
+    TypeError, ValueError
+        As :class:`~xent_metrics.callbacks.PerClassBCEMonitor` does, naming ``classes`` and
+        ``num_classes``.
 
     See Also
     --------
@@ -86,34 +84,11 @@ class PerClassCEMonitor(PerClassMonitor):
     unit, names_arg, loss = "class", "classes", "CE"
 
     def __init__(
-        self,
-        classes: list[str] | None = None,
-        num_classes: int | None = None,
-        input_format: Literal["logits", "probs", "log_probs"] = "logits",
-        stages: list[Stage] | None = None,
-        preds_key: str = "preds",
-        target_key: str = "target",
-        ignore_index: int | None = None,
-        prefix: str = "ce",
-        log_worst_k: int | None = None,
-        print_table: bool = True,
-        save_heatmap: bool = True,
-        max_table_rows: int | None = 30,
+        self, classes: list[str] | None = None, num_classes: int | None = None, prefix: str = "ce", **options: Any
     ) -> None:
         names = check_labels(classes, num_classes, owner="PerClassCEMonitor", names="classes", count="num_classes")
-        self.classes, self.num_classes, self.input_format = names, len(names), input_format
-        super().__init__(
-            names,
-            stages=stages,
-            preds_key=preds_key,
-            target_key=target_key,
-            ignore_index=ignore_index,
-            prefix=prefix,
-            log_worst_k=log_worst_k,
-            print_table=print_table,
-            save_heatmap=save_heatmap,
-            max_table_rows=max_table_rows,
-        )
+        self.classes, self.num_classes = names, len(names)
+        super().__init__(names, prefix=prefix, **options)
 
     def _new_metric(self) -> Metric:
         return MulticlassCrossEntropy(

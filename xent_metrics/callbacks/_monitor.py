@@ -34,9 +34,11 @@ _STEP_NAMES = {"train": "training_step", "val": "validation_step", "test": "test
 class PerClassMonitor(Callback):
     """Per-class cross-entropy of each stage and epoch; a subclass says which metric and which words.
 
-    Subclasses set ``unit`` (``"label"`` or ``"class"``), ``loss`` (``"BCE"`` or ``"CE"``) and
-    implement :meth:`_new_metric`; see :class:`~xent_metrics.callbacks.PerClassBCEMonitor` for
-    what is logged, kept and saved.
+    Subclasses set ``unit`` (``"label"`` or ``"class"``), ``names_arg``, ``loss`` (``"BCE"`` or
+    ``"CE"``), implement :meth:`_new_metric`, and hand their remaining keyword arguments to this
+    ``__init__`` (LightningCLI follows ``**options`` into it); see
+    :class:`~xent_metrics.callbacks.PerClassBCEMonitor` for the options and for what is logged,
+    kept and saved.
     """
 
     unit = "label"
@@ -47,17 +49,18 @@ class PerClassMonitor(Callback):
         self,
         labels: list[str],
         *,
-        stages: list[Stage] | None,
-        preds_key: str,
-        target_key: str,
-        ignore_index: int | None,
-        prefix: str,
-        log_worst_k: int | None,
-        print_table: bool,
-        save_heatmap: bool,
-        max_table_rows: int | None,
+        input_format: Literal["logits", "probs", "log_probs"] = "logits",
+        stages: list[Stage] | None = None,
+        preds_key: str = "preds",
+        target_key: str = "target",
+        ignore_index: int | None = None,
+        prefix: str = "bce",
+        log_worst_k: int | None = None,
+        print_table: bool = True,
+        save_heatmap: bool = True,
+        max_table_rows: int | None = 30,
     ) -> None:
-        self.labels = labels
+        self.labels, self.input_format = labels, input_format
         self.stages = check_options(stages, prefix, log_worst_k, max_table_rows)
         self.ignore_index = ignore_index
         self.preds_key, self.target_key, self.prefix = preds_key, target_key, prefix
