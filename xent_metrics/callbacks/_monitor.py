@@ -108,7 +108,8 @@ class PerClassMonitor(Callback):
                 f"but `{step}` returned `{self.preds_key}` of shape {tuple(preds.shape)}; expected (N, {count}): "
                 "one name per output column."
             )
-        return tuple(value.detach() if isinstance(value, Tensor) else value for value in (preds, target))  # type: ignore[return-value]
+        preds = preds.detach() if isinstance(preds, Tensor) else preds
+        return preds, target.detach() if isinstance(target, Tensor) else target
 
     def _update(self, stage: str, outputs: object, trainer: Any = None, batch_idx: int = 0, loader: int = 0) -> None:
         preds, target = self._checked(stage, outputs)
