@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -226,3 +227,34 @@ def test_the_readme_recipe_logs_exact_per_class_values_and_the_collection_object
         trainer(tmp_path / "fails", [], max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0).fit(
             LogsTheCollection(), train_dataloaders=loader, val_dataloaders=loader
         )
+
+
+def test_logging_what_forward_returns_is_not_the_per_class_mean(tmp_path: Path) -> None:
+    """The README's warning: Lightning averages the per-batch class means, which is not the epoch's class mean."""
+    namespace: dict = {}
+    exec(compile(_readme_recipe(), "README.md", "exec"), namespace)
+
+    class LogsForward(namespace["PerClassLogging"], Classifier):
+        def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+            self.log_dict(self.val_ce(outputs["preds"], outputs["target"]), batch_size=len(outputs["target"]))
+
+        def on_validation_epoch_end(self):
+            self.val_ce.reset()
+
+    x, y = data(50, seed=2)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    torch.manual_seed(0)
+    model = LogsForward()
+    run = trainer(tmp_path, [], max_epochs=1, limit_train_batches=1, limit_val_batches=None, num_sanity_val_steps=0)
+    with warnings.catch_warnings():
+        # A batch without some class: the metric warns that the class had no samples, and its value is nan.
+        warnings.filterwarnings("ignore", message="No samples with non-zero weight", category=UserWarning)
+        run.fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    with torch.no_grad():
+        expected = ce_per_class(model.net(x), y)
+    logged = np.array([run.callback_metrics[f"val/ce_{name}"].item() for name in CLASSES])
+    lacking = [c for c in range(3) if any(c not in y[i : i + 8] for i in range(0, 50, 8))]
+    assert lacking  # the data has a batch without some class ...
+    assert np.isnan(logged[lacking]).all()  # ... and that class's averaged value is nan
+    complete = [c for c in range(3) if c not in lacking]
+    assert not np.allclose(logged[complete], expected[complete], rtol=1e-3)  # the others are off
