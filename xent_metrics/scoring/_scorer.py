@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from xent_metrics.scoring._inputs import (
     check_choice,
     class_targets,
     indicator_targets,
+    response_checked,
     target_type,
     warn_rows_not_normalized,
 )
@@ -27,7 +27,6 @@ TASKS = ("auto", "binary", "multiclass", "multilabel")
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
 _PAD = {"probs": 0.0, "log_probs": -np.inf}
-_NOT_NORMALIZED = "The y_prob values do not sum to one"
 
 
 def _name(estimator: object) -> str:
@@ -183,9 +182,7 @@ class CrossEntropyScorer:
             _refuse_one_vs_one(estimator)
         response = method(X)
         _check_response(estimator, self.response_method, response, self.input_format, kind)
-        with warnings.catch_warnings():
-            # Rows that do not sum to 1 were reported above, naming the estimator; the loss would say it again.
-            warnings.filterwarnings("ignore", message=_NOT_NORMALIZED, category=UserWarning)
+        with response_checked():  # checked above, naming the estimator: the loss only converts
             if kind == MULTILABEL:
                 return self._multilabel(estimator, response, y_true, sample_weight)
             scores, classes = self._align(estimator, response, class_targets(y_true))
