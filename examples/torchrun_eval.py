@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from datetime import timedelta
 from itertools import pairwise
 
@@ -102,9 +103,20 @@ def evaluate(rank: int, world_size: int) -> tuple[dict[str, float], list[int]]:
     return values, [b - a for a, b in pairwise(bounds)]
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def main() -> None:
-    """Join the process group torchrun set up (env://), evaluate, print on rank 0, leave the group."""
+    """Join the process group torchrun set up (env://), evaluate, print on rank 0, leave the group.
+
+    Run with plain ``python`` (no torchrun), it is a group of one on 127.0.0.1.
+    """
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only: one machine
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()

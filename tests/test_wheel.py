@@ -84,7 +84,7 @@ def test_installed_wheel_runs_the_demo_the_examples_and_its_doctests(venv: tuple
     finally:
         if demo.poll() is None:
             demo.kill()
-            demo.wait()
+        demo.communicate()  # reaps it and closes its pipes, also when a check above failed
     assert demo.returncode == 0, err[-3000:]
     assert "Monitor:" not in err  # none of the monitor's warnings fire in the demo
     assert "worst first" in out and "Per-label val BCE heatmap: " in out and "Demo finished in" in out
