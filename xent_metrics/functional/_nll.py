@@ -67,9 +67,13 @@ def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Ten
         return nll_shifted64(z, t)
     rows = z.shape[0]
     wide, index = (z, t[:, None]) if rows != 1 else (z.expand(2, -1), t.expand(2)[:, None])
-    if scratch is None:
+    if scratch is None and z.requires_grad and torch.is_grad_enabled():
         exps = torch.exp(wide)
         own, rest = exps.gather(1, index), exps.scatter(1, index, 0).sum(1)
+    elif scratch is None:  # a fresh buffer that nothing else holds
+        exps = torch.exp(wide)
+        own = exps.gather(1, index)
+        rest = exps.scatter_(1, index, 0).sum(1)
     else:
         exps = torch.exp(wide, out=scratch.take(0, wide.shape[0]))
         own = exps.gather(1, index)

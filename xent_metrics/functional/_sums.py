@@ -64,9 +64,13 @@ def cross_entropy_from_sums(
     loss, weight = sums[LOSS], sums[WEIGHT]
     has_data = weight > 0
     if average == "micro":
-        if warn and not bool(weight.sum() > 0):
+        total = weight.sum()
+        if not warn:
+            return torch.where(total > 0, loss.sum() / total, torch.nan)
+        if not bool(total > 0):
             _warn_no_data()
-        return torch.where(weight.sum() > 0, loss.sum() / weight.sum(), torch.nan)
+            return torch.full((), torch.nan, dtype=sums.dtype, device=sums.device)
+        return loss.sum() / total
     per_class = torch.where(has_data, loss / weight, torch.nan)
     if warn and not bool(has_data.any()):
         _warn_no_data()
