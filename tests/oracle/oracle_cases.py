@@ -38,7 +38,7 @@ def layout_of(t: Tensor, layout: str) -> Tensor:
     if layout == "transposed" and t.ndim >= 2:
         return t.transpose(0, -1).contiguous().transpose(0, -1)
     if layout in ("sliced", "transposed"):
-        big = torch.zeros((2 * t.shape[0],) + t.shape[1:], dtype=t.dtype)
+        big = torch.zeros((2 * t.shape[0], *t.shape[1:]), dtype=t.dtype)
         big[::2] = t
         return big[::2]
     if layout == "expanded" and t.shape[0]:
