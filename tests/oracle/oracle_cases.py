@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,11 @@ DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["plain", "transposed", "sliced", "expanded"]
 AVERAGES = ["micro", "macro", "none"]
 SAMPLE_WEIGHTS = [None, "sample", "position"]
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    """A generator seeded from the test's name and parameters (strings hashed with crc32: stable across runs)."""
+    return np.random.default_rng([zlib.crc32(str(p).encode()) for p in parts])
 
 
 def draw_configs(rng: np.random.Generator, n: int, **axes: list) -> list[dict]:

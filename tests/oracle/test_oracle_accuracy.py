@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
+from oracle_cases import rng_for
 from oracle_refs import CASES, SCALE, check, confident_rows, exact_row_mp, exact_rows_f64, report
 
 from xent_metrics import Perplexity
@@ -31,7 +31,7 @@ def _per_row(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("C", CLASSES)
 def test_float64_every_row_within_1e12_of_mpmath(C: int) -> None:
     """float64 logits: each row's loss within 1e-12 of the mpmath value, however confident (margins to 600)."""
-    rng = np.random.default_rng([15, C])
+    rng = rng_for(15, C)
     failures: list[str] = []
     rows = 2 * SCALE if C >= 300 else 4 * SCALE
     for margin in MARGINS_F64:
@@ -50,7 +50,7 @@ def test_float64_every_row_within_1e12_of_mpmath(C: int) -> None:
 @pytest.mark.parametrize("C", CLASSES)
 def test_float32_every_row_and_batch_within_2e6(C: int) -> None:
     """float32 logits: rows and batches within 2e-6 of the exact value on the float32 inputs (margins to 80)."""
-    rng = np.random.default_rng([16, C])
+    rng = rng_for(16, C)
     failures: list[str] = []
     rows = 3 * SCALE if C >= 300 else 6 * SCALE
     for margin in MARGINS_F32:
@@ -69,7 +69,7 @@ def test_float32_every_row_and_batch_within_2e6(C: int) -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_never_negative_and_perplexity_never_below_one(dtype: torch.dtype) -> None:
     """Margins 15 to 35 nats at C in {16, 128, 1000}: each row's loss >= 0, each token's Perplexity >= 1."""
-    rng = np.random.default_rng([17, str(dtype)])
+    rng = rng_for(17, str(dtype))
     failures: list[str] = []
     for C in (16, 128, 1000):
         for margin in (15.1, 20.3, 24.7, 30.3, 34.9):
@@ -91,7 +91,7 @@ def test_never_negative_and_perplexity_never_below_one(dtype: torch.dtype) -> No
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_confident_perplexity_matches_exact(dtype: torch.dtype) -> None:
     """Perplexity of confident tokens = exp(exact mean loss): within the dtype's contract, never below 1."""
-    rng = np.random.default_rng([18, str(dtype)])
+    rng = rng_for(18, str(dtype))
     failures: list[str] = []
     tol = 1e-12 if dtype == torch.float64 else 2e-6
     for C in (16, 128, 1000):

@@ -20,6 +20,7 @@ from oracle_cases import (
     layout_of,
     logits,
     quiet_macro,
+    rng_for,
     sigmoid_format,
 )
 from oracle_refs import RTOL, bce_elements, bce_mean, check, report
@@ -90,7 +91,7 @@ AXES = dict(dtype=DTYPES, layout=LAYOUTS, target=["hard", "bool", "soft"], sampl
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_binary_matches_torch(fmt: str) -> None:
     """Weighted mean of F.binary_cross_entropy(_with_logits) elements; ignored / zero-weight entries drop out."""
-    rng = np.random.default_rng([13, FORMATS.index(fmt)])
+    rng = rng_for(13, FORMATS.index(fmt))
     failures: list[str] = []
     for cfg in draw_configs(rng, 150, fmt=[fmt], **AXES):
         preds, y, s, pw, ii = _case(rng, cfg, BINARY_SHAPES, multilabel=False)
@@ -108,7 +109,7 @@ def test_binary_matches_torch(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_multilabel_matches_torch(fmt: str) -> None:
     """Per label (average none), unweighted mean of labels (macro), or all entries (micro)."""
-    rng = np.random.default_rng([14, FORMATS.index(fmt)])
+    rng = rng_for(14, FORMATS.index(fmt))
     failures: list[str] = []
     for cfg in draw_configs(rng, 150, fmt=[fmt], average=AVERAGES, **AXES):
         preds, y, s, pw, ii = _case(rng, cfg, MULTILABEL_SHAPES, multilabel=True)
@@ -128,7 +129,7 @@ def test_multilabel_matches_torch(fmt: str) -> None:
 def test_against_sklearn_log_loss_per_column() -> None:
     """float64 probabilities: binary = log_loss(y, p); multilabel "none" = log_loss of each column (never of the
     whole indicator matrix), "macro" their mean."""
-    rng = np.random.default_rng(1205)
+    rng = rng_for(1205)
     failures: list[str] = []
     for n, K in [(1, 1), (6, 3), (40, 5), (200, 2)] * 8:
         p = sigmoid_format(logits(rng, (n, K)), "probs")
@@ -149,7 +150,7 @@ def test_against_sklearn_log_loss_per_column() -> None:
 @pytest.mark.parametrize("pos_weight", [0.3, 0.1, 1 / 3, 1.7, 1e-3])
 def test_pos_weight_float_is_not_rounded(pos_weight: float) -> None:
     """A Python float pos_weight means that float64 value (torch's float64 pos_weight), not its float32 rounding."""
-    rng = np.random.default_rng(1206)
+    rng = rng_for(1206)
     failures: list[str] = []
     for n in (1, 5, 64):
         z = torch.tensor(logits(rng, (n,)))

@@ -21,6 +21,7 @@ from oracle_cases import (
     layout_of,
     logits,
     quiet_macro,
+    rng_for,
     sample_weight,
     soft_targets,
 )
@@ -55,7 +56,7 @@ def _hard_case(rng, cfg):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_hard_targets_match_torch(fmt: str) -> None:
     """Class indices: micro = F.cross_entropy(weight, ignore_index, label_smoothing, 'mean'), weighted by s."""
-    rng = np.random.default_rng([12, FORMATS.index(fmt)])
+    rng = rng_for(12, FORMATS.index(fmt))
     failures: list[str] = []
     for cfg in draw_configs(rng, 150, fmt=[fmt], dims=list(SHAPES), dtype=DTYPES, layout=LAYOUTS,
                             weight=[False, True], sample_weight=SAMPLE_WEIGHTS, ignore_index=[None, -100, 1],
@@ -80,7 +81,7 @@ SOFT_KINDS = ["norm", "rand", "wrongaxis", "f32norm", "bf16norm"]
 @pytest.mark.parametrize("kind", SOFT_KINDS)
 def test_soft_targets_match_torch(fmt: str, kind: str) -> None:
     """Probability targets (normalised or not): loss_i = -sum_c w_c y'_ic log p_ic, mean over sum_i s_i."""
-    rng = np.random.default_rng([12, 1 + FORMATS.index(fmt), SOFT_KINDS.index(kind)])
+    rng = rng_for(12, 1 + FORMATS.index(fmt), SOFT_KINDS.index(kind))
     failures: list[str] = []
     for cfg in draw_configs(rng, 40, dims=list(SHAPES), dtype=DTYPES, layout=LAYOUTS, weight=[False, True],
                             sample_weight=SAMPLE_WEIGHTS, label_smoothing=[0.0, 0.13], average=AVERAGES):
@@ -101,7 +102,7 @@ def test_soft_targets_match_torch(fmt: str, kind: str) -> None:
 
 def test_soft_per_class_values_sum_to_micro() -> None:
     """With soft targets the per-class values, weighted by each class's share of the sample weight, give micro."""
-    rng = np.random.default_rng(1203)
+    rng = rng_for(1203)
     failures: list[str] = []
     for _ in range(30):
         z = torch.tensor(logits(rng, (7, 5)))
@@ -117,7 +118,7 @@ def test_soft_per_class_values_sum_to_micro() -> None:
 
 def test_probs_match_sklearn_log_loss() -> None:
     """float64 probabilities (clipped, not renormalised) with sample weights: ``sklearn.metrics.log_loss``."""
-    rng = np.random.default_rng(1204)
+    rng = rng_for(1204)
     failures: list[str] = []
     for n, C in [(1, 2), (6, 3), (40, 11), (25, 130)] * 10:
         p = as_format(logits(rng, (n, C)), "probs")
@@ -133,7 +134,7 @@ def test_probs_match_sklearn_log_loss() -> None:
 
 def test_ignore_index_equal_to_a_valid_class_drops_it() -> None:
     """ignore_index=1 with targets of class 1 present: those positions drop out (torch's rule), per class too."""
-    rng = np.random.default_rng(1205)
+    rng = rng_for(1205)
     failures: list[str] = []
     for dtype in DTYPES:
         for _ in range(6):
