@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import log_expit
 from torch import Tensor
 
 #: ``ORACLE_PROFILE=long`` (or ``HYPOTHESIS_PROFILE=long``) multiplies the seeded case counts by this.
@@ -154,13 +155,16 @@ def _log1mexp(lp: Tensor) -> Tensor:
 
 
 def bce_elements(preds64: Tensor, y: Tensor, fmt: str, eps: float, pos_weight=None, ls: float = 0.0) -> Tensor:
-    """Elementwise BCE: ``F.binary_cross_entropy_with_logits`` (logits), ``F.binary_cross_entropy`` terms on
-    clipped probs, exact float64 terms of log-probs; targets smoothed y (1 - ls) + ls / 2."""
+    """Elementwise BCE, torch's formula -(pos_weight y log p + (1 - y) log(1 - p)) with targets smoothed
+    y (1 - ls) + ls / 2: scipy's ``log_expit`` of logits (``F.binary_cross_entropy_with_logits`` takes
+    log(1 + exp(-|z|)), not log1p: 2e-11 off at |z| = 12, so it is no reference for confident logits),
+    ``F.binary_cross_entropy`` terms on clipped probs, exact float64 terms of log-probs."""
     yp = y.double() * (1 - ls) + ls / 2
     pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float64)
     if fmt == "logits":
-        return F.binary_cross_entropy_with_logits(preds64, yp, pos_weight=pw, reduction="none")
-    if fmt == "probs":
+        neg_log_p = -torch.from_numpy(log_expit(preds64.numpy()))
+        neg_log_q = -torch.from_numpy(log_expit(-preds64.numpy()))
+    elif fmt == "probs":
         p = preds64.clamp(eps, 1 - eps)
         neg_log_p = F.binary_cross_entropy(p, torch.ones_like(p), reduction="none")
         neg_log_q = F.binary_cross_entropy(p, torch.zeros_like(p), reduction="none")

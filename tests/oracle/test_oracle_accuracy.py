@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 from oracle_cases import rng_for
-from oracle_refs import CASES, SCALE, check, confident_rows, exact_row_mp, exact_rows_f64, report
+from oracle_refs import CASES, SCALE, check, confident_rows, dname, exact_row_mp, exact_rows_f64, report
 
 from xent_metrics import Perplexity
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy
@@ -66,7 +66,7 @@ def test_float32_every_row_and_batch_within_2e6(C: int) -> None:
     report(failures)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=dname)
 def test_never_negative_and_perplexity_never_below_one(dtype: torch.dtype) -> None:
     """Margins 15 to 35 nats at C in {16, 128, 1000}: each row's loss >= 0, each token's Perplexity >= 1."""
     rng = rng_for(17, str(dtype))
@@ -88,7 +88,7 @@ def test_never_negative_and_perplexity_never_below_one(dtype: torch.dtype) -> No
     report(failures)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=dname)
 def test_confident_perplexity_matches_exact(dtype: torch.dtype) -> None:
     """Perplexity of confident tokens = exp(exact mean loss): within the dtype's contract, never below 1."""
     rng = rng_for(18, str(dtype))
@@ -105,7 +105,7 @@ def test_confident_perplexity_matches_exact(dtype: torch.dtype) -> None:
     report(failures)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=dname)
 def test_binary_confident_logits_exact(dtype: torch.dtype) -> None:
     """Binary logits of +-(margin) on the right side: loss log1p(exp(-margin)), exact in float64 per element."""
     failures: list[str] = []
