@@ -1,9 +1,10 @@
 """Low-precision check: float16, bfloat16 and float32 inputs are never less accurate than torch on the same dtype.
 
-For each batch: the exact value on the inputs upcast to float64 (log1p of exact float64 differences for softmax
-rows, scipy's ``log_expit`` for sigmoid logits, ``F.binary_cross_entropy`` for probabilities), torch native
-(``F.cross_entropy``, ``F.nll_loss``, ``F.binary_cross_entropy(_with_logits)``) on the same dtype,
-and ours. Our error may exceed torch's by at most one ulp of the dtype at the reference (torch rounds its result to the dtype, we return float64).
+For each batch: the exact value on the inputs upcast to float64 (log1p of exact float64 differences for
+softmax rows, scipy's ``log_expit`` for sigmoid logits, ``F.binary_cross_entropy`` for probabilities),
+torch native (``F.cross_entropy``, ``F.nll_loss``, ``F.binary_cross_entropy(_with_logits)``) on the same
+dtype, and ours. Our error may exceed torch's by at most one ulp of the dtype at the reference (torch
+rounds its result to the dtype, we return float64).
 """
 
 from __future__ import annotations
