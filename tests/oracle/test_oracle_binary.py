@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from oracle_cases import (
     AVERAGES,
     DTYPES,
@@ -190,4 +191,22 @@ def test_removed_entry_with_infinite_loss_gives_finite_value(task, preds, target
     got = fn(p, y, input_format="log_probs", **opts)
     failures: list[str] = []
     check(failures, f"{task} zero weight on inf", got, want, 1e-12, f"{how} {preds} {target}")
+    report(failures)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_small_probabilities_of_negatives_within_contract(task: str, dtype: torch.dtype) -> None:
+    """-log(1 - p) for small p on a negative target: the exact value is -log1p(-p) of the given p, clipped to
+    [eps, 1 - eps] (torch's F.binary_cross_entropy in float64 computes it so); 1 - p rounded first loses digits."""
+    failures: list[str] = []
+    fn = binary_cross_entropy if task == "binary" else multilabel_cross_entropy
+    for p in (0.3, 1e-2, 1.7e-3, 1e-4, 3.1e-5, 1e-6, 1e-9):
+        x = torch.full((3, 2), p, dtype=dtype)
+        x[0, 1] = p * 1.3
+        x = x if task == "multilabel" else x.flatten()
+        eps = torch.finfo(dtype).eps
+        want = F.binary_cross_entropy(x.double().clamp(eps, 1 - eps), torch.zeros(x.shape, dtype=torch.float64))
+        got = fn(x, torch.zeros(x.shape, dtype=torch.long), input_format="probs")
+        check(failures, f"{task} small p", got, want, RTOL[dtype], f"{dtype} p={p}", dtype)
     report(failures)
