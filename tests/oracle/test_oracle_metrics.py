@@ -201,3 +201,41 @@ def test_metric_classes_match_reference_on_any_split(task: str, ne: bool) -> Non
         s = _weights(rng, data[0].shape[0], cfg["sample_weight"])
         _run(failures, task, cfg, make, data, ref, s, rng)
     report(failures)
+
+
+def test_metric_collection_members_keep_their_own_options() -> None:
+    """A MetricCollection (compute groups on, the default) of metrics that differ only in an option that changes
+    the update: each member equals its own reference, although the first batch holds no class 2 (equal states)."""
+    from torchmetrics import MetricCollection
+
+    rng = rng_for(23)
+    z = torch.tensor(as_format(logits(rng, (24, 3)), "log_probs"))
+    y = torch.tensor(rng.integers(0, 3, size=24))
+    y[:8] = torch.tensor(rng.integers(0, 2, size=8))  # the first batch: classes 0 and 1 only
+    w = torch.tensor([0.3, 1.7, 0.9])
+    members = {
+        "plain": (MulticlassCrossEntropy(3), dict(w=None, ii=None, ls=0.0, fmt="logits")),
+        "no_bg": (MulticlassCrossEntropy(3, ignore_index=2), dict(w=None, ii=2, ls=0.0, fmt="logits")),
+        "weighted": (MulticlassCrossEntropy(3, weight=w), dict(w=w, ii=None, ls=0.0, fmt="logits")),
+        "smoothed": (MulticlassCrossEntropy(3, label_smoothing=0.1), dict(w=None, ii=None, ls=0.1, fmt="logits")),
+        "log_probs": (MulticlassCrossEntropy(3, input_format="log_probs"), dict(w=None, ii=None, ls=0.0,
+                                                                                  fmt="log_probs")),
+    }
+    collection = MetricCollection({name: metric for name, (metric, _) in members.items()})
+    for lo, hi in [(0, 8), (8, 24)]:
+        collection.update(z[lo:hi], y[lo:hi])
+    values = collection.compute()
+    failures: list[str] = []
+    for name, (_, o) in members.items():
+        want = mc_hard(z, y, o["fmt"], 2.0**-52, o["w"], None, o["ii"], o["ls"])
+        check(failures, "MetricCollection members", values[name], want, 1e-12, name, torch.float64)
+    bce = MetricCollection({"plain": BinaryCrossEntropy(), "pw": BinaryCrossEntropy(pos_weight=0.3),
+                            "ii": BinaryCrossEntropy(ignore_index=1)})
+    zb, yb = z[:, 0] - z[:, 1], y.clamp(max=1)
+    yb[:8] = 0  # the first batch: negatives only, so pos_weight and ignore_index=1 leave the states equal
+    for lo, hi in [(0, 8), (8, 24)]:
+        bce.update(zb[lo:hi], yb[lo:hi])
+    for name, pw, ii in [("plain", None, None), ("pw", 0.3, None), ("ii", None, 1)]:
+        want = bce_mean(bce_elements(zb, yb, "logits", 0.0, pw), yb, None, ii)
+        check(failures, "MetricCollection members", bce.compute()[name], want, 1e-12, f"binary {name}", torch.float64)
+    report(failures)
