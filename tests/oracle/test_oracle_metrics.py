@@ -43,12 +43,12 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
 
 
-def _weights(rng, n, kind):
-    """Uniform in (0.05, 2.3) with a zero on sample 0 (the first batch holds 2 or more samples: a batch of weight 0
-    only is refused by design)."""
+def _weights(rng, positions, kind):
+    """Per sample (N,) or per position (N, d1, ...: a token of Perplexity), uniform in (0.05, 2.3) with a zero on
+    sample 0 (the first batch holds 2 or more samples: a batch of weight 0 only is refused by design)."""
     if kind is None:
         return None
-    s = torch.tensor(rng.uniform(0.05, 2.3, size=n))
+    s = torch.tensor(rng.uniform(0.05, 2.3, size=positions[:1] if kind == "sample" else positions))
     s[0] = 0.0
     return s
 
@@ -93,7 +93,11 @@ def _multiclass(rng, cfg):
         if not ne:
             return ce
         kept = (t != ii) if ii is not None else torch.ones(t.shape, dtype=torch.bool)
-        sw = (torch.ones(t.shape[:1], dtype=torch.float64) if s is None else s.double()).unsqueeze(1) * kept
+        if s is None:
+            sw = torch.ones(t.shape, dtype=torch.float64)
+        else:
+            sw = s.double() if s.shape == t.shape else s.double().unsqueeze(1).expand(t.shape)
+        sw = sw * kept
         prior = torch.stack([(sw * (t == c)).sum() for c in range(C)]) / sw.sum()
         H = -torch.xlogy(prior, prior).sum()
         return ce / H if H > 0 else torch.full_like(ce, math.nan)
@@ -194,11 +198,13 @@ def test_metric_classes_match_reference_on_any_split(task: str, ne: bool) -> Non
     failures: list[str] = []
     for cfg in draw_configs(rng, 24, fmt=["logits", "probs", "log_probs"], dtype=DT, ne=[ne], soft=[False, True],
                             ignore_index=[None, -1, 1], pos_weight=[None, 0.3], average=AVERAGES,
-                            sample_weight=[None, "sample"], layout=["plain", "transposed", "sliced"]):
+                            sample_weight=[None, "sample", "position"], layout=["plain", "transposed", "sliced"]):
         if task == "binary" and cfg["ignore_index"] == 1:
             cfg["ignore_index"] = -1  # ignoring every positive leaves the base rate at 0: NE undefined
         make, data, ref = SCENARIOS[task](rng, cfg)
-        s = _weights(rng, data[0].shape[0], cfg["sample_weight"])
+        preds = data[0]
+        positions = data[1].shape if task in ("binary", "perplexity") else preds.shape[:1] + preds.shape[2:]
+        s = _weights(rng, positions, cfg["sample_weight"])
         _run(failures, task, cfg, make, data, ref, s, rng)
     report(failures)
 

@@ -147,3 +147,23 @@ def test_ignore_index_equal_to_a_valid_class_drops_it() -> None:
             per = multiclass_cross_entropy(z, y, ignore_index=1, average="none")
             check(failures, "multiclass ignore_index=valid", per[1:2], torch.tensor([float("nan")]), 0, "class 1 nan")
     report(failures)
+
+
+@pytest.mark.parametrize("how", ["sample_weight", "ignore_index"])
+def test_removed_position_with_infinite_loss_gives_finite_value(how: str) -> None:
+    """Log-probabilities of -inf on the true class of a position whose weight is zero (or that is ignored): the
+    position drops out, the value is torch's mean over the others (F.nll_loss ignores it the same way)."""
+    lp = torch.log(torch.tensor([[0.2, 0.3, 0.5], [0.0, 0.4, 0.6], [0.7, 0.1, 0.2], [0.25, 0.25, 0.5]],
+                                dtype=torch.float64))
+    y = torch.tensor([2, 0, 1, 0])
+    if how == "sample_weight":
+        s = torch.tensor([0.3, 0.0, 1.7, 0.9], dtype=torch.float64)
+        want = (F.nll_loss(lp[[0, 2, 3]], y[[0, 2, 3]], reduction="none") * s[[0, 2, 3]]).sum() / s.sum()
+        got = multiclass_cross_entropy(lp, y, input_format="log_probs", sample_weight=s)
+    else:
+        y[1] = -100
+        want = F.nll_loss(lp, y, ignore_index=-100)
+        got = multiclass_cross_entropy(lp, y, input_format="log_probs", ignore_index=-100)
+    failures: list[str] = []
+    check(failures, "multiclass zero weight on inf", got, want, 1e-12, how, torch.float64)
+    report(failures)
