@@ -22,3 +22,8 @@ lint:
 
 bench:
 	$(PYTHON) benchmarks/run.py --quick
+
+# The Sphinx site (needs the `docs` extra): docs/_build/html, every warning an error.
+.PHONY: docs
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -18,7 +18,7 @@ ALLOWED = {
 }
 THIRD_PARTY = {
     "functional": {"torch"},
-    "metrics": {"torch", "torchmetrics"},
+    "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (tests/test_plot.py checks)
     "scoring": {"torch", "numpy", "sklearn", "scipy"},
     "callbacks": {"torch", "torchmetrics", "lightning", "numpy", "matplotlib", "typing_extensions", "PIL"},
 }

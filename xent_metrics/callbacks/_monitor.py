@@ -344,7 +344,7 @@ class PerClassBCEMonitor(Callback):
             "history": copy.deepcopy(self.history),
             "in_progress": {
                 stage: {
-                    name: torch.as_tensor(state).detach().cpu().clone() for name, state in metric.metric_state.items()
+                    name: torch.as_tensor(state).detach().cpu().clone() for name, state in metric.state_dict().items()
                 }
                 for stage, metric in self.metrics.items()
             },
@@ -373,7 +373,7 @@ class PerClassBCEMonitor(Callback):
         if not isinstance(states, Mapping):
             raise ValueError(f"{where} must map state names to tensors (e.g. {{'sums': tensor}}), got {states!r}.")
         metric = self.metrics[stage]
-        missing = [name for name in metric.metric_state if name not in states]
+        missing = [name for name in metric.state_dict() if name not in states]
         if missing:
             names = ", ".join(f"`{name}`" for name in missing)
             raise ValueError(f"{where} has no {names} (it holds {sorted(states)}); it was saved by another layout.")

@@ -111,6 +111,8 @@ def _add_block(
         sums[TARGET].add_(y.sum(0) if not y.is_floating_point() else column_sums(y, wide))
         return
     weighted = loss * w[:, None] if wide is None else torch.mul(loss, w[:, None], out=wide)  # float64 products
+    dropped = w[:, None] == 0  # a zero weight removes an entry exactly, even one whose loss is inf
+    weighted = weighted.masked_fill(dropped, 0) if wide is None else weighted.masked_fill_(dropped, 0)
     sums[LOSS] += weighted.sum(0)
     sums[WEIGHT] += w.sum() if keep is None else (w[:, None] * keep).sum(0)
     sums[TARGET] += (y * w[:, None]).sum(0)
@@ -151,7 +153,7 @@ def bce_sums(
     sums = new_sums(preds.shape[1], preds.device)
     dtype = compute_dtype(preds.dtype)
     eps = torch.finfo(preds.dtype).eps
-    pos = None if pos_weight is None else pos_weight.to(dtype)
+    pos = None if pos_weight is None else pos_weight.to(torch.float64)  # as given: 0.3 is not rounded to float32
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
     # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
     fraction = 4 if fast and sample_weight is None and ignore_index is None else 8

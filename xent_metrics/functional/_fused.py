@@ -1,8 +1,9 @@
 """Opt-in fused kernel: ``torch.compile`` of the per-block multiclass negative log-likelihood.
 
-Inductor turns the block's ``exp``-sum and gather into one loop per row that reads each logit once
-and writes nothing but one float64 per row (on the CPU it also skips the max shift, as the eager
-kernel does): one ``exp`` per logit, the machine's floor. It is compiled with ``dynamic=False`` for
+Inductor turns the block's ``exp``, the true class's term and the sum of the others into one loop
+per row that reads each logit once and writes two numbers per row; the loss is then ``log1p`` of
+their ratio, as in the eager kernel (:mod:`xent_metrics.functional._nll`), with the same recompute
+of out-of-range rows: one ``exp`` per logit, the machine's floor. It is compiled with ``dynamic=False`` for
 one block shape, ``(rows, C)``, so a run compiles once per class count and dtype; the last, smaller
 block of a batch runs the eager kernel instead of triggering a recompile. Blocks are larger than
 the eager path's (:data:`FUSED_CHUNK_ELEMENTS`) because the kernel needs no scratch buffer: its
@@ -17,14 +18,14 @@ and the eager kernel runs.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._chunks import EXP_SUM_RANGE, chunk_rows
+from xent_metrics.functional._chunks import chunk_rows
+from xent_metrics.functional._nll import nll_from_logits, nll_from_ratio_terms
 
 #: Logits per fused block (32 MiB of float32, read in place: nothing of that size is allocated).
 #: Measured on 2 cores: 2**23 is 4.2x F.cross_entropy at (65536, 1000) and (4096, 32000), where
@@ -34,20 +35,11 @@ FUSED_CHUNK_ELEMENTS = 1 << 23
 _STATE: dict[str, object] = {}
 
 
-def _nll_shifted(z: Tensor, t: Tensor) -> Tensor:
-    """Float64 ``logsumexp(z_i) - z[i, t_i]`` per row of a ``(m, C)`` block, max-shifted."""
-    top = z.amax(1, keepdim=True)
-    total = (z - top).exp().sum(1)
-    lse = total.double().log() + top.squeeze(1).double()
-    return lse - z.gather(1, t[:, None]).squeeze(1).double()
-
-
-def _nll_unshifted(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Float64 ``log(sum_j exp(z_ij)) - z[i, t_i]`` per row, and whether each row's sum kept its digits."""
-    total = z.exp().sum(1)
-    low, high = EXP_SUM_RANGE[z.dtype]
-    ok = (total >= low) & (total <= high)
-    return total.double().log() - z.gather(1, t[:, None]).squeeze(1).double(), ok
+def _ratio_terms(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row of a ``(m, C)`` block: ``exp(z_t)`` and ``sum_{j != t} exp(z_j)``, in the input dtype (compiled)."""
+    exps = z.exp()
+    own = torch.arange(z.shape[1], device=z.device)[None, :] == t[:, None]
+    return exps.gather(1, t[:, None]).squeeze(1), torch.where(own, 0, exps).sum(1)
 
 
 def fused_step(row_numel: int, chunk_elements: int | None) -> int:
@@ -58,14 +50,13 @@ def fused_step(row_numel: int, chunk_elements: int | None) -> int:
 def fused_nll_kernel() -> Callable[[Tensor, Tensor], Tensor] | None:
     """A function ``(z, t) -> float64 nll per row`` running the compiled kernels, or ``None`` where compiling fails.
 
-    On the CPU the compiled kernel skips the max shift (one ``exp`` and one sum per logit, as the
-    eager kernel) and reports the rows whose sum overflowed or underflowed; those rows are recomputed
-    eagerly with the shift (a host read of one boolean per block). Elsewhere the shifted kernel runs.
+    The compiled kernel returns each row's ``exp(z_t)`` and the sum of the other exponentials; the
+    loss and the recompute of out-of-range rows are the eager kernel's
+    (:func:`~xent_metrics.functional._nll.nll_from_ratio_terms`).
     """
     if "kernel" not in _STATE:
         try:
-            compile_ = functools.partial(torch.compile, dynamic=False, fullgraph=True)
-            _STATE["unshifted"], _STATE["shifted"] = compile_(_nll_unshifted), compile_(_nll_shifted)
+            _STATE["terms"] = torch.compile(_ratio_terms, dynamic=False, fullgraph=True)
             _STATE["kernel"] = _run
         except Exception as error:  # no compiler, unsupported platform: run eagerly, once warned
             _disable(error)
@@ -78,13 +69,11 @@ def _run(z: Tensor, t: Tensor) -> Tensor:
         with warnings.catch_warnings():  # torch's own deprecation notices while it compiles are not ours
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
-            if z.device.type != "cpu":
-                return _STATE["shifted"](z, t)  # type: ignore[operator]
-            nll, ok = _STATE["unshifted"](z, t)  # type: ignore[operator]
+            own, rest = _STATE["terms"](z, t)  # type: ignore[operator]
     except Exception as error:  # the compile happens on the first call
         _disable(error)
-        return _nll_shifted(z, t)
-    return nll if bool(ok.all()) else torch.where(ok, nll, _nll_shifted(z, t))
+        return nll_from_logits(z, t)
+    return nll_from_ratio_terms(z, t, own, rest)
 
 
 def _disable(error: Exception) -> None:

@@ -1,15 +1,12 @@
 """Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row blocks.
 
 The hot path (logits, class-index targets) costs, per block of about ``CHUNK_ELEMENTS`` logits, one
-``exp`` written into a reused scratch buffer, one row sum, and float64 arithmetic per *row* (log,
-the true class's logit, weights) before one ``index_add_`` into the ``(3, C)`` sums. On the CPU,
-for rows of at least ``UNSHIFTED_MIN_CLASSES`` classes, the ``exp`` skips the usual max shift: a
-row whose sum of exponentials lies in ``EXP_SUM_RANGE`` lost nothing to overflow or underflow, and
-any other row is recomputed through torch's fused (shifted) log-softmax. Shorter rows, and other
-devices (where the check would be a host sync), use that log-softmax for every row. The kernel
-depends on the row length only, so a row's digits never depend on the block or batch split; under
-autograd the same kernels run out of place and give the same digits. A small batch of class indices
-with unit weights (the per-step case) skips the block machinery: the same per-row kernel, then two
+``exp`` written into a reused scratch buffer and one row sum, then float64 arithmetic per *row*
+(:func:`~xent_metrics.functional._nll.nll_from_logits`: the loss as ``log1p`` of a ratio, accurate
+on confident rows), before one ``index_add_`` into the ``(3, C)`` sums. The kernel is the same for
+every row length, block and batch, so a row's digits never depend on the split; under autograd the
+same kernels run out of place and give the same digits. A small batch of class indices with unit
+weights (the per-step case) skips the block machinery: the same per-row kernel, then two
 ``bincount`` calls for the per-class loss sums and counts (:func:`_small_plain_sums`).
 """
 
@@ -19,19 +16,14 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._bce import labels_last, position_weight
-from xent_metrics.functional._chunks import EXP_SUM_RANGE, Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
+from xent_metrics.functional._chunks import Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
+from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
-#: Rows of at least this many classes take the unshifted kernel on the CPU. The choice depends on the
-#: row length only, never on the block or batch size, so a row's digits never depend on the split.
-UNSHIFTED_MIN_CLASSES = 128
-#: float32 lanes of an AVX-512 vector: shorter rows are padded for torch's log-softmax.
-_VECTOR = 16
 #: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
 #: per-step path (:func:`_small_plain_sums`): its temporaries (a padded copy, the log-probabilities)
 #: stay within the block's memory bound.
@@ -49,40 +41,6 @@ def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | Non
     return preds
 
 
-def _nll_log_softmax(z: Tensor, t: Tensor, scratch: Scratch | None) -> Tensor:
-    """Float64 ``-log softmax(z)[i, t_i]`` through torch's fused log-softmax (into the scratch when given).
-
-    Rows shorter than a vector are padded with ``-inf`` first: torch's kernel takes a slow scalar
-    loop for them (3x slower at 10 classes), and the padding adds exact zeros to the sum.
-    """
-    if z.shape[1] < _VECTOR:  # cross_entropy is nll_loss(log_softmax(.)): the same digits, one call
-        padded = F.pad(z, (0, _VECTOR - z.shape[1]), value=float("-inf"))
-        return F.cross_entropy(padded, t, reduction="none").double()
-    if scratch is None:
-        return F.nll_loss(torch.log_softmax(z, 1), t, reduction="none").double()
-    return torch.log_softmax(z, 1, out=scratch.take(0, z.shape[0])).gather(1, t[:, None]).squeeze(1).double().neg_()
-
-
-def _nll_unshifted(z: Tensor, t: Tensor, scratch: Scratch | None) -> Tensor:
-    """Float64 ``-log softmax(z)[i, t_i]`` as ``log(sum_j exp(z_ij)) - z[i, t_i]``, without the max shift.
-
-    One ``exp`` (into the scratch when given) and one row sum. A row whose sum lies outside
-    ``EXP_SUM_RANGE`` (an ``exp`` overflowed, or every term is too small to keep its digits) is recomputed
-    with the shift, so each row's value depends on the row alone. A single row is summed as one of
-    two identical rows: torch splits the sum of a lone long row across threads, in another order.
-    """
-    rows = z.shape[0]
-    wide = z if rows > 1 else z.expand(2, -1)
-    exps = torch.exp(wide) if scratch is None else torch.exp(wide, out=scratch.take(0, wide.shape[0]))
-    total = exps.sum(1)[:rows]
-    low, high = EXP_SUM_RANGE[z.dtype]
-    ok = (total >= low) & (total <= high)
-    nll = total.double().log() - z.gather(1, t[:, None]).squeeze(1).double()
-    if bool(ok.all()):  # CPU only: a memory read, not a device sync
-        return nll
-    return torch.where(ok, nll, _nll_log_softmax(z, t, scratch))
-
-
 def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, scratch: Scratch | None = None) -> Tensor:
     """Float64 ``-log p[i, target_i]`` of a ``(m, C)`` block without keeping the log-probabilities.
 
@@ -90,9 +48,7 @@ def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, scr
     without it (autograd) the same kernels allocate, so both give the same digits.
     """
     if input_format == "logits":
-        if preds.device.type == "cpu" and preds.shape[1] >= UNSHIFTED_MIN_CLASSES:
-            return _nll_unshifted(preds, target, scratch)
-        return _nll_log_softmax(preds, target, scratch)
+        return nll_from_logits(preds, target, scratch)
     picked = preds.gather(1, target[:, None]).squeeze(1)
     if input_format == "probs":
         return picked.clamp(eps, 1 - eps).double().log().neg_()
@@ -161,18 +117,42 @@ def _hard_chunk(
 def _soft_chunk(
     sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, class_weight: Tensor | None, opts: tuple, buf: Tensor | None
 ) -> None:
-    """Add one block of soft (probability) targets into ``sums``."""
+    """Add one block of soft (probability) targets into ``sums``.
+
+    ``LOSS`` gets ``s_i w_c y_ic (-log p_ic)`` per class; ``WEIGHT`` gets each row's sample weight
+    ``s_i`` split over the classes in proportion to its (smoothed) targets, equally for a row of
+    zeros, so the weights add up to ``sum_i s_i``: torch's denominator, whatever the rows sum to;
+    ``TARGET`` gets the target mass ``s_i y_ic``. Logits use :func:`log_softmax64`, exact on confident rows.
+    """
     input_format, _, smoothing, eps = opts
+    y = y.to(torch.float64)
     if smoothing:
         y = y * (1 - smoothing) + smoothing / z.shape[1]
-    mass = y.to(torch.float64) if w is None else y * w[:, None]
-    log_p = log_probs_of(z, input_format, eps, out=buf)
+    mass = y if w is None else y * w[:, None]
+    if input_format == "logits":
+        log_p = log_softmax64(z)
+    else:
+        log_p = log_probs_of(z, input_format, eps, out=buf)
     loss = torch.where(mass != 0, mass * log_p, 0) if input_format == "log_probs" else mass * log_p
     loss = -loss.sum(0)
     sums[LOSS] += loss if class_weight is None else loss * class_weight
-    mass = mass.sum(0)
-    sums[WEIGHT] += mass
-    sums[TARGET] += mass
+    row = y.sum(1, keepdim=True)
+    share = torch.where(row > 0, y / row, 1 / z.shape[1])
+    sums[WEIGHT] += (share if w is None else share * w[:, None]).sum(0)
+    sums[TARGET] += mass.sum(0)
+
+
+def log_softmax64(z: Tensor) -> Tensor:
+    """Float64 ``log softmax(z)`` of a ``(m, C)`` block, exact on confident rows.
+
+    ``(z - m) - log1p(sum_{j != argmax} exp(z_j - m))`` with ``m`` the row max: the argmax class keeps
+    its tiny ``-log p`` that ``log(sum_j exp(z_j - m))`` would round to 0.
+    """
+    z = z.double()
+    top, arg = z.max(1, keepdim=True)
+    shifted = z - top
+    rest = shifted.exp().scatter_(1, arg, 0).sum(1, keepdim=True)
+    return shifted - rest.log1p()
 
 
 def _block(
@@ -193,7 +173,7 @@ def _block(
     w = None if sample_weight is None else position_weight(sample_weight[rows], block.shape).double()
     if target.shape == preds.shape:
         buf = None if scratch is None else scratch.take(0, z.shape[0])
-        _soft_chunk(sums, z, labels_last(target[rows]).to(z.dtype), w, class_weight, opts, buf)
+        _soft_chunk(sums, z, labels_last(target[rows]), w, class_weight, opts, buf)
         return
     t = target if whole else target[rows]
     t = t if t.ndim == 1 else t.reshape(-1)
@@ -278,8 +258,6 @@ def softmax_ce_sums(
             sample_weight = None if sample_weight is None else sample_weight[done:]
     if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
         chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // 4)
-    elif input_format == "logits" and preds.shape[1] < _VECTOR:  # two (m, 16) padded temporaries per block
-        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // (2 * _VECTOR))
     elif input_format != "logits" and not label_smoothing:  # a gather per row: row-sized temporaries only
         chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // 8)
     step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])

@@ -120,7 +120,7 @@ def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validat
     if pos_weight is None:
         return None
     if isinstance(pos_weight, int | float) and not isinstance(pos_weight, bool):
-        pos_weight = torch.tensor([float(pos_weight)], device=preds.device)
+        pos_weight = torch.tensor([float(pos_weight)], dtype=torch.float64, device=preds.device)
     pos = _check_tensor("pos_weight", pos_weight)
     if pos.numel() != 1:
         raise ValueError(f"`pos_weight` for the binary task must be a scalar, got shape {tuple(pos.shape)}.")

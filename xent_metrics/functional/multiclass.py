@@ -43,7 +43,7 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
     if num_classes is not None and preds.shape[1] != num_classes:
         raise ValueError(
             f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
-            f"num_classes={num_classes}."
+            f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
         )
     hard_shape = preds.shape[:1] + preds.shape[2:]
     if target.shape == hard_shape and not target.is_floating_point():
@@ -57,6 +57,22 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
     raise ValueError(
         f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
         f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
+        f"{_vocab_last_hint(preds, target, num_classes)}"
+    )
+
+
+def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> str:
+    """The fix for a ``(B, L, V)`` language-model layout (classes last), or "" when the shapes do not look like one."""
+    soft = target.shape == preds.shape
+    classes_last = preds.ndim >= 3 and (soft or target.shape == preds.shape[:-1]) and preds.shape[-1] >= 2
+    if not classes_last or num_classes not in (None, preds.shape[-1]):
+        return ""
+    hint = f" The classes look to be in the last dimension (a (B, L, V) language-model layout, V={preds.shape[-1]}): "
+    if soft:
+        return hint + "pass `preds.movedim(-1, 1)` and `target.movedim(-1, 1)`."
+    return hint + (
+        "pass `preds.movedim(-1, 1)` (`target` as is), or use `Perplexity`, which takes (B, L, V) logits and "
+        "(B, L) token ids as they are."
     )
 
 
@@ -217,7 +233,11 @@ def multiclass_cross_entropy(
     average : {"micro", "macro", "none"}, default="micro"
         ``"micro"``: the weighted mean over samples (``F.cross_entropy(reduction="mean")``);
         ``"none"``: the mean per true class (``nan`` for a class with no weight); ``"macro"``: the
-        unweighted mean of those, skipping classes with no weight (with a warning).
+        unweighted mean of those, skipping classes with no weight (with a warning). With soft
+        targets, class ``c``'s value is ``sum_i s_i weight_c y_ic (-log p_ic)`` over the share of the
+        sample weights that falls on ``c``, each ``s_i`` split over the classes in proportion to its
+        (smoothed) target row ``y_i`` (equally for a row of zeros): the shares add up to ``sum_i s_i``,
+        so the shares' weighted mean of the per-class values is the micro value, whatever the rows sum to.
     validate_args : bool, default=True
         Check values (a host sync); shape and type checks always run.
     fused : bool, default=False

@@ -19,6 +19,7 @@ contract where torchmetrics' generic machinery would break it:
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,10 +56,33 @@ def state_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
-def add_sums_state(metric: Metric, num: int, dtype: torch.dtype) -> None:
-    """Register the single ``(3, num)`` state, summed across processes and saved in ``state_dict``."""
+def add_sums_state(metric: Metric, num: int, dtype: torch.dtype, config: tuple) -> None:
+    """Register the ``(3, num)`` state, summed across processes and saved in ``state_dict``, and its config tag.
+
+    ``config`` holds every option that changes what an update adds (input format, weights,
+    ``ignore_index``, smoothing, ...), not those that only read the sums (``average``, CE or NE). It
+    names a second, empty and unsaved state, ``config_<digest>``: ``MetricCollection`` puts two
+    metrics in one compute group (and then updates only the first) when their state *names* and
+    values agree after the first update, so metrics whose updates differ never share one, while CE
+    and NE of the same options still do.
+    """
     default = torch.zeros(NUM_SUMS, num, dtype=dtype, device=metric.device)
     metric.add_state(STATE, default, dist_reduce_fx="sum", persistent=True)
+    tag = config_state_name(config)
+    metric.add_state(tag, torch.zeros(0, dtype=dtype, device=metric.device), dist_reduce_fx="sum", persistent=False)
+    metric.__dict__["_config_state"] = tag
+
+
+def config_state_name(config: tuple) -> str:
+    """``config_`` and a digest of the options (tensors by their float64 values)."""
+    digest = hashlib.sha256()
+    for part in config:
+        if isinstance(part, Tensor):
+            digest.update(part.detach().to("cpu", torch.float64).numpy().tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"|")
+    return f"config_{digest.hexdigest()[:16]}"
 
 
 def check_required_count(name: str, value: object) -> None:
@@ -189,7 +213,7 @@ def _plain_sync(self: Any) -> bool:
         and attrs.get("_should_unsync", False)
         and attrs.get("_is_synced", True) is False
         and self.dist_sync_fn is None
-        and set(attrs.get("_reductions", ())) == {STATE}
+        and set(attrs.get("_reductions", ())) == {STATE, attrs.get("_config_state")}
         and bool(self.distributed_available_fn())
     )
 

@@ -29,7 +29,7 @@ def sync_dist(self: Any, dist_sync_fn: Callable = gather_all_tensors, process_gr
     A user-supplied ``dist_sync_fn`` (torchmetrics' ``dist_sync_fn`` argument) is honoured through
     torchmetrics' generic path. Every rank must call this (``compute()`` does): it is a collective.
     """
-    if dist_sync_fn is not gather_all_tensors or set(self._reductions) != {STATE}:
+    if dist_sync_fn is not gather_all_tensors or set(self._reductions) != {STATE, self.__dict__.get("_config_state")}:
         Metric._sync_dist(self, dist_sync_fn, process_group=process_group)
         return
     reduced = self.sums.clone()  # the pre-sync state is cached by torchmetrics; never reduce it in place

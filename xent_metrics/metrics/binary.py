@@ -46,7 +46,9 @@ class _BinarySums(SumsMetric):
         anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
         pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
         self.pos_weight = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
-        _state.add_sums_state(self, 1, dtype)
+        _state.add_sums_state(
+            self, 1, dtype, ("binary", input_format, ignore_index, self.label_smoothing, self.pos_weight)
+        )
 
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)

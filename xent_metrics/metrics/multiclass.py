@@ -52,7 +52,12 @@ class _MulticlassSums(SumsMetric):
         self.average = average
         dtype = _state.state_dtype(self.device)
         self.weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
-        _state.add_sums_state(self, num_classes, dtype)
+        _state.add_sums_state(
+            self,
+            num_classes,
+            dtype,
+            ("multiclass", input_format, ignore_index, self.label_smoothing, fused, self.weight),
+        )
 
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)

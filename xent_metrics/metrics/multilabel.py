@@ -49,7 +49,9 @@ class _MultilabelSums(SumsMetric):
         self.average = average
         dtype = _state.state_dtype(self.device)
         self.pos_weight = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
-        _state.add_sums_state(self, num_labels, dtype)
+        _state.add_sums_state(
+            self, num_labels, dtype, ("multilabel", input_format, ignore_index, self.label_smoothing, self.pos_weight)
+        )
 
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)

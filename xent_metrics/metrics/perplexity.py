@@ -26,11 +26,21 @@ def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
         raise ValueError(
             "`preds` must have shape (..., V) with the vocabulary last and V >= 2, e.g. (B, L, V), and `target` "
             f"the token ids of shape (...), e.g. (B, L); got preds {tuple(preds.shape)} and target "
-            f"{tuple(target.shape)}."
+            f"{tuple(target.shape)}.{_classes_first_hint(preds, target)}"
         )
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"`target` must hold integer token ids, got dtype {target.dtype}.")
     return (preds.movedim(-1, 1) if preds.ndim > 2 else preds), target
+
+
+def _classes_first_hint(preds: Tensor, target: Tensor) -> str:
+    """The fix for ``preds`` in ``F.cross_entropy``'s ``(B, V, L)`` layout, or "" when the shapes do not fit it."""
+    if preds.ndim < 3 or tuple(target.shape) != tuple(preds.shape[:1] + preds.shape[2:]):
+        return ""
+    return (
+        f" The vocabulary looks to be in dimension 1 (F.cross_entropy's (B, V, L) layout, V={preds.shape[1]}): "
+        "pass `preds.movedim(1, -1)`, or use `MulticlassCrossEntropy`, which takes that layout as is."
+    )
 
 
 class Perplexity(SumsMetric):
@@ -121,7 +131,8 @@ class Perplexity(SumsMetric):
         self.fused = _check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
-        _state.add_sums_state(self, 1, _state.state_dtype(self.device))
+        config = ("perplexity", input_format, ignore_index, fused)
+        _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
 
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""

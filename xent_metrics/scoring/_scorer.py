@@ -32,6 +32,31 @@ def _name(estimator: object) -> str:
     return type(estimator).__name__
 
 
+def _refuse_one_vs_one(estimator: object) -> None:
+    """Raise when the (final step of the) estimator's ``decision_function`` gives one margin per pair of classes.
+
+    ``SVC(decision_function_shape="ovo")`` on 3 classes returns 3 pairwise margins, the shape of 3 class
+    logits: read as logits they would give a meaningless loss. ``OneVsOneClassifier`` returns vote counts.
+    """
+    final = getattr(estimator, "best_estimator_", estimator)  # a fitted search: the refitted estimator
+    steps = getattr(final, "steps", None)  # a Pipeline: its last step answers decision_function
+    final = steps[-1][1] if isinstance(steps, list) and steps else final
+    if len(getattr(final, "classes_", ())) <= 2:
+        return  # two classes: one margin either way
+    name = _name(estimator) if final is estimator else f"{_name(estimator)} (final estimator {_name(final)})"
+    if getattr(final, "decision_function_shape", None) == "ovo":
+        raise ValueError(
+            f"{name} has decision_function_shape='ovo': its decision_function returns one margin per "
+            "pair of classes, not one logit per class, so no cross-entropy can be read from it. Fit it with "
+            "decision_function_shape='ovr', or score probabilities (probability=True, response_method='predict_proba')."
+        )
+    if type(final).__name__ == "OneVsOneClassifier":
+        raise ValueError(
+            f"{name} is a one-vs-one classifier: its decision_function returns votes, not one logit per "
+            "class, so no cross-entropy can be read from it. Use a one-vs-rest or probabilistic classifier."
+        )
+
+
 def _check_response(estimator: object, method: str, response: object, input_format: str, kind: str) -> None:
     """Raise ``ValueError`` naming the estimator when its response is not a finite numeric array in range.
 
@@ -148,6 +173,8 @@ class CrossEntropyScorer:
         method = getattr(estimator, self.response_method, None)
         if method is None:
             raise AttributeError(f"{_name(estimator)} has no method {self.response_method!r}; cannot score it.")
+        if self.response_method == "decision_function":
+            _refuse_one_vs_one(estimator)
         response = method(X)
         _check_response(estimator, self.response_method, response, self.input_format, kind)
         with warnings.catch_warnings():
