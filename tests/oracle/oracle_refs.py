@@ -50,7 +50,7 @@ def check(failures: list[str], task: str, got: Tensor, want: Tensor, rtol: float
     CASES[task] += 1
     err = float(rel_err(got, want).max()) if want.numel() else 0.0
     if dtype is not None:
-        record(f"{dname(dtype)}: ours", err)
+        record(f"{dname(dtype)}: ours ({task.split()[0]})", err)
     if not err <= rtol:
         failures.append(f"{what}: got {got.tolist()}, expected {want.tolist()}, rel err {err:.3g} > {rtol:g}")
 
