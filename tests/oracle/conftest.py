@@ -3,8 +3,21 @@
 ``ORACLE_PROFILE=long`` (or ``HYPOTHESIS_PROFILE=long``) runs many more cases, by hand.
 """
 
+from collections.abc import Iterator
+
 import oracle_refs
 import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """The oracle's tensors are tiny: one intra-op thread (a shared 2-core runner otherwise spends most of the
+    time waking the second thread for each small op). Restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
