@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.lightning import PassThrough, trainer
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from sklearn.metrics import log_loss
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
@@ -67,22 +67,6 @@ def logged(tmp_path: Path, stage: str, prefix: str = "bce") -> pd.DataFrame:
     return frame[frame[f"{stage}/{prefix}"].notna()].reset_index(drop=True)
 
 
-def trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
-    options = dict(
-        default_root_dir=tmp_path,
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        logger=CSVLogger(tmp_path, name="", version=""),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        log_every_n_steps=1,
-    )
-    return pl.Trainer(callbacks=callbacks, **{**options, **kwargs})
-
-
 def tiny_data(**kwargs) -> DigitTagsDataModule:
     return DigitTagsDataModule(**{"max_samples": 200, "batch_size": 16, "seed": 1, **kwargs})
 
@@ -119,27 +103,6 @@ def test_logged_values_equal_float64_reference_for_train_val_test(tmp_path: Path
     probs = torch.sigmoid(preds.double()).numpy()
     sk = [log_loss(target[:, k].numpy(), probs[:, k], labels=[0, 1]) for k in range(len(LABELS))]
     np.testing.assert_allclose(monitor.history["test"][0]["values"], sk, rtol=1e-6)
-
-
-class PassThrough(pl.LightningModule):
-    """Its inputs are the predictions: what the monitor sees is fixed by the data, whatever the training."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(()))
-
-    def _step(self, batch):
-        x, y = batch
-        return {"loss": (self.weight - 1) ** 2 + 0 * x.sum(), "scores": x + 0 * self.weight, "labels": y}
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch)
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def passthrough_loaders(x: torch.Tensor, y: torch.Tensor, batch_size: int = 4) -> DataLoader:

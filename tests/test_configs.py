@@ -42,3 +42,46 @@ def test_config_instantiates(config: Path, tmp_path: Path, monkeypatch: pytest.M
         assert isinstance(cli.trainer.logger, TensorBoardLogger) and monitor.log_worst_k == 3
     if config.name == "demo.yaml":
         assert cli.trainer.max_epochs <= 20 and cli.trainer.num_devices == 1
+
+
+PACKAGED = Path(__file__).resolve().parents[1] / "xent_metrics" / "demos" / "configs"
+
+
+def test_the_packaged_configs_are_the_root_configs_byte_for_byte() -> None:
+    """configs/ is the copy users read; xent_metrics/demos/configs/ ships in the wheel. Edit both, or copy."""
+    assert sorted(p.name for p in PACKAGED.glob("*.yaml")) == [p.name for p in CONFIGS]
+    for config in CONFIGS:
+        assert (PACKAGED / config.name).read_bytes() == config.read_bytes(), f"cp configs/{config.name} {PACKAGED}/"
+
+
+def test_config_names_resolve_to_the_packaged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xent_metrics.demos import __main__ as demo
+
+    monkeypatch.chdir(tmp_path)  # not the checkout: configs/ddp.yaml does not exist here
+    ddp = str(PACKAGED / "ddp.yaml")
+    assert demo._with_default_config(["--config", "ddp"]) == ["--config", ddp]
+    assert demo._with_default_config(["-c", "ddp.yaml", "--trainer.max_epochs=1"]) == [
+        "-c",
+        ddp,
+        "--trainer.max_epochs=1",
+    ]
+    assert demo._with_default_config(["--config=configs/ddp.yaml"]) == [f"--config={ddp}"]
+    assert demo._with_default_config([]) == ["--config", str(PACKAGED / "demo.yaml")]
+    (tmp_path / "ddp.yaml").write_text("seed_everything: 1\n")  # a file of the user's wins over the packaged one
+    assert demo._with_default_config(["--config", "ddp.yaml"]) == ["--config", "ddp.yaml"]
+    assert demo._with_default_config(["--config", "nope"]) == ["--config", "nope"]  # LightningCLI reports it
+
+
+# Lightning 2.6's CLI calls jsonargparse APIs deprecated in jsonargparse 4.49; not ours.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:lightning.pytorch.cli")
+def test_help_says_what_the_demo_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from xent_metrics.demos import __main__ as demo
+
+    with pytest.raises(SystemExit) as done:
+        demo.main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: python -m xent_metrics.demos [--config demo|ddp|tensorboard|PATH]")
+    assert "PerClassBCEMonitor" in text and "8x8 digits" in text
+    assert "the packaged configs/demo.yaml is used" in text
+    assert "Part 2 (scikit-learn) follows" in text and "neg_cross_entropy_scorer" in text

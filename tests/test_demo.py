@@ -1,9 +1,7 @@
-"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process and as a command."""
+"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: tests/test_wheel.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,6 @@ from xent_metrics.callbacks import PerClassBCEMonitor
 from xent_metrics.demos import __main__ as demo
 from xent_metrics.demos.data import split_indices
 from xent_metrics.demos.tags import TAGS, digit_tags, tag_matrix
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tags_follow_their_definitions() -> None:
@@ -71,14 +67,5 @@ def test_demo_runs_with_the_default_config(tmp_path: Path, capsys: pytest.Captur
     assert "Test (bce): macro BCE" in out and "Demo finished in" in out
 
 
-@pytest.mark.slow
-def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    """``python -m xent_metrics.demos`` as a user runs it (shortened), scikit-learn part included."""
-    command = [sys.executable, "-m", "xent_metrics.demos", "--trainer.max_epochs=2", "--data.max_samples=400"]
-    command += [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "PerClassBCEMonitor:" not in done.stderr  # none of the monitor's warnings fire in the demo
-    assert "worst first" in done.stdout and "Per-label val BCE heatmap: " in done.stdout
-    assert "Demo finished in" in done.stdout
-    assert list(tmp_path.glob("**/bce_per_label_val.png"))
+# `python -m xent_metrics.demos` as a command, from a directory outside the checkout, with the package installed
+# from its wheel: tests/test_wheel.py (it checks what the end-to-end command test here used to).

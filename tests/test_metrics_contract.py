@@ -117,7 +117,8 @@ def _in_cpu_range_check() -> bool:
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_filename.endswith(os.path.join("functional", "_nll.py")):
-            return bool(frame.f_locals.get("z") is not None and frame.f_locals["z"].device.type == "cpu")
+            tensors = [v for v in frame.f_locals.values() if isinstance(v, torch.Tensor)]
+            return bool(tensors) and all(t.device.type == "cpu" for t in tensors)
         frame = frame.f_back
     return False
 

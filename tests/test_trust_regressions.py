@@ -103,6 +103,15 @@ def test_confident_float32_rows_are_positive_and_within_2e6(classes: int) -> Non
     assert multiclass_cross_entropy(z, torch.tensor([0])).item() == pytest.approx(_exact_nll([30.0] + [0.0] * 127, 0))
 
 
+def test_float64_margins_beyond_the_exp_range_stay_finite_and_exact() -> None:
+    z = torch.tensor([[330.0, -500.0, 100.0], [-0.3, 800.3, -700.1]], dtype=torch.float64)
+    expected = [_exact_nll(z[0].tolist(), 1), _exact_nll(z[1].tolist(), 1)]
+    got = multiclass_cross_entropy(z, torch.tensor([1, 1])).item()
+    assert _rel(got, sum(expected) / 2) <= 1e-12
+    assert multiclass_cross_entropy(z[:1], torch.tensor([1])).item() == pytest.approx(expected[0], rel=1e-12)
+    assert multiclass_cross_entropy(z[1:], torch.tensor([1])).item() == pytest.approx(expected[1], rel=1e-12)
+
+
 @pytest.mark.parametrize("classes", [2, 16, 200])
 def test_confident_float64_rows_are_within_1e12_up_to_600_nats(classes: int) -> None:
     g = torch.Generator().manual_seed(7 + classes)
@@ -242,3 +251,18 @@ def test_one_vs_one_decision_functions_are_refused_naming_the_option() -> None:
     assert np.isfinite(scorer(SVC().fit(X, y), X, y))  # one-vs-rest: accepted
     two = y < 2
     assert np.isfinite(scorer(SVC(decision_function_shape="ovo").fit(X[two], y[two]), X[two], y[two]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_small_probabilities_of_negatives_keep_their_digits(dtype: torch.dtype) -> None:
+    """-log(1 - p) as log1p(-p): 1 - p in the input dtype would round first (1.3e-5 relative at p = 1e-3 in float32)."""
+    p = torch.tensor([1e-3, 1e-4, 3e-2, 1e-6], dtype=dtype)
+    exact = [-math.log1p(-v) for v in p.double().tolist()]  # the given (rounded) probabilities, upcast exactly
+    rtol = 2e-6 if dtype == torch.float32 else 1e-12
+    got = binary_cross_entropy(p, torch.zeros(4, dtype=torch.long), input_format="probs").item()
+    assert _rel(got, sum(exact) / 4) <= rtol
+    per_label = multilabel_cross_entropy(
+        p[None, :], torch.zeros(1, 4, dtype=torch.long), input_format="probs", average="none"
+    )
+    for value, ref in zip(per_label.tolist(), exact, strict=True):
+        assert _rel(value, ref) <= rtol

@@ -2,11 +2,13 @@
 
 - :class:`PerClassBCEMonitor`: per-label binary cross-entropy of a multi-label model, logged per
   stage and epoch, with an end-of-fit table and heatmap.
+- :class:`PerClassCEMonitor`: the same for a multiclass model, per true class.
 - :class:`UnpaddedDistributedSampler`: shards evaluation data across processes without the
   duplicates Lightning's default ``DistributedSampler`` adds.
 """
 
-from xent_metrics.callbacks._monitor import PerClassBCEMonitor
+from xent_metrics.callbacks._bce import PerClassBCEMonitor
+from xent_metrics.callbacks._ce import PerClassCEMonitor
 from xent_metrics.callbacks._sampler import UnpaddedDistributedSampler
 
-__all__ = ["PerClassBCEMonitor", "UnpaddedDistributedSampler"]
+__all__ = ["PerClassBCEMonitor", "PerClassCEMonitor", "UnpaddedDistributedSampler"]

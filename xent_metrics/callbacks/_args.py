@@ -1,4 +1,4 @@
-"""Argument checks of :class:`PerClassBCEMonitor` (errors name the argument, the value seen and what is expected)."""
+"""Argument checks of the per-class monitors (errors name the argument, the value seen and what is expected)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,36 @@ from typing import Any
 STAGES: tuple[str, ...] = ("train", "val", "test")
 
 
-def check_labels(labels: object, num_labels: object) -> list[str]:
-    """Return the label names (``"0"``, ``"1"``, ... when only ``num_labels`` is given)."""
+def check_labels(
+    labels: object,
+    num_labels: object,
+    *,
+    owner: str = "PerClassBCEMonitor",
+    names: str = "labels",
+    count: str = "num_labels",
+) -> list[str]:
+    """Return the names (``"0"``, ``"1"``, ... when only the count is given).
+
+    ``owner``, ``names`` and ``count`` are the words of the messages: the class and its two arguments
+    (``labels`` / ``num_labels`` for multi-label, ``classes`` / ``num_classes`` for multiclass).
+    """
     if labels is None and num_labels is None:
-        raise ValueError("PerClassBCEMonitor needs `labels` (a list of names) or `num_labels` (an int); got neither.")
+        raise ValueError(f"{owner} needs `{names}` (a list of names) or `{count}` (an int); got neither.")
     if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
-        raise TypeError(f"`num_labels` must be an int, got {type(num_labels).__name__} {num_labels!r}.")
+        raise TypeError(f"`{count}` must be an int, got {type(num_labels).__name__} {num_labels!r}.")
     if num_labels is not None and num_labels < 1:
-        raise ValueError(f"`num_labels` must be at least 1, got {num_labels}.")
+        raise ValueError(f"`{count}` must be at least 1, got {num_labels}.")
     if labels is None:
         return [str(k) for k in range(num_labels)]  # type: ignore[arg-type]
     if isinstance(labels, str) or not isinstance(labels, Sequence) or not all(isinstance(x, str) for x in labels):
-        raise TypeError(f"`labels` must be a list of str, got {labels!r}.")
+        raise TypeError(f"`{names}` must be a list of str, got {labels!r}.")
     if not labels or not all(labels):
-        raise ValueError(f"`labels` must be a non-empty list of non-empty names, got {list(labels)!r}.")
+        raise ValueError(f"`{names}` must be a non-empty list of non-empty names, got {list(labels)!r}.")
     duplicates = sorted({x for x in labels if list(labels).count(x) > 1})
     if duplicates:
-        raise ValueError(f"`labels` must be unique (they name the logged keys); {duplicates} appear more than once.")
+        raise ValueError(f"`{names}` must be unique (they name the logged keys); {duplicates} appear more than once.")
     if num_labels is not None and num_labels != len(labels):
-        raise ValueError(f"`labels` has {len(labels)} names but `num_labels`={num_labels}; give one name per label.")
+        raise ValueError(f"`{names}` has {len(labels)} names but `{count}`={num_labels}; give one name per entry.")
     return list(labels)
 
 

@@ -1,4 +1,4 @@
-"""What :class:`PerClassBCEMonitor` shows at the end of fit: a terminal table and a heatmap."""
+"""What the per-class monitors show at the end of fit: a terminal table and a heatmap."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def worst_first(values: Sequence[float]) -> list[int]:
     return sorted(range(len(values)), key=key)
 
 
+def _plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith("s") else "s")
+
+
 def _fmt(value: float | None, signed: bool = False) -> str:
     if value is None:
         return ""
@@ -43,11 +47,14 @@ def format_table(
     extra: dict[str, Any] | None = None,
     extra_stage: str = "train",
     max_rows: int | None = None,
+    unit: str = "label",
+    loss: str = "BCE",
 ) -> str:
-    """Render the per-label table, worst label first, with the change since the ``first`` record.
+    """Render the per-label (per-class) table, worst first, with the change since the ``first`` record.
 
     ``first`` and ``last`` are history records of ``stage`` (``{"epoch", "values", "macro"}``);
     ``extra`` is an optional record of another stage shown as a last column (the last training epoch).
+    ``unit`` and ``loss`` are the words of the header (``"class"``, ``"CE"`` for a multiclass model).
 
     Examples
     --------
@@ -61,11 +68,12 @@ def format_table(
           macro     0.3500  -0.3000
     """
     values, before = last["values"], first["values"]
-    width = max([len("label"), len("macro"), *map(len, labels)])
-    header = f"{'#':>4}  {'label':<{width}}  {stage + ' BCE':>9}  {'change':>7}"
+    width = max([len(unit), len("macro"), *map(len, labels)])
+    header = f"{'#':>4}  {unit:<{width}}  {stage + ' ' + loss:>9}  {'change':>7}"
     if extra is not None:
-        header += f"  {extra_stage + ' BCE':>10}"
-    lines = [f"Per-label BCE, {stage} epoch {last['epoch']}, worst first (change since epoch {first['epoch']})", header]
+        header += f"  {extra_stage + ' ' + loss:>10}"
+    title = f"Per-{unit} {loss}, {stage} epoch {last['epoch']}, worst first (change since epoch {first['epoch']})"
+    lines = [title, header]
     order = worst_first(values)
     shown = order if max_rows is None else order[:max_rows]
 
@@ -76,13 +84,21 @@ def format_table(
     for rank, k in enumerate(shown, start=1):
         lines.append(row(str(rank), labels[k], values[k], before[k], None if extra is None else extra["values"][k]))
     if len(shown) < len(order):
-        lines.append(f"{'':>4}  ... {len(order) - len(shown)} more labels (max_table_rows={max_rows})")
+        lines.append(f"{'':>4}  ... {len(order) - len(shown)} more {_plural(unit)} (max_table_rows={max_rows})")
     lines.append(row("", "macro", last["macro"], first["macro"], None if extra is None else extra["macro"]))
     return "\n".join(line.rstrip() for line in lines)
 
 
-def heatmap_figure(labels: Sequence[str], records: Sequence[dict[str, Any]], *, stage: str, prefix: str) -> Any:
-    """Build a matplotlib ``Figure``: one row per label (worst last epoch on top), one column per epoch.
+def heatmap_figure(
+    labels: Sequence[str],
+    records: Sequence[dict[str, Any]],
+    *,
+    stage: str,
+    prefix: str,
+    unit: str = "label",
+    loss: str = "BCE",
+) -> Any:
+    """Build a matplotlib ``Figure``: one row per label or class (worst last epoch on top), one column per epoch.
 
     Uses ``matplotlib.figure.Figure`` directly (no pyplot, no global backend change); saving it as
     PNG goes through the Agg renderer.
@@ -96,20 +112,20 @@ def heatmap_figure(labels: Sequence[str], records: Sequence[dict[str, Any]], *, 
     fig = Figure(figsize=(min(3.0 + 0.6 * n_epochs, 24.0), min(1.8 + 0.32 * n_labels, 40.0)), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(grid, aspect="auto", cmap="magma_r", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=f"{stage} BCE (lower is better)")
+    fig.colorbar(image, ax=ax, label=f"{stage} {loss} (lower is better)")
     epochs = [r["epoch"] for r in records]
     ax.set_xticks(range(n_epochs), [str(e) for e in epochs] if n_epochs <= 40 else [""] * n_epochs)
     ax.set_xlabel("epoch")
     if n_labels <= 60:
         ax.set_yticks(range(n_labels), [labels[k] for k in order])
     else:
-        ax.set_ylabel(f"{n_labels} labels, worst on top")
+        ax.set_ylabel(f"{n_labels} {_plural(unit)}, worst on top")
     if n_labels * n_epochs <= 300:
         middle = np.nanmean(grid) if np.isfinite(grid).any() else 0.0
         for (i, j), value in np.ndenumerate(grid):
             color = "white" if value > middle else "black"
             ax.text(j, i, _fmt(value)[:5], ha="center", va="center", fontsize=7, color=color)
-    ax.set_title(f"Per-label {stage} BCE over epochs ({prefix})")
+    ax.set_title(f"Per-{unit} {stage} {loss} over epochs ({prefix})")
     return fig
 
 

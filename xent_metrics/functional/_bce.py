@@ -7,8 +7,9 @@ into reused scratch buffers and adds their float64 column sums:
 - logits: ``(relu(z) - y z) + log1p(exp(-|z|))`` for any target in ``[0, 1]``: every term is
   non-negative, so a confident correct prediction costs ``exp(-|z|)``, not 0 (``softplus(z) - y z``
   and torch's ``(1 - y) z - logsigmoid(z)`` cancel every digit of one tail);
-- probabilities: ``-log clip(q)``, ``q = p`` where ``y = 1`` and ``1 - p`` where ``y = 0``, clipped to
-  ``[eps, 1 - eps]`` exactly as scikit-learn's ``log_loss``; float targets mix both logs.
+- probabilities: ``-log p`` where ``y = 1`` and ``-log1p(-p)`` where ``y = 0``, ``p`` clipped to
+  ``[eps, 1 - eps]`` exactly as scikit-learn's ``log_loss`` (which takes ``log(1 - p)``: ``1 - p`` rounds
+  first, up to ``1e-16 / p`` relative in float64); float targets mix both logs.
 
 Every elementwise op used gives the same digits for an element wherever it sits in a block (torch's
 ``softplus`` and ``sigmoid`` do not: their scalar tail loop rounds differently from the vector
@@ -47,7 +48,8 @@ def binary_neg_log_terms(preds: Tensor, input_format: str, eps: float) -> tuple[
         small = torch.log1p(torch.exp(-preds.abs()))
         return torch.clamp_min(-preds, 0) + small, torch.clamp_min(preds, 0) + small
     if input_format == "probs":
-        return -torch.log(preds.clamp(eps, 1 - eps)), -torch.log((1 - preds).clamp_(eps, 1 - eps))
+        clipped = preds.clamp(eps, 1 - eps)
+        return -torch.log(clipped), -torch.log1p(-clipped)  # log1p: 1 - p would round first
     return -preds, -_log1mexp(preds)
 
 
@@ -79,11 +81,11 @@ def _fast_loss(z: Tensor, y: Tensor, input_format: str, eps: float, scratch: Scr
         relu = torch.clamp_min(z, 0, out=out)
         small = torch.add(z, relu, alpha=-2, out=spare).exp_().log1p_()  # z - 2 relu(z) = -|z|, exactly
         return relu.addcmul_(y, z, value=-1).add_(small)
+    clipped = torch.clamp(z, eps, 1 - eps, out=out)
+    log_q = torch.neg(clipped, out=spare).log1p_()  # log(1 - p) as log1p(-p): 1 - p would round first
+    log_p = clipped.log_()
     if not y.is_floating_point():  # class indices 0 / 1 (validated, or masked to 0 where ignored)
-        torch.where(y.bool(), z, torch.neg(z, out=out).add_(1), out=out)
-        return out.clamp_(eps, 1 - eps).log_().neg_()
-    log_q = torch.neg(z, out=spare).add_(1).clamp_(eps, 1 - eps).log_()
-    log_p = torch.clamp(z, eps, 1 - eps, out=out).log_()
+        return torch.where(y.bool(), log_p, log_q, out=out).neg_()
     return log_p.mul_(y).add_(log_q.addcmul_(y, log_q, value=-1)).neg_()
 
 
@@ -157,7 +159,7 @@ def bce_sums(
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
     # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
     fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
-    chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // fraction)
+    chunk_elements = max(1, _chunks.default_chunk(preds.device, chunk_elements) // fraction)
     row_numel = preds[:1].numel()
     step = min(_chunks.chunk_rows(row_numel, chunk_elements), preds.shape[0])
     scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)

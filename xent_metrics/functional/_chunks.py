@@ -24,6 +24,19 @@ from torch import Tensor
 CHUNK_ELEMENTS = 1 << 20
 
 
+#: Elements per row block off the CPU (GPUs): one block for a (65536, 1000) or a (4096, 32000) batch,
+#: so the number of kernel launches of an update does not grow with the batch; its float64 temporary is
+#: 1 GiB at most (the float32 input of such a block is 512 MiB; F.cross_entropy writes as much).
+DEVICE_CHUNK_ELEMENTS = 1 << 27
+
+
+def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
+    """The block size in elements: ``chunk_elements`` when given, else the device's default."""
+    if chunk_elements is not None:
+        return chunk_elements
+    return CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+
+
 #: A row sum of unshifted exponentials inside these bounds lost nothing to overflow or underflow: its
 #: largest term is at least ``low / C`` (a normal number for any ``C < 2**30``), and terms that
 #: underflowed were below ``2**-126`` (float32), ``2**-66`` of the sum.

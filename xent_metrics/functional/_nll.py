@@ -11,11 +11,15 @@ form) both lose every digit of such a row: they subtract two nearly equal number
 A row whose ``E`` or ``R`` left the dtype's normal range (a logit above about 88 in float32, or
 terms small enough to be subnormal) is recomputed in float64 with the max shift and the argmax term
 dropped from the sum (:func:`nll_shifted64`), so each row's value depends on the row alone. On the
-CPU only those rows are recomputed (a memory read, not a device sync); on other devices, where
-reading the mask would be a host sync, the float64 form runs for the block and ``torch.where`` picks.
+CPU one ``aminmax`` of ``E`` and of ``R`` says whether any row left it, and only those rows are
+recomputed (memory reads, not a device sync). Other devices, where reading
+a mask would be a host sync and every op is a kernel launch, run the float64 form for every row: a
+fixed number of ops per block whatever the values, exact on confident rows too.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
@@ -23,8 +27,13 @@ from torch import Tensor
 from xent_metrics.functional._chunks import Scratch
 
 
-def _range(dtype: torch.dtype, classes: int) -> tuple[float, float, float]:
-    """``(tiny, max, floor)``: ``E`` must be normal and finite; ``R >= floor`` keeps flushed terms below 1 ulp."""
+@functools.lru_cache(maxsize=64)
+def _limits(dtype: torch.dtype, classes: int) -> tuple[float, float, float]:
+    """``(tiny, big, floor)``: ``exp(z_t)`` must lie in ``[tiny, big]`` and the rest sum in ``[floor, big]``.
+
+    ``floor = C tiny / eps * 2``: subnormal or flushed terms, each off by less than ``tiny``, then cost the
+    sum less than one unit in its last place.
+    """
     info = torch.finfo(dtype)
     return info.tiny, info.max, classes * info.tiny / info.eps * 2
 
@@ -33,12 +42,18 @@ def nll_shifted64(z: Tensor, t: Tensor) -> Tensor:
     """Float64 ``-log softmax(z)[i, t_i]`` as ``(m - z_t) + log1p(sum_{j != argmax} exp(z_j - m))``, ``m`` the row max.
 
     Float32 inputs are widened first, so the differences are exact; float64 differences round to
-    ``|z_j - m| 2**-53``. Out of place: autograd flows through it.
+    ``|z_j - m| 2**-53``. Every row is in range, so no row needs a second look: a fixed number of ops
+    whatever the data. One float64 copy of the block is the only block-sized temporary (in place
+    unless autograd records: then out of place, and the gradient flows).
     """
-    z = z.double()
-    top, arg = z.max(1, keepdim=True)
-    rest = (z - top).exp().scatter(1, arg, 0).sum(1)
-    return (top.squeeze(1) - z.gather(1, t[:, None]).squeeze(1)) + rest.log1p()
+    wide = z.to(torch.float64, copy=True)
+    top, arg = wide.max(1, keepdim=True)
+    nll = top.squeeze(1) - wide.gather(1, t[:, None]).squeeze(1)
+    if torch.is_grad_enabled() and z.requires_grad:
+        rest = (wide - top).exp().scatter(1, arg, 0).sum(1)
+    else:
+        rest = wide.sub_(top).exp_().scatter_(1, arg, 0).sum(1)
+    return nll + rest.log1p()
 
 
 def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Tensor:
@@ -48,6 +63,8 @@ def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Ten
     (autograd) the same ops allocate and give the same digits. A single row is summed as one of two
     identical rows: torch splits the sum of a lone long row across threads, in another order.
     """
+    if z.device.type != "cpu":  # no host read, no data-dependent shape: the float64 form for every row
+        return nll_shifted64(z, t)
     rows = z.shape[0]
     wide, index = (z, t[:, None]) if rows != 1 else (z.expand(2, -1), t.expand(2)[:, None])
     if scratch is None:
@@ -57,21 +74,39 @@ def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Ten
         exps = torch.exp(wide, out=scratch.take(0, wide.shape[0]))
         own = exps.gather(1, index)
         rest = exps.scatter_(1, index, 0).sum(1)
-    return nll_from_ratio_terms(z, t, own[:rows, 0], rest[:rows], in_place=scratch is not None)
+    return nll_from_terms(z, t, own[:rows, 0], rest[:rows])
 
 
-def nll_from_ratio_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor, *, in_place: bool = False) -> Tensor:
-    """Float64 ``log1p(rest / own)`` per row; rows whose terms left the normal range are recomputed (module docstring).
+def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
+    """Float64 ``log1p(rest / own)`` per row, ``own = exp(z_t)``, ``rest`` the sum of the row's other exponentials.
 
-    ``own`` is ``exp(z_t)`` and ``rest`` the sum of the other ``exp(z_j)`` of each row of ``z``, in ``z``'s dtype.
+    Rows whose ``own`` or ``rest`` left :func:`_limits` (or whose float64 ratio overflows) are recomputed
+    with :func:`nll_shifted64`. One ``aminmax`` of each says whether every row is inside (the usual case:
+    no per-row check); otherwise the rows are checked one by one. Either way a row's value depends on
+    the row alone. Off the CPU (the fused kernel) the check is a ``where``: no host read.
     """
-    tiny, big, floor = _range(z.dtype, z.shape[1])
-    ok = (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big)
-    ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()  # finite, also for autograd
-    nll = ratio.log1p_() if in_place else ratio.log1p()
+    tiny, big, floor = _limits(z.dtype, z.shape[1])
+    ratio = rest.double() / own.double()
+    if z.device.type == "cpu" and rows_inside(own, rest, ratio, (tiny, big, floor)):
+        return ratio.log1p_()
+    ok = (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big) & (ratio <= big)
+    if torch.is_grad_enabled() and z.requires_grad:  # a finite ratio everywhere: no nan gradient from dropped rows
+        ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()
+    nll = torch.where(ok, ratio, 0).log1p()
     if z.device.type != "cpu":
         return torch.where(ok, nll, nll_shifted64(z, t))
-    if bool(ok.all()):  # CPU: a memory read, not a device sync
-        return nll
     bad = (~ok).nonzero().squeeze(1)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))
+
+
+def rows_inside(own: Tensor, rest: Tensor, ratio: Tensor, limits: tuple[float, float, float]) -> bool:
+    """Whether every row's terms lie within ``limits``: two ``aminmax`` and a max (CPU memory reads)."""
+    if not own.numel():
+        return True
+    tiny, big, floor = limits
+    if ratio.requires_grad:
+        own, rest, ratio = own.detach(), rest.detach(), ratio.detach()
+    own_low, own_high = torch.aminmax(own)
+    rest_low, rest_high = torch.aminmax(rest)
+    fits = float(own_low) >= tiny and float(own_high) <= big and float(rest_low) >= floor and float(rest_high) <= big
+    return fits and (ratio.dtype != rest.dtype or float(ratio.max()) <= big)

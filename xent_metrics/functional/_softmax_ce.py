@@ -199,6 +199,16 @@ def _fused_blocks(
     return done
 
 
+def class_counts(t: Tensor, classes: int) -> Tensor:
+    """How many times each class occurs in ``t``: ``bincount`` on the CPU, ``index_add_`` elsewhere.
+
+    ``bincount``'s output shape depends on the values: off the CPU it reads the maximum back to the host.
+    """
+    if t.device.type == "cpu":
+        return torch.bincount(t, minlength=classes)
+    return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
+
+
 def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str) -> Tensor:
     """Sums of a batch that fits one block, with class-index targets and unit weights: the per-step path.
 
@@ -212,8 +222,8 @@ def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str) -> Tenso
     z = preds if preds.dtype == dtype else preds.to(dtype)
     t = target if target.dtype == torch.int64 else target.long()
     nll = target_nll(z, t, input_format, torch.finfo(preds.dtype).eps)
-    counts = torch.bincount(t, minlength=classes).double()  # before the stack: a mixed-dtype stack is slower
-    if needs_grad(preds):
+    counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
+    if needs_grad(preds) or preds.device.type != "cpu":
         loss = torch.zeros(classes, dtype=torch.float64, device=preds.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
@@ -242,7 +252,7 @@ def softmax_ce_sums(
     """
     plain = sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing
     if plain and not fused and preds.ndim == 2 and target.shape != preds.shape:
-        if preds.numel() <= (_chunks.CHUNK_ELEMENTS if chunk_elements is None else chunk_elements) // _SMALL:
+        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:
             return _small_plain_sums(preds, target, input_format)
     sums = new_sums(preds.shape[1], preds.device)
     cw = None if class_weight is None else class_weight.to(torch.float64)
@@ -250,16 +260,17 @@ def softmax_ce_sums(
     row_numel, soft = math.prod(preds.shape[1:]), target.shape == preds.shape
     if plain and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
-        sums[WEIGHT:].add_(torch.bincount(flat, minlength=preds.shape[1]))  # unit weights: counts
+        sums[WEIGHT:].add_(class_counts(flat, preds.shape[1]))  # unit weights: counts
     if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
         done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)
         if done:  # the ragged tail runs eagerly with the default block
             preds, target, chunk_elements = preds[done:], target[done:], None
             sample_weight = None if sample_weight is None else sample_weight[done:]
+    chunk_elements = _chunks.default_chunk(preds.device, chunk_elements)
     if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
-        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) // 4)
+        chunk_elements = max(1, chunk_elements // 4)
     elif input_format != "logits" and not label_smoothing:  # a gather per row: row-sized temporaries only
-        chunk_elements = max(1, (chunk_elements or _chunks.CHUNK_ELEMENTS) * preds.shape[1] // 8)
+        chunk_elements = max(1, chunk_elements * preds.shape[1] // 8)
     step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
     grad = needs_grad(preds)
     height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll_unshifted

@@ -25,10 +25,6 @@ def new_sums(num: int, device: torch.device | str | None = None) -> Tensor:
     return torch.zeros(NUM_SUMS, num, dtype=torch.float64, device=device)
 
 
-def _nan(sums: Tensor) -> Tensor:
-    return torch.tensor(float("nan"), dtype=torch.float64, device=sums.device)
-
-
 def _warn_no_data() -> None:
     warnings.warn(
         "No samples with non-zero weight were seen (every target ignored, every weight zero, or no update at "
@@ -49,36 +45,34 @@ def _warn_skipped(skipped: Tensor, what: str) -> None:
     )
 
 
-def _macro_mean(per_class: Tensor, valid: Tensor, what: str) -> Tensor:
-    """Unweighted mean of ``per_class`` over ``valid`` entries, warning about skipped ones."""
-    if not bool(valid.any()):
-        _warn_no_data()
-        return torch.full((), float("nan"), dtype=torch.float64, device=per_class.device)
-    if not bool(valid.all()):
-        _warn_skipped(~valid, f"{what} with no weight")
-    return per_class[valid].mean()
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Unweighted mean of ``values`` over ``valid`` entries (``nan`` if none), with no data-dependent shape."""
+    return torch.where(valid, values, 0).sum() / valid.sum()
 
 
-def cross_entropy_from_sums(sums: Tensor, average: str = "micro", *, entries: str = "classes") -> Tensor:
+def cross_entropy_from_sums(
+    sums: Tensor, average: str = "micro", *, entries: str = "classes", warn: bool = True
+) -> Tensor:
     """Cross-entropy from a ``(3, K)`` sums tensor.
 
     ``"micro"`` divides the total loss by the total weight; ``"none"`` gives the per-class means
     (``nan`` where a class has no weight); ``"macro"`` averages the per-class means of the classes
-    that have weight, warning about the others (``entries`` names them there: classes or labels).
+    that have weight (``entries`` names them in the warning: classes or labels). The value is
+    computed without reading any tensor back to the host; ``warn`` reads the weights to warn about
+    no data or skipped classes (``validate_args=False`` turns it off, so nothing is read).
     """
     loss, weight = sums[LOSS], sums[WEIGHT]
+    has_data = weight > 0
     if average == "micro":
-        total = weight.sum()
-        if not bool(total > 0):
+        if warn and not bool(weight.sum() > 0):
             _warn_no_data()
-            return _nan(sums)
-        return loss.sum() / total
-    per_class = torch.where(weight > 0, loss / weight, torch.nan)
-    if average == "none":
-        if not bool((weight > 0).any()):
-            _warn_no_data()
-        return per_class
-    return _macro_mean(per_class, weight > 0, entries)
+        return torch.where(weight.sum() > 0, loss.sum() / weight.sum(), torch.nan)
+    per_class = torch.where(has_data, loss / weight, torch.nan)
+    if warn and not bool(has_data.any()):
+        _warn_no_data()
+    elif warn and average == "macro" and not bool(has_data.all()):
+        _warn_skipped(~has_data, f"{entries} with no weight")
+    return per_class if average == "none" else _masked_mean(per_class, has_data)
 
 
 def _binary_entropy(rate: Tensor) -> Tensor:
@@ -95,47 +89,66 @@ def _warn_degenerate(count: int, what: str, skipped: bool = False) -> None:
     )
 
 
-def normalized_entropy_from_sums(sums: Tensor, average: str = "micro", *, multiclass: bool = False) -> Tensor:
+def multiclass_normalized_entropy_from_sums(sums: Tensor, average: str = "micro", *, warn: bool = True) -> Tensor:
+    """Multiclass NE: the cross-entropy (any ``average``) over the entropy of the class prior ``TARGET / sum(TARGET)``.
+
+    A zero entropy (a single class) gives ``nan`` and, with ``warn``, a warning.
+    """
+    ce = cross_entropy_from_sums(sums, average, warn=warn)
+    mass = sums[TARGET]
+    prior = mass / mass.sum()
+    entropy = -torch.special.xlogy(prior, prior).sum()
+    if warn and bool(mass.sum() > 0) and not bool(entropy > 0):
+        _warn_degenerate(1, "class prior")
+    return torch.where(entropy > 0, ce / entropy, torch.nan)
+
+
+def normalized_entropy_from_sums(
+    sums: Tensor, average: str = "micro", *, multiclass: bool = False, warn: bool = True
+) -> Tensor:
     """Normalized entropy: the cross-entropy over the entropy of the weighted base rate.
 
     Binary and multilabel: per label ``k``, ``CE_k / H(p_k)`` with ``p_k = TARGET_k / WEIGHT_k``;
     ``"micro"`` is ``sum_k LOSS_k / sum_k WEIGHT_k H(p_k)`` (the loss over the loss of the best
-    constant predictor). Multiclass: the cross-entropy (any ``average``) over the entropy of the
-    weighted class prior ``TARGET / sum(TARGET)``. A zero entropy gives ``nan`` and a warning.
+    constant predictor). Multiclass: :func:`multiclass_normalized_entropy_from_sums`. A zero entropy
+    gives ``nan`` and a warning (``warn``: the only reads of values).
     """
     if multiclass:
-        ce = cross_entropy_from_sums(sums, average)
-        mass = sums[TARGET]
-        if not bool(mass.sum() > 0):
-            return ce  # no data: already warned and nan
-        prior = mass / mass.sum()
-        entropy = -torch.special.xlogy(prior, prior).sum()
-        if not bool(entropy > 0):
-            _warn_degenerate(1, "class prior")
-            return torch.full_like(ce, float("nan"))
-        return ce / entropy
+        return multiclass_normalized_entropy_from_sums(sums, average, warn=warn)
     loss, weight = sums[LOSS], sums[WEIGHT]
     has_data = weight > 0
-    if not bool(has_data.any()):
-        _warn_no_data()
-        return torch.full_like(loss, float("nan")) if average == "none" else _nan(sums)
-    rate = torch.where(has_data, sums[TARGET] / weight, 0.5)
-    entropy = _binary_entropy(rate.clamp(0, 1))
+    entropy = _binary_entropy(torch.where(has_data, sums[TARGET] / weight, 0.5).clamp(0, 1))
+    valid = has_data & (entropy > 0)
+    if warn:
+        _warn_binary_ne(has_data, valid, (weight * entropy).sum(), average)
     if average == "micro":
         denom = (weight * entropy).sum()
+        return torch.where(denom > 0, loss.sum() / denom, torch.nan)
+    per_label = torch.where(valid, loss / (weight * entropy), torch.nan)
+    return per_label if average == "none" else _masked_mean(per_label, valid)
+
+
+def _warn_binary_ne(has_data: Tensor, valid: Tensor, denom: Tensor, average: str) -> None:
+    """The warnings of binary / multilabel NE: no data, degenerate labels, labels skipped by ``"macro"``."""
+    if not bool(has_data.any()):
+        _warn_no_data()
+        return
+    degenerate = has_data & ~valid
+    if average == "micro":
         if not bool(denom > 0):
             _warn_degenerate(int(has_data.sum()), "label(s)")
-            return _nan(sums)
-        return loss.sum() / denom
-    degenerate = has_data & ~(entropy > 0)
+        return
     if bool(degenerate.any()):
         _warn_degenerate(int(degenerate.sum()), "label(s)", skipped=average == "macro")
-    valid = has_data & ~degenerate
-    per_label = torch.where(valid, loss / (weight * entropy), torch.nan)
-    if average == "none":
-        return per_label
-    if not bool(valid.any()):
-        return _nan(sums)  # every label with data is degenerate: warned above
-    if not bool(has_data.all()):
+    if average == "macro" and bool(valid.any()) and not bool(has_data.all()):
         _warn_skipped(~has_data, "labels with no weight")
-    return per_label[valid].mean()
+
+
+def d2_from_sums(sums: Tensor, average: str = "micro", *, multiclass: bool = False) -> Tensor:
+    """D², the fraction of cross-entropy explained over the base-rate (class-prior) predictor: ``1 - NE``.
+
+    ``sums`` and the arguments are those of :func:`normalized_entropy_from_sums`; a ``nan`` normalized
+    entropy (no data, a zero-entropy base rate) stays ``nan``. 1 is a perfect predictor, 0 the constant
+    base rate, below 0 worse than it.
+    """
+    return 1 - normalized_entropy_from_sums(sums, average, multiclass=multiclass)

@@ -52,20 +52,24 @@ def _check_count(name: str, value: int | None) -> None:
         raise ValueError(f"`{name}` must be a positive int, got {value}.")
 
 
-def _check_tensor(name: str, value: object) -> Tensor:
+def _check_tensor(name: str, value: object, meta_ok: bool = False) -> Tensor:
+    """A real tensor; a meta tensor (no data) only where no value is read (``meta_ok``: ``validate_args=False``)."""
     if not isinstance(value, Tensor):
         raise TypeError(
             f"`{name}` must be a torch.Tensor, got {type(value).__name__}. Convert with torch.as_tensor(...) first."
         )
     if value.is_complex():
         raise TypeError(f"`{name}` must be real-valued, got dtype {value.dtype}.")
-    if value.is_meta:
-        raise ValueError(f"`{name}` is on the meta device and holds no data; expected a tensor on cpu or cuda.")
+    if value.is_meta and not meta_ok:
+        raise ValueError(
+            f"`{name}` is on the meta device and holds no data; expected a tensor on cpu or cuda (a meta batch is "
+            "accepted with validate_args=False, which reads no value)."
+        )
     return value
 
 
-def _check_float_preds(preds: object) -> Tensor:
-    preds = _check_tensor("preds", preds)
+def _check_float_preds(preds: object, meta_ok: bool = False) -> Tensor:
+    preds = _check_tensor("preds", preds, meta_ok)
     if not preds.is_floating_point():
         raise TypeError(
             f"`preds` must be a floating point tensor (logits, probabilities or log-probabilities), got dtype "
@@ -158,7 +162,7 @@ def _check_sample_weight(
     """Return ``sample_weight`` as a tensor after checking its type, shape and (optionally) values."""
     if sample_weight is None:
         return None
-    weight = _check_tensor("sample_weight", sample_weight)
+    weight = _check_tensor("sample_weight", sample_weight, not validate_values)
     _check_device("sample_weight", weight, preds)
     if tuple(weight.shape) not in [tuple(s) for s in allowed_shapes]:
         expected = " or ".join(str(tuple(s)) for s in dict.fromkeys(tuple(s) for s in allowed_shapes))
@@ -183,7 +187,7 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
     """Check a per-class (``weight``) or per-label (``pos_weight``) vector of length ``size``."""
     if weight is None:
         return None
-    weight = _check_tensor(name, weight)
+    weight = _check_tensor(name, weight, not validate_values)
     _check_device(name, weight, preds)
     if weight.shape != (size,):
         raise ValueError(

@@ -46,8 +46,8 @@ def _binary_tensor_validation(
     validate_args: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Check types and shapes (always) and values (when ``validate_args``)."""
-    preds = _check_float_preds(preds)
-    target = _check_tensor("target", target)
+    preds = _check_float_preds(preds, not validate_args)
+    target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
     _check_ignore_index_fits(target, ignore_index)
     if preds.shape != target.shape:
@@ -210,7 +210,7 @@ def binary_cross_entropy(
         label_smoothing=label_smoothing,
         validate_args=validate_args,
     )
-    return cross_entropy_from_sums(sums, "micro")
+    return cross_entropy_from_sums(sums, "micro", warn=validate_args)
 
 
 def binary_normalized_entropy(
@@ -256,4 +256,4 @@ def binary_normalized_entropy(
         label_smoothing=label_smoothing,
         validate_args=validate_args,
     )
-    return normalized_entropy_from_sums(sums, "micro")
+    return normalized_entropy_from_sums(sums, "micro", warn=validate_args)

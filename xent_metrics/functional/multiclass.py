@@ -88,8 +88,8 @@ def _multiclass_tensor_validation(
     validate_args: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
-    preds = _check_float_preds(preds)
-    target = _check_tensor("target", target)
+    preds = _check_float_preds(preds, not validate_args)
+    target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
     _check_ignore_index_fits(target, ignore_index)
     soft = _check_shapes(preds, target, num_classes, ignore_index)
@@ -284,7 +284,7 @@ def multiclass_cross_entropy(
     tensor(1.3863, dtype=torch.float64)
     """
     sums = _multiclass_sums(preds, target, dict(locals()))
-    return cross_entropy_from_sums(sums, average)
+    return cross_entropy_from_sums(sums, average, warn=validate_args)
 
 
 def multiclass_normalized_entropy(
@@ -324,4 +324,4 @@ def multiclass_normalized_entropy(
     tensor(1., dtype=torch.float64)
     """
     sums = _multiclass_sums(preds, target, dict(locals()))
-    return normalized_entropy_from_sums(sums, average, multiclass=True)
+    return normalized_entropy_from_sums(sums, average, multiclass=True, warn=validate_args)

@@ -42,8 +42,8 @@ def _multilabel_tensor_validation(
     validate_args: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
-    preds = _check_float_preds(preds)
-    target = _check_tensor("target", target)
+    preds = _check_float_preds(preds, not validate_args)
+    target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
     _check_ignore_index_fits(target, ignore_index)
     if preds.ndim < 2:
@@ -203,7 +203,7 @@ def multilabel_cross_entropy(
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
     sums = _multilabel_sums(preds, target, dict(locals()))
-    return cross_entropy_from_sums(sums, average, entries="labels")
+    return cross_entropy_from_sums(sums, average, entries="labels", warn=validate_args)
 
 
 def multilabel_normalized_entropy(
@@ -244,4 +244,4 @@ def multilabel_normalized_entropy(
     tensor(1.0000, dtype=torch.float64)
     """
     sums = _multilabel_sums(preds, target, dict(locals()))
-    return normalized_entropy_from_sums(sums, average)
+    return normalized_entropy_from_sums(sums, average, warn=validate_args)

@@ -18,10 +18,10 @@ from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
 
 
-def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
+def _vocab_last(preds: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
     """Check the language-model layout ``(..., V)`` / ``(...)`` and return ``preds`` with V in dimension 1."""
-    preds = _check_float_preds(preds)
-    target = _check_tensor("target", target)
+    preds = _check_float_preds(preds, not validate_args)
+    target = _check_tensor("target", target, not validate_args)
     if preds.ndim < 2 or preds.shape[-1] < 2 or tuple(target.shape) != tuple(preds.shape[:-1]):
         raise ValueError(
             "`preds` must have shape (..., V) with the vocabulary last and V >= 2, e.g. (B, L, V), and `target` "
@@ -137,7 +137,7 @@ class Perplexity(SumsMetric):
     def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
         _state.check_device(self, preds)
-        moved, target = _vocab_last(preds, target)
+        moved, target = _vocab_last(preds, target, self.validate_args)
         moved, target, sample_weight, _ = _multiclass_tensor_validation(
             moved,
             target,

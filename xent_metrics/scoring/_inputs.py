@@ -7,9 +7,11 @@ or shape raises ``ValueError``, a wrong type ``TypeError``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -81,6 +83,21 @@ def named_check_array(name: str, value: object, **options: object) -> np.ndarray
         raise type(err)(f"`{name}`: {err}") from err
 
 
+#: Set by the scorer around its call of ``cross_entropy_loss``: the estimator's response was checked
+#: already (the scorer's messages name the estimator), so the value checks run once, not twice.
+_RESPONSE_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("response_checked", default=False)
+
+
+@contextlib.contextmanager
+def response_checked() -> Iterator[None]:
+    """Within it, :func:`check_scores` and :func:`warn_rows_not_normalized` only convert (values were checked)."""
+    token = _RESPONSE_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _RESPONSE_CHECKED.reset(token)
+
+
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
@@ -89,6 +106,8 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
     One multi-threaded min/max pass finds NaN, inf and out-of-range values together.
     """
     scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
+    if _RESPONSE_CHECKED.get():
+        return scores
     lo, hi = (float(v) for v in torch.aminmax(as_tensor(scores)))
     if math.isnan(lo) or math.isnan(hi):
         raise ValueError(f"Input {name} contains NaN.")
@@ -109,6 +128,8 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
 
 def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
+    if _RESPONSE_CHECKED.get():
+        return
     row_sum = as_tensor(probs).sum(dim=1)
     one = torch.ones((), dtype=row_sum.dtype)
     if not bool(torch.isclose(row_sum, one, rtol=math.sqrt(np.finfo(probs.dtype).eps), atol=1e-8).all()):

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, cross_entropy_from_sums, new_sums
@@ -36,6 +37,8 @@ def _class_sums(index: np.ndarray, scores: np.ndarray, input_format: str, weight
     """``(3, C)`` sums per true class: ``(n, C)`` scores through the multiclass core, 1-D through the binary one."""
     preds, target = as_tensor(scores), as_tensor(index)
     sample_weight = None if weight is None else as_tensor(weight)
+    if preds.ndim == 1 and input_format == "probs":  # log_loss's own rule: columns (1 - p, p), then clipped
+        preds = torch.stack([1 - preds, preds], 1)
     if preds.ndim == 2:
         return _multiclass_update(preds, target, input_format=input_format, sample_weight=sample_weight)
     sums = new_sums(2)

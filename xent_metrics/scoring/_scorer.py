@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import sklearn
 from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
+from xent_metrics.scoring._d2 import d2_cross_entropy_score
 from xent_metrics.scoring._inputs import (
     AVERAGES,
     INPUT_FORMATS,
     MULTILABEL,
+    check_bool,
     check_choice,
     class_targets,
     indicator_targets,
+    response_checked,
     target_type,
     warn_rows_not_normalized,
 )
@@ -25,7 +27,6 @@ TASKS = ("auto", "binary", "multiclass", "multilabel")
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
 _PAD = {"probs": 0.0, "log_probs": -np.inf}
-_NOT_NORMALIZED = "The y_prob values do not sum to one"
 
 
 def _name(estimator: object) -> str:
@@ -103,10 +104,11 @@ def _as_float(where: str, part: object) -> np.ndarray:
 
 
 class CrossEntropyScorer:
-    """Scorer returning minus :func:`cross_entropy_loss` of an estimator's response (greater is better).
+    """Scorer returning minus :func:`cross_entropy_loss` (or :func:`d2_cross_entropy_score`) of a response.
 
-    Build it with :func:`make_cross_entropy_scorer`; the parameters are those of that function.
-    Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as scikit-learn calls scorers.
+    Greater is better either way. Build it with :func:`make_cross_entropy_scorer`; the parameters are
+    those of that function. Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as
+    scikit-learn calls scorers.
     """
 
     def __init__(
@@ -117,8 +119,10 @@ class CrossEntropyScorer:
         input_format: str = "probs",
         response_method: str = "predict_proba",
         average: str = "micro",
+        d2: bool = False,
     ) -> None:
         check_choice("task", task, TASKS)
+        check_bool("d2", d2)
         check_choice("input_format", input_format, INPUT_FORMATS)
         check_choice("average", average, [a for a in AVERAGES if a != "none"])
         if not isinstance(response_method, str):
@@ -130,11 +134,12 @@ class CrossEntropyScorer:
                 f"Pass input_format={expected!r}."
             )
         self.task, self.input_format, self.response_method, self.average = task, input_format, response_method, average
+        self.d2 = bool(d2)
         self.labels = None if labels is None else np.asarray(labels).tolist()
         self._sample_weight_request: Any = None  # scikit-learn's default: routing it is an error until requested
 
     def __repr__(self) -> str:
-        defaults = {"task": "auto", "labels": None, "input_format": "probs", "average": "micro"}
+        defaults = {"task": "auto", "labels": None, "input_format": "probs", "average": "micro", "d2": False}
         extra = "".join(f", {k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v)
         return f"make_cross_entropy_scorer(response_method={self.response_method!r}{extra})"
 
@@ -167,7 +172,7 @@ class CrossEntropyScorer:
         return request
 
     def __call__(self, estimator: object, X: object, y_true: object, sample_weight: object = None) -> float:
-        """Return ``-cross_entropy_loss`` of ``estimator``'s response on ``X`` against ``y_true``."""
+        """Return ``-cross_entropy_loss`` (or the D² score) of ``estimator``'s response on ``X`` against ``y_true``."""
         kind = target_type(y_true)
         self._check_task(kind)
         method = getattr(estimator, self.response_method, None)
@@ -177,22 +182,24 @@ class CrossEntropyScorer:
             _refuse_one_vs_one(estimator)
         response = method(X)
         _check_response(estimator, self.response_method, response, self.input_format, kind)
-        with warnings.catch_warnings():
-            # Rows that do not sum to 1 were reported above, naming the estimator; the loss would say it again.
-            warnings.filterwarnings("ignore", message=_NOT_NORMALIZED, category=UserWarning)
+        with response_checked():  # checked above, naming the estimator: the loss only converts
             if kind == MULTILABEL:
-                return -self._multilabel(estimator, response, y_true, sample_weight)
+                return self._multilabel(estimator, response, y_true, sample_weight)
             scores, classes = self._align(estimator, response, class_targets(y_true))
-            return -float(
-                cross_entropy_loss(
-                    y_true,
-                    scores,
-                    labels=classes,
-                    sample_weight=sample_weight,
-                    input_format=self.input_format,
-                    average=self.average,
-                )
-            )
+            return self._score(y_true, scores, classes, sample_weight)
+
+    def _score(self, y_true: object, scores: object, labels: object, sample_weight: object) -> float:
+        """The D² score, or minus the loss: greater is better."""
+        score = d2_cross_entropy_score if self.d2 else cross_entropy_loss
+        value = score(
+            y_true,
+            scores,
+            labels=labels,
+            sample_weight=sample_weight,
+            input_format=self.input_format,
+            average=self.average,
+        )
+        return float(value) if self.d2 else -float(value)
 
     def _check_task(self, kind: str) -> None:
         if self.task == "multilabel" and kind != MULTILABEL:
@@ -279,15 +286,8 @@ class CrossEntropyScorer:
                 f"{_name(estimator)}.{self.response_method}(X) returned shape {np.shape(response)}; expected "
                 f"{target.shape}, one score per label."
             )
-        loss = cross_entropy_loss(
-            target,
-            list(response) if is_list else response,
-            labels=list(classes) if is_list and isinstance(classes, list | tuple) else None,
-            sample_weight=sample_weight,
-            input_format=self.input_format,
-            average=self.average,
-        )
-        return float(loss)
+        labels = list(classes) if is_list and isinstance(classes, list | tuple) else None
+        return self._score(target, list(response) if is_list else response, labels, sample_weight)
 
 
 def make_cross_entropy_scorer(
@@ -297,8 +297,9 @@ def make_cross_entropy_scorer(
     input_format: str = "probs",
     response_method: str = "predict_proba",
     average: str = "micro",
+    d2: bool = False,
 ) -> CrossEntropyScorer:
-    """Make a scorer (greater is better: minus the loss) for ``cross_val_score``, ``GridSearchCV``, ...
+    """Make a scorer (greater is better: minus the loss, or D²) for ``cross_val_score``, ``GridSearchCV``, ...
 
     Like ``make_scorer(log_loss, greater_is_better=False, response_method="predict_proba")`` but the
     columns of the response are matched to the fitted estimator's ``classes_``: a test fold that
@@ -320,7 +321,11 @@ def make_cross_entropy_scorer(
         ``"predict_proba"`` (probs), ``"decision_function"`` (logits), ``"predict_log_proba"``
         (log_probs), or another method name of your estimators.
     average : {"micro", "macro"}, default="micro"
-        As in :func:`cross_entropy_loss`.
+        As in :func:`cross_entropy_loss` (:func:`d2_cross_entropy_score` with ``d2``: ``"macro"`` is
+        for multilabel targets only there).
+    d2 : bool, default=False
+        Score with :func:`d2_cross_entropy_score` (1 perfect, 0 the class prior; greater is better)
+        instead of minus the loss.
 
     Returns
     -------
@@ -337,6 +342,8 @@ def make_cross_entropy_scorer(
     See Also
     --------
     cross_entropy_loss : The loss this scorer negates.
+    d2_cross_entropy_score : The score of ``d2=True``.
+    get_scorer : A fresh scorer by name.
 
     Examples
     --------
@@ -353,10 +360,19 @@ def make_cross_entropy_scorer(
     make_cross_entropy_scorer(response_method='predict_log_proba', labels=['a', 'b', 'c'], input_format='log_probs')
     """
     return CrossEntropyScorer(
-        task=task, labels=labels, input_format=input_format, response_method=response_method, average=average
+        task=task,
+        labels=labels,
+        input_format=input_format,
+        response_method=response_method,
+        average=average,
+        d2=d2,
     )
 
 
-#: Ready-made ``make_cross_entropy_scorer()``: the drop-in for ``scoring="neg_log_loss"``. For
-#: metadata routing build your own (``set_score_request`` updates the scorer it is called on).
+#: Ready-made ``make_cross_entropy_scorer()``: the drop-in for ``scoring="neg_log_loss"``. Shared by
+#: every importer: for metadata routing take your own copy, ``get_scorer("neg_cross_entropy")``
+#: (``set_score_request`` updates the scorer it is called on).
 neg_cross_entropy_scorer = make_cross_entropy_scorer()
+#: Ready-made ``make_cross_entropy_scorer(d2=True)``: the drop-in for ``scoring="d2_log_loss_score"``.
+#: Shared as ``neg_cross_entropy_scorer`` is: take your own with ``get_scorer("d2_cross_entropy")``.
+d2_cross_entropy_scorer = make_cross_entropy_scorer(d2=True)

@@ -1,0 +1,108 @@
+"""GPU-readiness without a GPU: on ``meta`` tensors (no data, so any host read raises), count dispatched ops.
+
+With ``validate_args=False`` the functions and a metric moved with ``.to("meta")`` accept a meta batch,
+read nothing back (a read of a meta tensor raises), and dispatch a number of aten ops that does not grow
+with the batch: at most 40 for the issue's shapes. This is what FakeTensor tracing under torch.compile sees.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from xent_metrics import MulticlassCrossEntropy, MultilabelCrossEntropy, Perplexity
+from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy, multilabel_cross_entropy
+from xent_metrics.functional._nll import nll_shifted64
+
+MAX_OPS = 40
+
+
+class _OpCounter(TorchDispatchMode):
+    """Count aten ops; record those that read values back to the host."""
+
+    READS = frozenset({"_local_scalar_dense", "nonzero", "item", "masked_select", "unique", "_unique2", "bincount"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+def _count(fn, *args, **kwargs) -> list[str]:  # type: ignore[no-untyped-def]
+    with _OpCounter() as counter:
+        fn(*args, **kwargs)
+    assert not set(counter.ops) & _OpCounter.READS, counter.ops
+    return counter.ops
+
+
+@pytest.mark.parametrize("shape", [(65536, 1000), (4096, 32000), (256, 10)])
+def test_multiclass_function_on_meta_dispatches_a_bounded_number_of_ops(shape: tuple[int, int]) -> None:
+    ops = _count(multiclass_cross_entropy, _meta(*shape), _meta(shape[0], dtype=torch.long), validate_args=False)
+    assert len(ops) <= MAX_OPS, (len(ops), ops)
+
+
+def test_the_op_count_does_not_grow_with_the_batch() -> None:
+    """Up to one device block (2**27 elements) an update is one block: the same ops for any number of rows."""
+    counts = {}
+    for rows in (40000, 65536, 131072):
+        z, t = _meta(rows, 1000), _meta(rows, dtype=torch.long)
+        counts[rows] = len(_count(multiclass_cross_entropy, z, t, validate_args=False))
+        y = _meta(rows * 2, 100, dtype=torch.long)
+        counts[("ml", rows)] = len(_count(multilabel_cross_entropy, _meta(rows * 2, 100), y, validate_args=False))
+    assert counts[40000] == counts[65536] == counts[131072] <= MAX_OPS, counts
+    assert counts[("ml", 40000)] == counts[("ml", 65536)] == counts[("ml", 131072)] <= MAX_OPS, counts
+
+
+def test_multilabel_and_binary_functions_on_meta() -> None:
+    ops = _count(
+        multilabel_cross_entropy, _meta(262144, 100), _meta(262144, 100, dtype=torch.long), validate_args=False
+    )
+    assert len(ops) <= MAX_OPS, (len(ops), ops)
+    ops = _count(binary_cross_entropy, _meta(1 << 20), _meta(1 << 20, dtype=torch.long), validate_args=False)
+    assert len(ops) <= MAX_OPS, (len(ops), ops)
+
+
+@pytest.mark.parametrize(
+    ("metric", "preds", "target"),
+    [
+        (lambda: MulticlassCrossEntropy(1000, validate_args=False), (65536, 1000), (65536,)),
+        (lambda: MulticlassCrossEntropy(32000, validate_args=False), (4096, 32000), (4096,)),
+        (lambda: MulticlassCrossEntropy(10, validate_args=False), (256, 10), (256,)),
+        (lambda: MultilabelCrossEntropy(100, validate_args=False), (262144, 100), (262144, 100)),
+        (lambda: Perplexity(ignore_index=-100, validate_args=False), (8, 512, 1000), (8, 512)),
+    ],
+    ids=["ce-65536x1000", "ce-4096x32000", "ce-256x10", "mlce-262144x100", "ppl-8x512x1000"],
+)
+def test_a_metric_moved_to_meta_updates_without_reading_values(metric, preds, target) -> None:  # type: ignore[no-untyped-def]
+    moved = metric().to("meta")
+    ops = _count(moved.update, _meta(*preds), _meta(*target, dtype=torch.long))
+    assert len(ops) <= MAX_OPS, (len(ops), ops)
+    assert moved.sums.device.type == "meta" and moved.update_count == 1
+
+
+def test_validate_args_true_still_refuses_a_meta_batch_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"`preds` is on the meta device.*validate_args=False"):
+        multiclass_cross_entropy(_meta(4, 3), _meta(4, dtype=torch.long))
+
+
+def test_the_float64_form_used_off_the_cpu_is_exact_on_confident_rows() -> None:
+    """The kernel every non-CPU device runs, checked here on CPU tensors against log1p of exact float64 terms."""
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(6, 50, generator=g) * 0.3
+    t = torch.arange(6)
+    margins = torch.tensor([0.3, 20.3, 30.3, 55.7, 79.7, 88.9])  # the last overflows float32 exp unshifted
+    z[torch.arange(6), t] = margins
+    got = nll_shifted64(z, t)
+    z64 = z.double()
+    diffs = z64 - z64.gather(1, t[:, None])
+    expected = torch.where(torch.arange(50)[None, :] == t[:, None], 0.0, diffs.exp()).sum(1).log1p()
+    torch.testing.assert_close(got, expected, rtol=1e-14, atol=0)
+    assert bool((got > 0).all())
