@@ -81,7 +81,8 @@ def _multiclass(rng, cfg):
     soft = cfg["soft"] and not ne
     y = soft_targets(rng, (n, C, 2), "rand") if soft else torch.tensor(rng.integers(0, C, size=(n, 2)))
     ii = None if soft else cfg["ignore_index"]
-    w = None if ne else torch.tensor(rng.uniform(0.2, 2.3, size=C))
+    weighted = not ne or cfg["pos_weight"] is not None  # NE: class weights enter the numerator only (documented)
+    w = torch.tensor(rng.uniform(0.2, 2.3, size=C)) if weighted else None
     ls = 0.0 if ne else 0.13
     eps = torch.finfo(preds.dtype).eps
     avg = average
