@@ -138,3 +138,21 @@ def test_binary_confident_logits_exact(dtype: torch.dtype) -> None:
             check(failures, f"accuracy binary {dtype}", got, want, tol, f"z={float(z)} y={int(y)}", dtype)
     report(failures)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=dname)
+@pytest.mark.parametrize("C", [16, 127, 128, 1000])
+def test_issue_example_zeros_and_one_confident_logit(C: int, dtype: torch.dtype) -> None:
+    """Issue 12's example: z = zeros(1, C), z[0, 0] = 30: the loss is log1p((C - 1) e^-30) (mpmath), not negative,
+    and the Perplexity of the token is not below 1."""
+    z = torch.zeros(1, C, dtype=dtype)
+    z[0, 0] = 30
+    want = torch.tensor([exact_row_mp(z[0].tolist(), 0)], dtype=torch.float64)
+    failures: list[str] = []
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    check(failures, "accuracy issue example", multiclass_cross_entropy(z, torch.tensor([0])), want[0], tol,
+          f"C={C} {dname(dtype)}", dtype)
+    ppl = float(Perplexity()(z.unsqueeze(0), torch.tensor([[0]])))
+    if not ppl >= 1.0:
+        failures.append(f"C={C} {dname(dtype)}: Perplexity {ppl} < 1")
+    report(failures)
