@@ -209,7 +209,7 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
 
-def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str) -> Tensor:
+def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str, per_class: bool = True) -> Tensor:
     """Sums of a batch that fits one block, with class-index targets and unit weights: the per-step path.
 
     The rows go through the block path's per-row kernel (:func:`target_nll`, allocating instead of
@@ -222,6 +222,9 @@ def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str) -> Tenso
     z = preds if preds.dtype == dtype else preds.to(dtype)
     t = target if target.dtype == torch.int64 else target.long()
     nll = target_nll(z, t, input_format, torch.finfo(preds.dtype).eps)
+    if not per_class:  # (3, 1) totals: one sum and the count
+        count = torch.full((), t.shape[0], dtype=torch.float64, device=preds.device)
+        return torch.stack([nll.sum(), count, count])[:, None]
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
     if needs_grad(preds) or preds.device.type != "cpu":
         loss = torch.zeros(classes, dtype=torch.float64, device=preds.device).index_add_(0, t, nll)
@@ -241,8 +244,12 @@ def softmax_ce_sums(
     label_smoothing: float,
     chunk_elements: int | None = None,
     fused: bool = False,
+    per_class: bool = True,
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
+
+    ``per_class=False`` returns their ``(3, 1)`` totals (a micro mean needs no more): a small plain
+    batch then skips the per-class ``bincount`` calls.
 
     Hard targets put each sample's loss and weight ``sample_weight * weight[target]`` on its true
     class; soft targets spread them by target mass (torch's rule: the mean is over
@@ -253,7 +260,7 @@ def softmax_ce_sums(
     plain = sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing
     if plain and not fused and preds.ndim == 2 and target.shape != preds.shape:
         if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:
-            return _small_plain_sums(preds, target, input_format)
+            return _small_plain_sums(preds, target, input_format, per_class)
     sums = new_sums(preds.shape[1], preds.device)
     cw = None if class_weight is None else class_weight.to(torch.float64)
     opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
@@ -277,4 +284,4 @@ def softmax_ce_sums(
     scratch = Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
     for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
         _block(sums, preds, target, sample_weight, cw, opts, rows, None if grad else scratch)
-    return sums
+    return sums if per_class else sums.sum(1, keepdim=True)

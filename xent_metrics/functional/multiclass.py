@@ -136,8 +136,12 @@ def _multiclass_update(
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     fused: bool = False,
+    per_class: bool = True,
 ) -> Tensor:
-    """Return the ``(3, C)`` float64 sums (loss, weight, target mass per class) of a validated batch."""
+    """Return the ``(3, C)`` float64 sums (loss, weight, target mass per class) of a validated batch.
+
+    With ``per_class=False``, their ``(3, 1)`` totals.
+    """
     return softmax_ce_sums(
         preds,
         target,
@@ -147,6 +151,7 @@ def _multiclass_update(
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
         fused=fused,
+        per_class=per_class,
     )
 
 

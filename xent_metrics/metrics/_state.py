@@ -245,6 +245,9 @@ def load_from_state_dict(
 ) -> None:
     """Refuse ``sums`` of another shape (another number of classes); load the rest in the state dtype.
 
+    A metric that keeps ``(3, 1)`` totals (``MulticlassCrossEntropy(average="micro")``) loads a
+    ``(3, C)`` per-class state (the layout before it kept totals) as its totals.
+
     A state dict without ``sums`` (an older or foreign layout) reports it missing, as ``nn.Module``
     does for a parameter: ``load_state_dict`` raises naming it, or returns it with ``strict=False``
     (torchmetrics alone would load nothing and say nothing). A loaded ``sums`` drops the cached result.
@@ -253,6 +256,8 @@ def load_from_state_dict(
     if key in state_dict:
         value = state_dict[key]
         expected = tuple(self.sums.shape)
+        if getattr(self, "_per_class", True) is False and isinstance(value, Tensor) and value.ndim == 2:
+            value = value.sum(1, keepdim=True)  # per-class sums of an older layout: their totals are this state
         if not isinstance(value, Tensor) or tuple(value.shape) != expected or not value.is_floating_point():
             seen = f"shape {tuple(value.shape)} ({value.dtype})" if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(

@@ -21,6 +21,8 @@ class _MulticlassSums(SumsMetric):
     """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("weight",)
+    #: Whether the value needs per-class sums whatever ``average`` is (NE: the class prior).
+    _needs_class_sums: bool = True
     num_classes: int
     weight: Tensor | None
     label_smoothing: float
@@ -52,9 +54,10 @@ class _MulticlassSums(SumsMetric):
         self.average = average
         dtype = _state.state_dtype(self.device)
         self.weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
+        self._per_class = self._needs_class_sums or average != "micro"  # else a (3, 1) state of totals
         _state.add_sums_state(
             self,
-            num_classes,
+            num_classes if self._per_class else 1,
             dtype,
             ("multiclass", input_format, ignore_index, self.label_smoothing, fused, self.weight),
         )
@@ -80,6 +83,7 @@ class _MulticlassSums(SumsMetric):
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
             fused=self.fused,
+            per_class=self._per_class,
         )
 
 
@@ -92,7 +96,8 @@ class MulticlassCrossEntropy(_MulticlassSums):
 
     with ``s`` the ``sample_weight`` and ``c`` the class ``weight`` (torch semantics); ignored
     targets drop out of both sums. The state is one ``(3, C)`` float64 tensor of loss, weight and
-    target-mass sums per class, so the result after any split of the data equals
+    target-mass sums per class (``(3, 1)`` totals for ``average="micro"``, which needs no more), so
+    the result after any split of the data equals
     :func:`~xent_metrics.functional.multiclass_cross_entropy` on all of it.
 
     Parameters
@@ -126,9 +131,10 @@ class MulticlassCrossEntropy(_MulticlassSums):
 
     Attributes
     ----------
-    sums : Tensor of shape (3, C)
-        float64 loss, weight and target-mass sums per class; summed across processes with one
-        ``all_reduce`` and saved in ``state_dict``.
+    sums : Tensor of shape (3, C), or (3, 1) for ``average="micro"``
+        float64 loss, weight and target-mass sums per class (their totals for ``"micro"``); summed
+        across processes with one ``all_reduce`` and saved in ``state_dict``. A ``(3, C)`` state
+        saved by an earlier version loads into a ``"micro"`` metric as its totals.
 
     Raises
     ------
@@ -165,6 +171,8 @@ class MulticlassCrossEntropy(_MulticlassSums):
     >>> MulticlassCrossEntropy(num_classes=4)(torch.zeros(2, 4), torch.tensor([0, 3]))  # forward: log(4)
     tensor(1.3863, dtype=torch.float64)
     """
+
+    _needs_class_sums = False
 
     def _value(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, self.average)

@@ -155,8 +155,9 @@ class Perplexity(SumsMetric):
             sample_weight=sample_weight,
             ignore_index=self.ignore_index,
             fused=self.fused,
+            per_class=False,
         )
-        return sums.sum(dim=1, keepdim=True)
+        return sums
 
     def _value(self, sums: Tensor) -> Tensor:
         return torch.exp(cross_entropy_from_sums(sums, "micro"))
