@@ -8,6 +8,7 @@ from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import _check_flag
+from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -54,8 +55,43 @@ class _MulticlassSums(SumsMetric):
         self.weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
         _state.add_sums_state(self, num_classes, dtype)
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def update(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> None:
+        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
+
+        A batch that is refused changes nothing.
+        """
+        self.sums.add_(
+            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
+        )
+
+    def _increments(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> Tensor:
         _state.check_device(self, preds)
+        if linear_weight is not None or linear_bias is not None:
+            opts = head_options(
+                linear_weight,
+                self.input_format,
+                self.weight,
+                self.ignore_index,
+                self.label_smoothing,
+                self.validate_args,
+            )
+            return linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts, self.num_classes)
         preds, target, sample_weight, _ = _multiclass_tensor_validation(
             preds,
             target,

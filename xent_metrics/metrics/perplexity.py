@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._sums import cross_entropy_from_sums
-from xent_metrics.functional._validation import _check_flag, _check_float_preds, _check_tensor
+from xent_metrics.functional._sums import LOSS, cross_entropy_from_sums
+from xent_metrics.functional._validation import (
+    _check_choice,
+    _check_count,
+    _check_flag,
+    _check_float_preds,
+    _check_tensor,
+)
+from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -16,6 +24,20 @@ from xent_metrics.functional.multiclass import (
 )
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+
+
+UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
+
+
+def _check_units(units: str, num_bytes: int | None) -> None:
+    """``units`` is known; ``num_bytes`` (a positive int) is given exactly when the units need it."""
+    _check_choice("units", units, UNITS)
+    _check_count("num_bytes", num_bytes)
+    if (units == "bits_per_byte") != (num_bytes is not None):
+        raise ValueError(
+            f"`num_bytes` (the UTF-8 byte count of the evaluated text) goes with units='bits_per_byte' and only "
+            f"with it, got units={units!r} and num_bytes={num_bytes!r}."
+        )
 
 
 def _vocab_last(preds: object, target: object) -> tuple[Tensor, Tensor]:
@@ -113,19 +135,53 @@ class Perplexity(SumsMetric):
         input_format: str = "logits",
         validate_args: bool = True,
         fused: bool = False,
+        units: str = "perplexity",
+        num_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
+        _check_units(units, num_bytes)
         self.validate_args = _check_flag("validate_args", validate_args)
         self.fused = _check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
+        self.units = units
+        self.num_bytes = num_bytes
         _state.add_sums_state(self, 1, _state.state_dtype(self.device))
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def update(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> None:
+        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(B, L, d)`` / ``(N, d)`` of the head.
+
+        A batch that is refused changes nothing.
+        """
+        self.sums.add_(
+            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
+        )
+
+    def _increments(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> Tensor:
         """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
         _state.check_device(self, preds)
+        if linear_weight is not None or linear_bias is not None:
+            opts = head_options(linear_weight, self.input_format, None, self.ignore_index, 0.0, self.validate_args)
+            sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts)
+            return sums.sum(dim=1, keepdim=True)
         moved, target = _vocab_last(preds, target)
         moved, target, sample_weight, _ = _multiclass_tensor_validation(
             moved,
@@ -148,4 +204,10 @@ class Perplexity(SumsMetric):
         return sums.sum(dim=1, keepdim=True)
 
     def _value(self, sums: Tensor) -> Tensor:
-        return torch.exp(cross_entropy_from_sums(sums, "micro"))
+        ce = cross_entropy_from_sums(sums, "micro")
+        if self.units == "perplexity":
+            return torch.exp(ce)
+        if self.units == "bits_per_token":
+            return ce / math.log(2)
+        bits = sums[LOSS].sum() / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
+        return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units
