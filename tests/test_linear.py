@@ -87,14 +87,18 @@ def test_float64_equals_the_full_logits_reference(
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=0.0, equal_nan=True)
 
 
-@pytest.mark.parametrize("shape", [(40,), (4, 10)])
-def test_two_and_three_dimensional_hidden_states(shape: tuple[int, ...]) -> None:
-    data = _data(shape=shape, seed=1)
+@pytest.mark.parametrize("layout", ["flat", "batched", "strided"])
+def test_two_and_three_dimensional_hidden_states(layout: str) -> None:
+    data = _data(shape=(40,) if layout == "flat" else (4, 10), seed=1)
+    if layout == "strided":  # (B, L, d) that no view flattens: a GRU's batch_first output is laid out so
+        data["hidden"] = data["hidden"].transpose(0, 1).contiguous().transpose(0, 1)
     expected = _reference(data, True, 0.0, False, None, "micro")
-    got = linear_cross_entropy(
-        data["hidden"], data["linear_weight"], data["target"], linear_bias=data["linear_bias"], ignore_index=-100
-    )
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0.0)
+    for block in (None, 3):
+        got = linear_cross_entropy(
+            data["hidden"], data["linear_weight"], data["target"], linear_bias=data["linear_bias"], ignore_index=-100,
+            block_size=block,
+        )  # fmt: skip
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0.0)
 
 
 def test_float32_within_1e5_of_float64_at_a_language_model_shape() -> None:

@@ -10,6 +10,7 @@ before the projection; elsewhere (where finding them is a host sync) the kernel 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -122,7 +123,7 @@ def _linear_tensor_validation(
     options: LinearOptions,
     num_classes: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Check every tensor; return ``hidden`` as ``(N, d)``, ``linear_weight``, ``target`` ``(N,)``, bias, weights."""
+    """Check every tensor; return ``hidden``, ``linear_weight``, ``target`` as ``(N,)``, bias, weights as ``(N,)``."""
     hidden, target = _check_hidden(hidden, target)
     d = hidden.shape[-1]
     weight = _check_operand("linear_weight", linear_weight, hidden)
@@ -154,8 +155,7 @@ def _linear_tensor_validation(
             if value is not None:
                 _check_finite(name, value)
         _check_class_indices(target, classes, options.ignore_index)
-    flat = hidden.reshape(-1, d)
-    return flat, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1)
+    return hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1)
 
 
 def _project(rows: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor | None) -> Tensor:
@@ -169,6 +169,22 @@ def _project(rows: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor |
 def _take(values: Tensor, rows: slice | Tensor) -> Tensor:
     """The rows ``rows`` (a slice: a view; indices: a copy) of ``values``."""
     return values[rows] if isinstance(rows, slice) else values.index_select(0, rows)
+
+
+def _token_rows(hidden: Tensor, rows: slice | Tensor) -> Tensor:
+    """The ``(m, d)`` features of tokens ``rows`` (flat positions) of ``(..., d)`` hidden states.
+
+    A layout that flattens to ``(N, d)`` without a copy is sliced; any other (e.g. a GRU's
+    ``batch_first`` output, a strided view) is gathered block by block: no copy of the whole input.
+    """
+    if hidden.ndim == 2:
+        return _take(hidden, rows)
+    try:
+        return _take(hidden.view(-1, hidden.shape[-1]), rows)
+    except RuntimeError:  # not viewable as (N, d)
+        if isinstance(rows, slice):
+            rows = torch.arange(rows.start, min(rows.stop, math.prod(hidden.shape[:-1])), device=hidden.device)
+        return hidden[torch.unravel_index(rows, hidden.shape[:-1])]
 
 
 def _kept_rows(target: Tensor, ignore_index: int | None, compact: bool) -> Tensor | None:
@@ -187,7 +203,7 @@ def _linear_update(
     sample_weight: Tensor | None,
     options: LinearOptions,
 ) -> Tensor:
-    """Return the ``(3, V)`` float64 sums of ``(N, d)`` hidden states and ``(N,)`` targets, block by block."""
+    """Return the ``(3, V)`` float64 sums of ``(..., d)`` hidden states and ``(N,)`` targets, block by block."""
     classes = linear_weight.shape[0]
     sums = new_sums(classes, hidden.device)
     compact = hidden.device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
@@ -201,7 +217,7 @@ def _linear_update(
     ignore = None if kept is not None or compact else options.ignore_index
     for start in range(0, count, step):
         rows = slice(start, start + step) if kept is None else kept[start : start + step]
-        logits = _project(_take(hidden, rows), linear_weight, linear_bias, buffer)
+        logits = _project(_token_rows(hidden, rows), linear_weight, linear_bias, buffer)
         sums += softmax_ce_sums(
             logits,
             _take(target, rows),
