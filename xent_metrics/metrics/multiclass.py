@@ -181,7 +181,11 @@ class MulticlassCrossEntropy(_MulticlassSums):
     ``update(preds, target, sample_weight=None)`` takes ``preds`` of shape ``(N, C, ...)`` (classes
     in dimension 1, as ``F.cross_entropy``), ``target`` of class indices ``(N, ...)`` or
     probabilities ``(N, C, ...)``, and ``sample_weight`` of shape ``(N,)`` or ``(N, ...)``. A batch
-    whose targets are all ignored, or an empty batch, adds nothing. ``compute()`` with no
+    whose targets are all ignored, or an empty batch, adds nothing.
+    ``update(hidden, target, sample_weight=None, linear_weight=W, linear_bias=b)`` takes instead the
+    ``(N, d)`` or ``(B, L, d)`` inputs of a linear head ``W`` ``(C, d)``, ``b`` ``(C,)`` and class
+    indices ``(N,)`` / ``(B, L)``: the same sums, without the logits
+    (:func:`~xent_metrics.functional.linear_cross_entropy`; ``fused`` does not apply there). ``compute()`` with no
     weighted data warns and returns ``nan``, on every rank alike.
 
     Examples

@@ -25,7 +25,6 @@ from xent_metrics.functional.multiclass import (
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
 
-
 UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
 
 
@@ -81,14 +80,23 @@ class Perplexity(SumsMetric):
         Run the logits through a ``torch.compile``-d kernel, compiled once per vocabulary size (and
         sequence length, for ``(B, L, V)`` batches) on the first batch of at least ``2**23`` logits;
         see :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+    units : {"perplexity", "bits_per_token", "bits_per_byte"}, default="perplexity"
+        What ``compute`` returns, from the same sums: ``exp(CE)``; ``CE / ln 2``, the base-2 log of
+        the perplexity; or lm-evaluation-harness' ``bits_per_byte``, the total negative
+        log-likelihood over ``num_bytes * ln 2``.
+    num_bytes : int, optional
+        With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
+        tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
+        ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
+        loss by the same count.
     **kwargs
         torchmetrics' ``Metric`` options.
 
     Attributes
     ----------
     sums : Tensor of shape (3, 1)
-        float64 loss and weight sums over all tokens (row 2 repeats the weight); summed across
-        processes with one ``all_reduce`` and saved in ``state_dict``.
+        float64 loss and weight sums over all tokens (row 2 repeats the weight), whatever ``units``;
+        summed across processes with one ``all_reduce`` and saved in ``state_dict``.
 
     Raises
     ------
@@ -111,6 +119,17 @@ class Perplexity(SumsMetric):
     per sequence ``(B,)``. The ``(B, L, V)`` logits are read in place (a strided view, no copy).
     The state is ``(3, 1)`` whatever ``V``, so the sync sends three numbers.
 
+    ``update(hidden, target, sample_weight=None, linear_weight=W, linear_bias=b)`` takes the hidden
+    states ``(B, L, d)`` (or ``(N, d)``) that a linear head ``W`` ``(V, d)``, ``b`` ``(V,)`` turns into
+    logits, and adds the same sums without building the ``(B, L, V)`` logits: see
+    :func:`~xent_metrics.functional.linear_cross_entropy` (blocks of at most 16 MiB of logits; on the
+    CPU ignored tokens are never projected). ``input_format`` must be ``"logits"``.
+
+    The bits follow lm-evaluation-harness (``lm_eval/api/metrics.py``): ``bits_per_byte(items) =
+    -weighted_mean(items) / log(2)`` over ``(loglikelihood, bytes)`` items per document, i.e. the
+    summed token loss in nats over the summed bytes, over ``ln 2``. With a byte-level tokenizer it
+    equals ``bits_per_token``.
+
     Examples
     --------
     >>> import torch
@@ -123,6 +142,12 @@ class Perplexity(SumsMetric):
     >>> extreme = torch.tensor([[[100.0, 0.0]]])  # the true token 1 is 100 nats behind
     >>> Perplexity()(extreme, torch.tensor([[1]]))  # exp(100), finite
     tensor(2.6881e+43, dtype=torch.float64)
+    >>> head = torch.nn.Linear(3, 4)  # hidden states in: the logits are made a block at a time
+    >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
+    >>> bits = Perplexity(units="bits_per_token")
+    >>> bits.update(torch.randn(2, 5, 3), torch.randint(0, 4, (2, 5)), linear_weight=head.weight, linear_bias=head.bias)
+    >>> bits.compute()  # log2(4): two bits per token
+    tensor(2., dtype=torch.float64)
     """
 
     plot_lower_bound = 1.0
@@ -209,5 +234,6 @@ class Perplexity(SumsMetric):
             return torch.exp(ce)
         if self.units == "bits_per_token":
             return ce / math.log(2)
+        assert self.num_bytes is not None  # checked with the units in __init__
         bits = sums[LOSS].sum() / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
         return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units
