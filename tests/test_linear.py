@@ -132,7 +132,7 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    assert linear.block_rows(32000, 4) == linear.BLOCK_BYTES // (32000 * 4) == 131
+    assert linear.block_rows(32000, 4) == linear.BLOCK_BYTES // (32000 * 4) == 65
     assert linear.block_rows(10**9, 4) == 1
     assert linear.block_rows(32000, 4, block_size=8) == 8
 

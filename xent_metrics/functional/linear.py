@@ -34,9 +34,15 @@ from xent_metrics.functional._validation import (
 )
 from xent_metrics.functional.multiclass import _check_class_indices
 
-#: Bytes of block logits: 16 MiB (131 tokens of a 32000-token vocabulary in float32). The kernel adds
-#: its own block-sized scratch (4 MiB) and ``(3, V)`` float64 sums: about 21 MiB in all at that shape.
-BLOCK_BYTES = 16 << 20
+#: Bytes of block logits: 8 MiB (65 tokens of a 32000-token vocabulary in float32). With the kernel's
+#: scratch (:data:`KERNEL_CHUNK_ELEMENTS`) and the BLAS's buffers, the peak extra memory measured at
+#: N = 8192, d = 512, V = 32000 is 18 MiB (1 thread) and 23 MiB (2 threads), torch's chunked
+#: ``F.linear_cross_entropy`` 21 and 25 (benchmarks/linear_ce.py). Larger blocks are no faster on one
+#: thread: the matmul of 65 rows already runs at the full-logits matmul's speed.
+BLOCK_BYTES = 8 << 20
+#: Logits per block of the loss kernel inside a projected block (a 4 MiB float32 scratch buffer): half a
+#: projected block, so the kernel runs two sub-blocks per block (fewer parallel regions than smaller ones).
+KERNEL_CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,7 @@ def _linear_update(
             sample_weight=None if sample_weight is None else _take(sample_weight, rows),
             ignore_index=ignore,
             label_smoothing=options.label_smoothing,
+            chunk_elements=KERNEL_CHUNK_ELEMENTS,
         )
     return sums
 
@@ -266,7 +273,7 @@ def linear_cross_entropy(
 
     the value of ``F.cross_entropy(F.linear(hidden, linear_weight, linear_bias), target)`` (with
     the options of :func:`multiclass_cross_entropy`), computed a block of tokens at a time: the
-    ``(N, V)`` logits never exist, only one block of at most :data:`BLOCK_BYTES` (16 MiB).
+    ``(N, V)`` logits never exist, only one block of at most :data:`BLOCK_BYTES` (8 MiB).
 
     Parameters
     ----------

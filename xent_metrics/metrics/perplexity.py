@@ -122,7 +122,7 @@ class Perplexity(SumsMetric):
     ``update(hidden, target, sample_weight=None, linear_weight=W, linear_bias=b)`` takes the hidden
     states ``(B, L, d)`` (or ``(N, d)``) that a linear head ``W`` ``(V, d)``, ``b`` ``(V,)`` turns into
     logits, and adds the same sums without building the ``(B, L, V)`` logits: see
-    :func:`~xent_metrics.functional.linear_cross_entropy` (blocks of at most 16 MiB of logits; on the
+    :func:`~xent_metrics.functional.linear_cross_entropy` (blocks of at most 8 MiB of logits; on the
     CPU ignored tokens are never projected). ``input_format`` must be ``"logits"``.
 
     The bits follow lm-evaluation-harness (``lm_eval/api/metrics.py``): ``bits_per_byte(items) =
