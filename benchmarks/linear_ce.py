@@ -13,10 +13,12 @@ returning the loss sum over the N tokens:
   (torch 2.13's chunked path, its default chunking);
 - ``reference``: ``F.cross_entropy(h @ W.T, t, reduction="sum")`` (the full ``(N, V)`` logits).
 
-Each (implementation, threads) runs in a fresh child process: a small warm-up call, then
-``malloc_trim``, the RSS high-water mark reset (write 5 to ``/proc/self/clear_refs``) and one full
-call, whose ``VmHWM - VmRSS(before)`` is the peak extra memory; then ``--repeats`` timed calls
-(median reported). Speed is peer time / our time, with the same thread count. Exactness is checked
+Times: per thread count, one fresh child process runs the three implementations interleaved
+(ours, torch_chunked, reference, repeated ``--repeats`` times; median reported), so a change in the
+machine's load hits all three alike. Memory: each (implementation, threads) in its own fresh child
+process: a small warm-up call, ``malloc_trim``, the RSS high-water mark reset (write 5 to
+``/proc/self/clear_refs``), one full call; its ``VmHWM - VmRSS(before)`` is the peak extra memory.
+Speed is peer time / our time, with the same thread count. Exactness is checked
 in the parent at N=2048 (a float64 reference needs the full float64 logits): ours in float64 against
 ``F.cross_entropy(F.linear(h, W, b), t)`` in float64, and ours and torch's in float32 against that.
 """
@@ -69,8 +71,8 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def child(name: str, threads: int, n: int, d: int, v: int, repeats: int) -> dict:
-    """One implementation in this (fresh) process: peak extra memory of one call, then timed calls."""
+def memory_child(name: str, threads: int, n: int, d: int, v: int) -> dict:
+    """One implementation in this (fresh) process: the peak extra memory of one call, and its value."""
     torch.set_num_threads(threads)
     fn = call(name)
     h, w, b, t = inputs(n, d, v)
@@ -81,18 +83,30 @@ def child(name: str, threads: int, n: int, d: int, v: int, repeats: int) -> dict
         before = _status_kib("VmRSS")
         value = float(fn(h, w, b, t))
         peak = (_status_kib("VmHWM") - before) / 1024
-        times = []
+    return {"impl": name, "threads": threads, "peak_mib": peak, "value": value}
+
+
+def time_child(threads: int, n: int, d: int, v: int, repeats: int) -> dict:
+    """Every implementation in this (fresh) process, interleaved ``repeats`` times: median seconds per call."""
+    torch.set_num_threads(threads)
+    h, w, b, t = inputs(n, d, v)
+    fns = {name: call(name) for name in IMPLS}
+    times: dict[str, list[float]] = {name: [] for name in IMPLS}
+    with torch.no_grad():
+        for fn in fns.values():
+            fn(h[:64], w, b, t[:64])
         for _ in range(repeats):
-            start = time.perf_counter()
-            fn(h, w, b, t)
-            times.append(time.perf_counter() - start)
-    return {"impl": name, "threads": threads, "peak_mib": peak, "median_s": statistics.median(times), "value": value}
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn(h, w, b, t)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run_child(name: str, threads: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", name, "--threads", str(threads), "--n", str(args.n),
-               "--d", str(args.d), "--v", str(args.v), "--repeats", str(args.repeats)]  # fmt: skip
-    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800).stdout
+def run_child(args: argparse.Namespace, *extra: str) -> dict:
+    command = [sys.executable, __file__, "--n", str(args.n), "--d", str(args.d), "--v", str(args.v),
+               "--repeats", str(args.repeats), *extra]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -126,24 +140,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--memory-n", type=int, nargs="*", default=[2048, 32768], help="extra N for our peak memory")
-    parser.add_argument("--child", choices=IMPLS)
+    parser.add_argument("--memory-child", choices=IMPLS)
+    parser.add_argument("--time-child", action="store_true")
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.threads[0], args.n, args.d, args.v, args.repeats)))
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.threads[0], args.n, args.d, args.v)))
+        return
+    if args.time_child:
+        print(json.dumps(time_child(args.threads[0], args.n, args.d, args.v, args.repeats)))
         return
     print(f"linear cross-entropy, N={args.n}, d={args.d}, V={args.v}, float32, CPU, no grad, torch {torch.__version__}")
     print(f"(the full logits: {args.n * args.v * 4 / 2**20:.0f} MiB)\n")
     print("| threads | implementation | median time | peer / ours | peak extra memory | loss sum |")
     print("|---|---|---|---|---|---|")
     for threads in args.threads:
-        rows = {name: run_child(name, threads, args) for name in IMPLS}
-        for name, row in rows.items():
-            ratio = "-" if name == "ours" else f"{row['median_s'] / rows['ours']['median_s']:.2f}x"
-            print(f"| {threads} | {name} | {row['median_s'] * 1e3:.0f} ms | {ratio} | {row['peak_mib']:.1f} MiB | "
+        times = run_child(args, "--time-child", "--threads", str(threads))
+        for name in IMPLS:
+            row = run_child(args, "--memory-child", name, "--threads", str(threads))
+            ratio = "-" if name == "ours" else f"{times[name] / times['ours']:.2f}x"
+            print(f"| {threads} | {name} | {times[name] * 1e3:.0f} ms | {ratio} | {row['peak_mib']:.1f} MiB | "
                   f"{row['value']:.7g} |")  # fmt: skip
     for n in args.memory_n:
-        small = argparse.Namespace(**{**vars(args), "n": n, "repeats": 1})
-        row = run_child("ours", 1, small)
+        row = run_child(argparse.Namespace(**{**vars(args), "n": n}), "--memory-child", "ours", "--threads", "1")
         logits = n * args.v * 4 / 2**20
         print(f"\nours at N={n}: peak extra memory {row['peak_mib']:.1f} MiB (the logits: {logits:.0f} MiB)")
     print("\nrelative error against F.cross_entropy(F.linear(h, W, b), t) in float64, N=2048:")
