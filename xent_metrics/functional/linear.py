@@ -34,11 +34,11 @@ from xent_metrics.functional._validation import (
 )
 from xent_metrics.functional.multiclass import _check_class_indices
 
-#: Bytes of block logits: 8 MiB (65 tokens of a 32000-token vocabulary in float32). With the kernel's
-#: scratch (:data:`KERNEL_CHUNK_ELEMENTS`) and the BLAS's buffers, the peak extra memory measured at
-#: N = 8192, d = 512, V = 32000 is 18 MiB (1 thread) and 23 MiB (2 threads), torch's chunked
-#: ``F.linear_cross_entropy`` 21 and 25 (benchmarks/linear_ce.py). Larger blocks are no faster on one
-#: thread: the matmul of 65 rows already runs at the full-logits matmul's speed.
+#: Bytes of block logits: 8 MiB (65 tokens of a 32000-token vocabulary in float32). Measured at
+#: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 19 MiB on 1 thread and
+#: 23 MiB on 2, under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
+#: about 15% faster on 2 threads (a matmul of 65 rows is less efficient than one of 131) but peak
+#: at 23 to 27 MiB.
 BLOCK_BYTES = 8 << 20
 #: Logits per block of the loss kernel inside a projected block (a 4 MiB float32 scratch buffer): half a
 #: projected block, so the kernel runs two sub-blocks per block (fewer parallel regions than smaller ones).
