@@ -132,7 +132,9 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    assert linear.block_rows(32000, 4) == linear.BLOCK_BYTES // (32000 * 4) == 65
+    assert linear.BLOCK_BYTES // (32000 * 4) == 65 and linear.KERNEL_CHUNK_ELEMENTS // 32000 == 32
+    assert linear.block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
+    assert linear.block_rows(1000, 4) == 2096 and linear.block_rows(5 * 10**6, 4) == 1
     assert linear.block_rows(10**9, 4) == 1
     assert linear.block_rows(32000, 4, block_size=8) == 8
 

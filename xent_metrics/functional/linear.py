@@ -34,10 +34,10 @@ from xent_metrics.functional._validation import (
 )
 from xent_metrics.functional.multiclass import _check_class_indices
 
-#: Bytes of block logits: 8 MiB (65 tokens of a 32000-token vocabulary in float32). Measured at
+#: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). Measured at
 #: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 19 MiB on 1 thread and
 #: 23 MiB on 2, under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
-#: about 15% faster on 2 threads (a matmul of 65 rows is less efficient than one of 131) but peak
+#: about 15% faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak
 #: at 23 to 27 MiB.
 BLOCK_BYTES = 8 << 20
 #: Logits per block of the loss kernel inside a projected block (a 4 MiB float32 scratch buffer): half a
@@ -76,8 +76,15 @@ def head_options(
 
 
 def block_rows(num_classes: int, itemsize: int, block_size: int | None = None) -> int:
-    """Tokens per block: ``block_size`` when given, else as many as fit :data:`BLOCK_BYTES` of logits (>= 1)."""
-    return block_size if block_size is not None else max(1, BLOCK_BYTES // (num_classes * itemsize))
+    """Tokens per block: ``block_size`` when given, else as many as fit :data:`BLOCK_BYTES` of logits (>= 1).
+
+    Rounded down to whole sub-blocks of the kernel (:data:`KERNEL_CHUNK_ELEMENTS`), so that no block
+    ends in a sliver of a row or two that costs the kernel a full pass of small operations.
+    """
+    if block_size is not None:
+        return block_size
+    rows, kernel = max(1, BLOCK_BYTES // (num_classes * itemsize)), max(1, KERNEL_CHUNK_ELEMENTS // num_classes)
+    return rows // kernel * kernel if rows >= kernel else rows
 
 
 def _linear_arg_validation(
