@@ -223,8 +223,28 @@ def _check_forward_sync_on_step(name: str, rank: int, world_size: int) -> dict[s
     return {"step_value": step_value, "sums_after_step": metric.sums.clone()}
 
 
+def _hidden_batches() -> tuple[list[Batch], torch.Tensor, torch.Tensor]:
+    """The ``lm`` batches as hidden states ``(n, 4, 3)`` of a linear head ``(7, 3)`` with bias."""
+    g = torch.Generator().manual_seed(6)
+    head = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, generator=g, dtype=torch.float64)
+    hidden = [(torch.randn(*t.shape, 3, generator=g, dtype=torch.float64) * 2, t, w) for _, t, w in _batches("lm", 6)]
+    return hidden, *head
+
+
+def _check_hidden_path(rank: int, world_size: int) -> dict[str, Any]:
+    """Perplexity and MulticlassCrossEntropy fed hidden states (``linear_weight=``) on uneven shards."""
+    batches, weight, bias = _hidden_batches()
+    metrics = {"ppl": Perplexity(ignore_index=-100), "ce": MulticlassCrossEntropy(7, ignore_index=-100)}
+    for i in _shard(rank, world_size):
+        hidden, target, w = batches[i]
+        for metric in metrics.values():
+            metric.update(hidden, target, w, linear_weight=weight, linear_bias=bias)
+    return {name: _compute_recorded(metric)[:2] for name, metric in metrics.items()}
+
+
 def _worker(rank: int, world_size: int) -> dict[str, Any]:
     out: dict[str, Any] = {name: _check_case(name, rank, world_size) for name in CASES}
+    out["hidden"] = _check_hidden_path(rank, world_size)
     out["forward"] = {
         name: _check_forward_sync_on_step(name, rank, world_size) for name in ("multiclass-ce", "perplexity")
     }
@@ -281,6 +301,19 @@ def test_metrics_in_gloo_processes(world_size: int) -> None:
             local = CASES[name][2]()
             local.update(*step[rank])
             assert torch.equal(result["forward"][name]["sums_after_step"], local.sums)  # the state stays local
+
+    batches, weight, bias = _hidden_batches()  # the hidden-state path: F.cross_entropy(F.linear(...)) on all data
+    hidden, target, w = _concat(batches)
+    loss = torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(hidden, weight, bias).reshape(-1, 7), target.reshape(-1), reduction="none"
+    )
+    keep, w = target.reshape(-1) != -100, w[:, None].expand(target.shape).reshape(-1)
+    ce = (loss * w)[keep].sum() / w[keep].sum()
+    for result in results:
+        for name, expected in (("ppl", torch.exp(ce)), ("ce", ce)):
+            value, counts = result["hidden"][name]
+            _close(value, expected)
+            assert counts == {"all_reduce": 1}, (name, counts)
 
     for result in results:  # for comparison: torchmetrics' default on three separate (K,) states and on MeanMetric
         assert sum(result["three_states_counts"].values()) >= 6, result["three_states_counts"]

@@ -7,6 +7,7 @@ those sums. The Metric classes reuse the same steps, so results are exact whatev
 
 from xent_metrics.functional.binary import binary_cross_entropy, binary_normalized_entropy
 from xent_metrics.functional.dispatch import cross_entropy, normalized_entropy
+from xent_metrics.functional.linear import linear_cross_entropy
 from xent_metrics.functional.multiclass import multiclass_cross_entropy, multiclass_normalized_entropy
 from xent_metrics.functional.multilabel import multilabel_cross_entropy, multilabel_normalized_entropy
 
@@ -14,6 +15,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_normalized_entropy",
     "cross_entropy",
+    "linear_cross_entropy",
     "multiclass_cross_entropy",
     "multiclass_normalized_entropy",
     "multilabel_cross_entropy",

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import _check_flag
+from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -62,8 +63,44 @@ class _MulticlassSums(SumsMetric):
             ("multiclass", input_format, ignore_index, self.label_smoothing, fused, self.weight),
         )
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def update(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> None:
+        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
+
+        A batch that is refused changes nothing.
+        """
+        self.sums.add_(
+            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
+        )
+
+    def _increments(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> Tensor:
         _state.check_device(self, preds)
+        if linear_weight is not None or linear_bias is not None:
+            opts = head_options(
+                linear_weight,
+                self.input_format,
+                self.weight,
+                self.ignore_index,
+                self.label_smoothing,
+                self.validate_args,
+            )
+            sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts, self.num_classes)
+            return sums if self._per_class else sums.sum(1, keepdim=True)
         preds, target, sample_weight, _ = _multiclass_tensor_validation(
             preds,
             target,
@@ -156,7 +193,11 @@ class MulticlassCrossEntropy(_MulticlassSums):
     ``update(preds, target, sample_weight=None)`` takes ``preds`` of shape ``(N, C, ...)`` (classes
     in dimension 1, as ``F.cross_entropy``), ``target`` of class indices ``(N, ...)`` or
     probabilities ``(N, C, ...)``, and ``sample_weight`` of shape ``(N,)`` or ``(N, ...)``. A batch
-    whose targets are all ignored, or an empty batch, adds nothing. ``compute()`` with no
+    whose targets are all ignored, or an empty batch, adds nothing.
+    ``update(hidden, target, sample_weight=None, linear_weight=W, linear_bias=b)`` takes instead the
+    ``(N, d)`` or ``(B, L, d)`` inputs of a linear head ``W`` ``(C, d)``, ``b`` ``(C,)`` and class
+    indices ``(N,)`` / ``(B, L)``: the same sums, without the logits
+    (:func:`~xent_metrics.functional.linear_cross_entropy`; ``fused`` does not apply there). ``compute()`` with no
     weighted data warns and returns ``nan``, on every rank alike.
 
     Examples

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._sums import cross_entropy_from_sums
-from xent_metrics.functional._validation import _check_flag, _check_float_preds, _check_tensor
+from xent_metrics.functional._sums import LOSS, cross_entropy_from_sums
+from xent_metrics.functional._validation import (
+    _check_choice,
+    _check_count,
+    _check_flag,
+    _check_float_preds,
+    _check_tensor,
+)
+from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
@@ -16,6 +24,19 @@ from xent_metrics.functional.multiclass import (
 )
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+
+UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
+
+
+def _check_units(units: str, num_bytes: int | None) -> None:
+    """``units`` is known; ``num_bytes`` (a positive int) is given exactly when the units need it."""
+    _check_choice("units", units, UNITS)
+    _check_count("num_bytes", num_bytes)
+    if (units == "bits_per_byte") != (num_bytes is not None):
+        raise ValueError(
+            f"`num_bytes` (the UTF-8 byte count of the evaluated text) goes with units='bits_per_byte' and only "
+            f"with it, got units={units!r} and num_bytes={num_bytes!r}."
+        )
 
 
 def _vocab_last(preds: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
@@ -69,14 +90,23 @@ class Perplexity(SumsMetric):
         Run the logits through a ``torch.compile``-d kernel, compiled once per vocabulary size (and
         sequence length, for ``(B, L, V)`` batches) on the first batch of at least ``2**23`` logits;
         see :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+    units : {"perplexity", "bits_per_token", "bits_per_byte"}, default="perplexity"
+        What ``compute`` returns, from the same sums: ``exp(CE)``; ``CE / ln 2``, the base-2 log of
+        the perplexity; or lm-evaluation-harness' ``bits_per_byte``, the total negative
+        log-likelihood over ``num_bytes * ln 2``.
+    num_bytes : int, optional
+        With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
+        tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
+        ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
+        loss by the same count.
     **kwargs
         torchmetrics' ``Metric`` options.
 
     Attributes
     ----------
     sums : Tensor of shape (3, 1)
-        float64 loss and weight sums over all tokens (row 2 repeats the weight); summed across
-        processes with one ``all_reduce`` and saved in ``state_dict``.
+        float64 loss and weight sums over all tokens (row 2 repeats the weight), whatever ``units``;
+        summed across processes with one ``all_reduce`` and saved in ``state_dict``.
 
     Raises
     ------
@@ -99,6 +129,17 @@ class Perplexity(SumsMetric):
     per sequence ``(B,)``. The ``(B, L, V)`` logits are read in place (a strided view, no copy).
     The state is ``(3, 1)`` whatever ``V``, so the sync sends three numbers.
 
+    ``update(hidden, target, sample_weight=None, linear_weight=W, linear_bias=b)`` takes the hidden
+    states ``(B, L, d)`` (or ``(N, d)``) that a linear head ``W`` ``(V, d)``, ``b`` ``(V,)`` turns into
+    logits, and adds the same sums without building the ``(B, L, V)`` logits: see
+    :func:`~xent_metrics.functional.linear_cross_entropy` (blocks of at most 8 MiB of logits; on the
+    CPU ignored tokens are never projected). ``input_format`` must be ``"logits"``.
+
+    The bits follow lm-evaluation-harness (``lm_eval/api/metrics.py``): ``bits_per_byte(items) =
+    -weighted_mean(items) / log(2)`` over ``(loglikelihood, bytes)`` items per document, i.e. the
+    summed token loss in nats over the summed bytes, over ``ln 2``. With a byte-level tokenizer it
+    equals ``bits_per_token``.
+
     Examples
     --------
     >>> import torch
@@ -111,6 +152,12 @@ class Perplexity(SumsMetric):
     >>> extreme = torch.tensor([[[100.0, 0.0]]])  # the true token 1 is 100 nats behind
     >>> Perplexity()(extreme, torch.tensor([[1]]))  # exp(100), finite
     tensor(2.6881e+43, dtype=torch.float64)
+    >>> head = torch.nn.Linear(3, 4)  # hidden states in: the logits are made a block at a time
+    >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
+    >>> bits = Perplexity(units="bits_per_token")
+    >>> bits.update(torch.randn(2, 5, 3), torch.randint(0, 4, (2, 5)), linear_weight=head.weight, linear_bias=head.bias)
+    >>> bits.compute()  # log2(4): two bits per token
+    tensor(2., dtype=torch.float64)
     """
 
     plot_lower_bound = 1.0
@@ -123,20 +170,54 @@ class Perplexity(SumsMetric):
         input_format: str = "logits",
         validate_args: bool = True,
         fused: bool = False,
+        units: str = "perplexity",
+        num_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
+        _check_units(units, num_bytes)
         self.validate_args = _check_flag("validate_args", validate_args)
         self.fused = _check_flag("fused", fused)
         self.input_format = input_format
         self.ignore_index = ignore_index
-        config = ("perplexity", input_format, ignore_index, fused)
+        self.units = units
+        self.num_bytes = num_bytes
+        config = ("perplexity", input_format, ignore_index, fused)  # units and num_bytes only read the sums
         _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def update(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> None:
+        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(B, L, d)`` / ``(N, d)`` of the head.
+
+        A batch that is refused changes nothing.
+        """
+        self.sums.add_(
+            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
+        )
+
+    def _increments(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+    ) -> Tensor:
         """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
         _state.check_device(self, preds)
+        if linear_weight is not None or linear_bias is not None:
+            opts = head_options(linear_weight, self.input_format, None, self.ignore_index, 0.0, self.validate_args)
+            sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts)
+            return sums.sum(dim=1, keepdim=True)
         moved, target = _vocab_last(preds, target, self.validate_args)
         moved, target, sample_weight, _ = _multiclass_tensor_validation(
             moved,
@@ -160,4 +241,11 @@ class Perplexity(SumsMetric):
         return sums
 
     def _value(self, sums: Tensor) -> Tensor:
-        return torch.exp(cross_entropy_from_sums(sums, "micro"))
+        ce = cross_entropy_from_sums(sums, "micro")
+        if self.units == "perplexity":
+            return torch.exp(ce)
+        if self.units == "bits_per_token":
+            return ce / math.log(2)
+        assert self.num_bytes is not None  # checked with the units in __init__
+        bits = sums[LOSS].sum() / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
+        return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units

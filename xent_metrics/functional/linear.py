@@ -1,0 +1,359 @@
+"""Cross-entropy of a linear head, ``hidden @ linear_weight.T (+ linear_bias)``, without building the logits.
+
+The tokens are walked in blocks of :func:`block_rows` rows (at most :data:`BLOCK_BYTES` of logits,
+whatever the number of tokens): each block is projected into one reused buffer, reduced to ``(3, V)``
+float64 sums by :func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums` (the kernel every
+multiclass path uses), added, and overwritten by the next. On the CPU, ignored tokens are dropped
+before the projection; elsewhere (where finding them is a host sync) the kernel masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xent_metrics.functional._chunks import needs_grad
+from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, new_sums
+from xent_metrics.functional._validation import (
+    AVERAGES,
+    _check_choice,
+    _check_class_weight,
+    _check_common_args,
+    _check_count,
+    _check_finite,
+    _check_flag,
+    _check_ignore_index_fits,
+    _check_sample_weight,
+    _check_tensor,
+)
+from xent_metrics.functional.multiclass import _check_class_indices
+
+#: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). Measured at
+#: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 19 MiB on 1 thread and
+#: 23 MiB on 2, under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
+#: about 15% faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak
+#: at 23 to 27 MiB.
+BLOCK_BYTES = 8 << 20
+#: Logits per block of the loss kernel inside a projected block (a 4 MiB float32 scratch buffer): half a
+#: projected block, so the kernel runs two sub-blocks per block (fewer parallel regions than smaller ones).
+KERNEL_CHUNK_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class LinearOptions:
+    """The validated options of :func:`linear_cross_entropy`, handed down whole."""
+
+    weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    validate_args: bool = True
+    block_size: int | None = None
+
+
+def head_options(
+    linear_weight: object,
+    input_format: str,
+    weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    validate_args: bool = True,
+) -> LinearOptions:
+    """The options of a metric's hidden-state update (a metric's options are checked at its construction)."""
+    if linear_weight is None:
+        raise ValueError("`linear_bias` was given without `linear_weight`; pass the head's weight too.")
+    if input_format != "logits":
+        raise ValueError(
+            f"`linear_weight` turns `preds` (hidden states) into logits, but this metric reads "
+            f"input_format={input_format!r}; construct it with input_format='logits'."
+        )
+    return LinearOptions(weight, ignore_index, label_smoothing, validate_args)
+
+
+def block_rows(num_classes: int, itemsize: int, block_size: int | None = None) -> int:
+    """Tokens per block: ``block_size`` when given, else as many as fit :data:`BLOCK_BYTES` of logits (>= 1).
+
+    Rounded down to whole sub-blocks of the kernel (:data:`KERNEL_CHUNK_ELEMENTS`), so that no block
+    ends in a sliver of a row or two that costs the kernel a full pass of small operations.
+    """
+    if block_size is not None:
+        return block_size
+    rows, kernel = max(1, BLOCK_BYTES // (num_classes * itemsize)), max(1, KERNEL_CHUNK_ELEMENTS // num_classes)
+    return rows // kernel * kernel if rows >= kernel else rows
+
+
+def _linear_arg_validation(
+    ignore_index: int | None, label_smoothing: float, validate_args: bool, block_size: object
+) -> None:
+    _check_common_args("logits", ignore_index, label_smoothing)
+    _check_flag("validate_args", validate_args)
+    _check_count("block_size", block_size)  # type: ignore[arg-type]
+
+
+def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
+    """``linear_weight`` / ``linear_bias``: a tensor of ``hidden``'s dtype, on its device."""
+    value = _check_tensor(name, value)
+    if value.dtype != hidden.dtype:
+        raise TypeError(
+            f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
+            f"e.g. `{name}.to(hidden.dtype)`."
+        )
+    if value.device != hidden.device:
+        raise ValueError(f"`{name}` is on device {value.device} but `hidden` is on {hidden.device}; move both to one.")
+    return value
+
+
+def _check_hidden(hidden: object, target: object) -> tuple[Tensor, Tensor]:
+    hidden = _check_tensor("hidden", hidden)
+    if not hidden.is_floating_point():
+        raise TypeError(f"`hidden` must be a floating point tensor (the head's input features), got {hidden.dtype}.")
+    if hidden.ndim < 2:
+        raise ValueError(f"`hidden` must have shape (N, d) or (B, L, d), features last, got {tuple(hidden.shape)}.")
+    target = _check_tensor("target", target)
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"`target` must hold one class index per row of `hidden`, shape {tuple(hidden.shape[:-1])} for hidden "
+            f"{tuple(hidden.shape)}, got {tuple(target.shape)}."
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}.")
+    if target.device != hidden.device:
+        raise ValueError(f"`target` is on device {target.device} but `hidden` is on {hidden.device}; move both to one.")
+    return hidden, target
+
+
+def _linear_tensor_validation(
+    hidden: object,
+    linear_weight: object,
+    target: object,
+    linear_bias: object,
+    sample_weight: object,
+    options: LinearOptions,
+    num_classes: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Check every tensor; return ``hidden``, ``linear_weight``, ``target`` as ``(N,)``, bias, weights as ``(N,)``."""
+    hidden, target = _check_hidden(hidden, target)
+    d = hidden.shape[-1]
+    weight = _check_operand("linear_weight", linear_weight, hidden)
+    if weight.ndim != 2 or weight.shape[0] < 2 or weight.shape[1] != d:
+        raise ValueError(
+            f"`linear_weight` must have shape (V, {d}): V >= 2 classes, the {d} features of `hidden` "
+            f"(nn.Linear({d}, V).weight), got {tuple(weight.shape)}."
+        )
+    classes = weight.shape[0]
+    if num_classes is not None and classes != num_classes:
+        raise ValueError(
+            f"`linear_weight` has {classes} rows (shape {tuple(weight.shape)}) but num_classes={num_classes}."
+        )
+    bias = None if linear_bias is None else _check_operand("linear_bias", linear_bias, hidden)
+    if bias is not None and tuple(bias.shape) != (classes,):
+        raise ValueError(
+            f"`linear_bias` must have shape ({classes},), one value per row of `linear_weight`, got "
+            f"{tuple(bias.shape)}."
+        )
+    _check_ignore_index_fits(target, options.ignore_index)
+    if isinstance(sample_weight, Tensor) and sample_weight.device != hidden.device:
+        raise ValueError(f"`sample_weight` is on device {sample_weight.device} but `hidden` is on {hidden.device}.")
+    shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
+    sample = _check_sample_weight(sample_weight, shapes, hidden, options.validate_args)
+    if sample is not None and sample.shape != target.shape:
+        sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
+    if options.validate_args:
+        for name, value in (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias)):
+            if value is not None:
+                _check_finite(name, value)
+        _check_class_indices(target, classes, options.ignore_index)
+    return hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1)
+
+
+def _project(rows: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor | None) -> Tensor:
+    """``rows @ weight.T (+ bias)``, into ``buffer`` when given (no autograd)."""
+    if buffer is None:
+        return F.linear(rows, weight, bias)
+    out = buffer[: rows.shape[0]]
+    return torch.mm(rows, weight.t(), out=out) if bias is None else torch.addmm(bias, rows, weight.t(), out=out)
+
+
+def _take(values: Tensor, rows: slice | Tensor) -> Tensor:
+    """The rows ``rows`` (a slice: a view; indices: a copy) of ``values``."""
+    return values[rows] if isinstance(rows, slice) else values.index_select(0, rows)
+
+
+def _token_rows(hidden: Tensor, rows: slice | Tensor) -> Tensor:
+    """The ``(m, d)`` features of tokens ``rows`` (flat positions) of ``(..., d)`` hidden states.
+
+    A layout that flattens to ``(N, d)`` without a copy is sliced; any other (e.g. a GRU's
+    ``batch_first`` output, a strided view) is gathered block by block: no copy of the whole input.
+    """
+    if hidden.ndim == 2:
+        return _take(hidden, rows)
+    try:
+        return _take(hidden.view(-1, hidden.shape[-1]), rows)
+    except RuntimeError:  # not viewable as (N, d)
+        if isinstance(rows, slice):
+            rows = torch.arange(rows.start, min(rows.stop, math.prod(hidden.shape[:-1])), device=hidden.device)
+        return hidden[torch.unravel_index(rows, hidden.shape[:-1])]
+
+
+def _kept_rows(target: Tensor, ignore_index: int | None, compact: bool) -> Tensor | None:
+    """Indices of the tokens to project (a host read), or ``None`` for all of them."""
+    if ignore_index is None or not compact:
+        return None
+    keep = target != ignore_index
+    return None if bool(keep.all()) else keep.nonzero().squeeze(1)
+
+
+def _linear_update(
+    hidden: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    linear_bias: Tensor | None,
+    sample_weight: Tensor | None,
+    options: LinearOptions,
+) -> Tensor:
+    """Return the ``(3, V)`` float64 sums of ``(..., d)`` hidden states and ``(N,)`` targets, block by block."""
+    classes = linear_weight.shape[0]
+    sums = new_sums(classes, hidden.device)
+    compact = hidden.device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
+    kept = _kept_rows(target, options.ignore_index, compact)
+    count = target.shape[0] if kept is None else kept.shape[0]
+    if not count:
+        return sums
+    step = min(count, block_rows(classes, hidden.element_size(), options.block_size))
+    grad = needs_grad(hidden, linear_weight, linear_bias)
+    buffer = None if grad else hidden.new_empty(step, classes)
+    ignore = None if kept is not None or compact else options.ignore_index
+    for start in range(0, count, step):
+        rows = slice(start, start + step) if kept is None else kept[start : start + step]
+        logits = _project(_token_rows(hidden, rows), linear_weight, linear_bias, buffer)
+        sums += softmax_ce_sums(
+            logits,
+            _take(target, rows),
+            input_format="logits",
+            class_weight=options.weight,
+            sample_weight=None if sample_weight is None else _take(sample_weight, rows),
+            ignore_index=ignore,
+            label_smoothing=options.label_smoothing,
+            chunk_elements=KERNEL_CHUNK_ELEMENTS,
+        )
+    return sums
+
+
+def linear_sums(
+    hidden: object,
+    linear_weight: object,
+    target: object,
+    linear_bias: object,
+    sample_weight: object,
+    options: LinearOptions,
+    num_classes: int | None = None,
+) -> Tensor:
+    """Validate the tensors and return their ``(3, V)`` float64 sums: the step the metrics share."""
+    checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options, num_classes)
+    return _linear_update(*checked[:5], options)
+
+
+def linear_cross_entropy(
+    hidden: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    linear_bias: Tensor | None = None,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    average: str = "micro",
+    validate_args: bool = True,
+    block_size: int | None = None,
+) -> Tensor:
+    r"""Cross-entropy of ``hidden @ linear_weight.T + linear_bias`` against class indices, without the logits.
+
+    .. math::
+        \mathrm{CE} = -\frac{\sum_i w_i \log \mathrm{softmax}(W h_i + b)_{y_i}}{\sum_i w_i},
+        \qquad w_i = s_i \, c_{y_i}
+
+    the value of ``F.cross_entropy(F.linear(hidden, linear_weight, linear_bias), target)`` (with
+    the options of :func:`multiclass_cross_entropy`), computed a block of tokens at a time: the
+    ``(N, V)`` logits never exist, only one block of at most :data:`BLOCK_BYTES` (8 MiB).
+
+    Parameters
+    ----------
+    hidden : Tensor of shape (N, d) or (B, L, d)
+        The input features of the linear head (a language model's last hidden states), features last.
+    linear_weight : Tensor of shape (V, d)
+        The head's weight (``nn.Linear(d, V).weight``), in ``hidden``'s dtype and on its device.
+    target : Tensor of shape (N,) or (B, L)
+        Integer class indices (token ids) in ``[0, V - 1]``, or ``ignore_index``.
+    linear_bias : Tensor of shape (V,), optional
+        The head's bias.
+    weight : Tensor of shape (V,), optional
+        Class weights (torch semantics: each token weighs ``weight[target]`` in both sums).
+    sample_weight : Tensor of shape (N,), (B, L) or (B,), optional
+        Non-negative weight per token, or per sequence for ``(B, L, d)`` inputs.
+    ignore_index : int, optional
+        Targets equal to it drop out. On the CPU (and wherever ``validate_args=True``) those tokens
+        are removed before the projection, so they cost nothing.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``(1 - eps) onehot + eps / V`` (torch's rule), on the blockwise path.
+    average : {"micro", "macro", "none"}, default="micro"
+        As in :func:`multiclass_cross_entropy`: the weighted mean over tokens, the mean per true
+        class (shape ``(V,)``), or the mean of those.
+    validate_args : bool, default=True
+        Check values (finite inputs, indices in range: host reads); shapes, dtypes and devices are
+        always checked.
+    block_size : int, optional
+        Tokens per block; default: as many as fit :data:`BLOCK_BYTES` of logits.
+
+    Returns
+    -------
+    Tensor
+        A float64 scalar, or shape ``(V,)`` for ``average="none"``.
+
+    Raises
+    ------
+    TypeError
+        ``hidden`` not floating, ``target`` not integer, ``linear_weight`` / ``linear_bias`` of
+        another dtype than ``hidden``, or an option of the wrong type.
+    ValueError
+        Shapes that do not match, tensors on different devices, NaN or inf, indices out of range,
+        negative or all-zero weights, an unknown option.
+
+    See Also
+    --------
+    multiclass_cross_entropy : The same loss from logits.
+    torch.nn.functional.linear_cross_entropy : torch's loss (a float32 mean per call), whose argument
+        names this follows.
+
+    Notes
+    -----
+    Each block goes through the same float64-accumulating kernel as
+    :func:`multiclass_cross_entropy`, so the result equals that function on the full logits up to
+    the matmul's rounding of each logit. What depends on the block size is that rounding alone: the
+    BLAS may round a logit differently for another number of rows (a few float32 ulps of the logit),
+    never the reduction. With a fixed ``block_size`` the result is reproducible bit for bit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics.functional import linear_cross_entropy
+    >>> hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    >>> head = torch.zeros(4, 2)  # every logit 0: a uniform distribution over 4 classes
+    >>> linear_cross_entropy(hidden, head, torch.tensor([0, 3, -100]), ignore_index=-100)  # log(4)
+    tensor(1.3863, dtype=torch.float64)
+    """
+    _linear_arg_validation(ignore_index, label_smoothing, validate_args, block_size)
+    _check_choice("average", average, AVERAGES)
+    options = LinearOptions(None, ignore_index, float(label_smoothing), validate_args, block_size)
+    checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
+    if weight is not None:
+        if isinstance(weight, Tensor) and weight.device != checked[0].device:
+            raise ValueError(f"`weight` is on device {weight.device} but `hidden` is on {checked[0].device}.")
+        cls = _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
+        options = dataclasses.replace(options, weight=cls)
+    return cross_entropy_from_sums(_linear_update(*checked, options), average)
