@@ -35,8 +35,8 @@ from xent_metrics.functional._validation import (
 from xent_metrics.functional.multiclass import _check_class_indices
 
 #: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). Measured at
-#: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 19 MiB on 1 thread and
-#: 23 MiB on 2, under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
+#: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 14 MiB on 1 and 2 threads,
+#: under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
 #: about 15% faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak
 #: at 23 to 27 MiB.
 BLOCK_BYTES = 8 << 20
