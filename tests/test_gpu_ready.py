@@ -106,3 +106,17 @@ def test_the_float64_form_used_off_the_cpu_is_exact_on_confident_rows() -> None:
     expected = torch.where(torch.arange(50)[None, :] == t[:, None], 0.0, diffs.exp()).sum(1).log1p()
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=0)
     assert bool((got > 0).all())
+
+
+def test_the_hidden_state_path_on_meta_reads_nothing_and_does_not_grow_with_the_tokens() -> None:
+    from xent_metrics.functional import linear_cross_entropy
+
+    weight = _meta(32000, 512)
+    counts = set()
+    for tokens in (256, 1024, 4096):
+        hidden, target = _meta(tokens, 512), _meta(tokens, dtype=torch.long)
+        counts.add(len(_count(linear_cross_entropy, hidden, weight, target, ignore_index=-100, validate_args=False)))
+    assert len(counts) == 1, counts
+    metric = Perplexity(ignore_index=-100, validate_args=False).to("meta")
+    ops = _count(metric.update, _meta(4, 512, 512), _meta(4, 512, dtype=torch.long), linear_weight=weight)
+    assert metric.update_count == 1 and len(ops) <= counts.pop()  # the update alone: no compute

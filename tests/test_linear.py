@@ -255,8 +255,8 @@ def test_errors_name_the_argument(args: tuple, kwargs: dict, error: type, match:
 
 
 def test_values_are_not_read_without_validate_args() -> None:
-    with pytest.warns(UserWarning, match="No samples with non-zero weight"):  # not the ValueError of validation
-        value = linear_cross_entropy(H, W, T, sample_weight=torch.zeros(4), validate_args=False)
+    # not the ValueError of validation, and no warning either: that would read the weight total back
+    value = linear_cross_entropy(H, W, T, sample_weight=torch.zeros(4), validate_args=False)
     assert value.isnan()
 
 

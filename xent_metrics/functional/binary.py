@@ -167,6 +167,8 @@ def binary_cross_entropy(
     validate_args : bool, default=True
         Check values (a host sync). Type and shape checks always run; with ``False`` no check
         reads tensor values.
+        With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
+        are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
 
     Returns
     -------

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import needs_grad
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, new_sums
@@ -97,7 +98,7 @@ def _linear_arg_validation(
 
 def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
     """``linear_weight`` / ``linear_bias``: a tensor of ``hidden``'s dtype, on its device."""
-    value = _check_tensor(name, value)
+    value = _check_tensor(name, value, meta_ok=hidden.is_meta)
     if value.dtype != hidden.dtype:
         raise TypeError(
             f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
@@ -108,13 +109,13 @@ def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
     return value
 
 
-def _check_hidden(hidden: object, target: object) -> tuple[Tensor, Tensor]:
-    hidden = _check_tensor("hidden", hidden)
+def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
+    hidden = _check_tensor("hidden", hidden, meta_ok=not validate_args)
     if not hidden.is_floating_point():
         raise TypeError(f"`hidden` must be a floating point tensor (the head's input features), got {hidden.dtype}.")
     if hidden.ndim < 2:
         raise ValueError(f"`hidden` must have shape (N, d) or (B, L, d), features last, got {tuple(hidden.shape)}.")
-    target = _check_tensor("target", target)
+    target = _check_tensor("target", target, meta_ok=not validate_args)
     if tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(
             f"`target` must hold one class index per row of `hidden`, shape {tuple(hidden.shape[:-1])} for hidden "
@@ -137,7 +138,7 @@ def _linear_tensor_validation(
     num_classes: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
     """Check every tensor; return ``hidden``, ``linear_weight``, ``target`` as ``(N,)``, bias, weights as ``(N,)``."""
-    hidden, target = _check_hidden(hidden, target)
+    hidden, target = _check_hidden(hidden, target, options.validate_args)
     d = hidden.shape[-1]
     weight = _check_operand("linear_weight", linear_weight, hidden)
     if weight.ndim != 2 or weight.shape[0] < 2 or weight.shape[1] != d:
@@ -224,7 +225,11 @@ def _linear_update(
     count = target.shape[0] if kept is None else kept.shape[0]
     if not count:
         return sums
-    step = min(count, block_rows(classes, hidden.element_size(), options.block_size))
+    cpu = hidden.device.type == "cpu"
+    if cpu or options.block_size is not None:
+        step = min(count, block_rows(classes, hidden.element_size(), options.block_size))
+    else:  # off the CPU: blocks of the device's budget, so the number of launches does not grow with the tokens
+        step = min(count, max(1, _chunks.default_chunk(hidden.device, None) // classes))
     grad = needs_grad(hidden, linear_weight, linear_bias)
     buffer = None if grad else hidden.new_empty(step, classes)
     ignore = None if kept is not None or compact else options.ignore_index
@@ -239,7 +244,7 @@ def _linear_update(
             sample_weight=None if sample_weight is None else _take(sample_weight, rows),
             ignore_index=ignore,
             label_smoothing=options.label_smoothing,
-            chunk_elements=KERNEL_CHUNK_ELEMENTS,
+            chunk_elements=KERNEL_CHUNK_ELEMENTS if cpu else None,
         )
     return sums
 
@@ -307,6 +312,8 @@ def linear_cross_entropy(
     validate_args : bool, default=True
         Check values (finite inputs, indices in range: host reads); shapes, dtypes and devices are
         always checked.
+        With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
+        are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
     block_size : int, optional
         Tokens per block; default: as many as fit :data:`BLOCK_BYTES` of logits.
 
@@ -356,4 +363,4 @@ def linear_cross_entropy(
             raise ValueError(f"`weight` is on device {weight.device} but `hidden` is on {checked[0].device}.")
         cls = _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
         options = dataclasses.replace(options, weight=cls)
-    return cross_entropy_from_sums(_linear_update(*checked, options), average)
+    return cross_entropy_from_sums(_linear_update(*checked, options), average, warn=validate_args)

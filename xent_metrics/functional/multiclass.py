@@ -245,6 +245,8 @@ def multiclass_cross_entropy(
         so the shares' weighted mean of the per-class values is the micro value, whatever the rows sum to.
     validate_args : bool, default=True
         Check values (a host sync); shape and type checks always run.
+        With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
+        are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
     fused : bool, default=False
         Run logits with class-index targets through a ``torch.compile``-d kernel (about 15% faster
         than the eager kernel on large inputs, once compiled). It compiles once per class count and

@@ -167,6 +167,8 @@ def multilabel_cross_entropy(
         with a warning); ``"none"``: the per-label vector (``nan`` for a label with no weight).
     validate_args : bool, default=True
         Check values (a host sync); shape and type checks always run.
+        With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
+        are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
 
     Returns
     -------
