@@ -180,7 +180,7 @@ def probs_case(n: int, c: int) -> Case:
             Impl(scorer, True, peers.ours_scorer),
             Impl("ours: multiclass_cross_entropy(probs)", True, checked_probs),
             Impl(peer, False, peers.sklearn_log_loss, torch_ops=False),
-            Impl("sklearn neg_log_loss scorer", False, peers.sklearn_neg_log_loss, full_only=True, torch_ops=False),
+            Impl("sklearn neg_log_loss scorer", False, peers.sklearn_neg_log_loss, None, True, torch_ops=False),
         ],
         peer=peer,
         input_bytes=lambda x: x["probs"].nbytes,

@@ -139,13 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     _check_device(args.device)
     threads = [int(t) for t in args.threads.split(",")]
     results: dict[str, Any] = {"machine": _machine(args.device, args.quick), "threads": [str(t) for t in threads]}
-    results["floor"] = {str(t): run_child({"kind": "floor", "device": args.device, "threads": t}, 300) for t in threads}
     results["cases"], results["verdicts"] = {}, []
     for case in all_cases(args.quick):
         if (args.only and case.name not in args.only) or (case.cpu_only and args.device != "cpu"):
             continue
         results["cases"][case.name] = _run_case(case, args, threads, started)
-        results["verdicts"] += report.verdicts(case, results["cases"][case.name], results["floor"])
+        results["verdicts"] += report.verdicts(case, results["cases"][case.name])
     if args.device == "cpu" and (not args.only or report.DIST in args.only):
         from benchmarks.distributed import run_distributed
 

@@ -1,12 +1,12 @@
 """Distributed ``compute()`` on 2 gloo processes: ours, torchmetrics' default sync, a bare ``all_reduce``.
 
-The method (issue 14 item 5): the three are timed in ONE interleaved loop, each right after a barrier,
-on both ranks; an iteration's time is the slower rank's (a collective ends for both when the later one
-arrives), and the ratios are medians of per-iteration ratios, so each pair was measured under the same
-machine state. The earlier method timed the bare ``all_reduce`` in a separate loop after the others,
-on rank 0 only: the load of a shared 2-core machine moved between the phases, and the same code
-measured 0.95x in one run and 2.4x in another. The separate-loop figure is still recorded
-("bare, separate loop") so the two methods can be compared within one run.
+The method (issue 14 item 5): the three are timed in ONE loop, each right after a barrier, on both
+ranks, in an order rotated every iteration. A rank's time holds its wait for the other rank to reach
+the collective; the rank that arrives last waits for nobody, so the faster rank's time of an
+iteration is the op's own cost, and the ratios are medians of per-iteration ratios (each pair
+measured under the same load). The earlier method timed the bare ``all_reduce`` in a loop of its own
+after the others, on rank 0 only, and divided medians from the two phases; that figure is still
+recorded ("bare, separate loop") so the two methods can be compared within one run.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def _rank(rank: int, port: int, iters: int, queue: Any) -> None:
     ops = _timed_ops(preds, target)
     times: dict[str, list[float]] = {label: [] for label in LABELS}
     collectives: dict[str, int] = {}
-    for _ in range(iters):
-        for label, (prepare, op) in ops.items():
+    for i in range(iters):
+        for label in LABELS[i % 3 :] + LABELS[: i % 3]:  # rotated: no label always follows the same one
+            prepare, op = ops[label]
             prepare()
             dist.barrier()
             counts.clear()
@@ -126,20 +127,28 @@ def _rank(rank: int, port: int, iters: int, queue: Any) -> None:
 
 
 def _summary(per_rank: list[dict[str, Any]], collectives: dict[str, int]) -> dict[str, Any]:
-    """Per iteration the slower rank's time; medians (first iteration dropped) and paired ratios."""
-    slow = {label: [max(r["times"][label][i] for r in per_rank) for i in range(1, len(per_rank[0]["times"][label]))]
-            for label in LABELS}  # fmt: skip
-    bare = slow["bare all_reduce"]
+    """Per iteration the faster rank's time (the op's own cost, see the module doc); medians, paired ratios."""
+    iters = range(1, len(per_rank[0]["times"]["ours"]))  # the first iteration dropped
+    fast = {label: [min(r["times"][label][i] for r in per_rank) for i in iters] for label in LABELS}
+    slow = {label: [max(r["times"][label][i] for r in per_rank) for i in iters] for label in LABELS}
+
+    def paired(a: list[float], b: list[float]) -> float:
+        return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
     out: dict[str, Any] = {
         label: {"median_s": statistics.median(t), "collectives_per_compute": collectives[label]}
-        for label, t in slow.items()
+        for label, t in fast.items()
     }
     for label in ("ours", "torchmetrics default sync"):
-        out[label]["over_bare_paired"] = statistics.median(a / b for a, b in zip(slow[label], bare, strict=True))
-    out["ours"]["default_sync_over_ours_paired"] = statistics.median(
-        b / a for a, b in zip(slow["ours"], slow["torchmetrics default sync"], strict=True)
-    )
-    out["bare, separate loop (rank 0; earlier method)"] = {"median_s": statistics.median(per_rank[0]["separate"][1:])}
+        out[label]["over_bare_paired"] = paired(fast[label], fast["bare all_reduce"])
+        out[label]["over_bare_paired_slower_rank"] = paired(slow[label], slow["bare all_reduce"])
+    out["ours"]["default_sync_over_ours_paired"] = paired(fast["torchmetrics default sync"], fast["ours"])
+    separate = statistics.median(per_rank[0]["separate"][1:])
+    ours_rank0 = statistics.median(per_rank[0]["times"]["ours"][1:])
+    out["bare, separate loop (rank 0; earlier method)"] = {
+        "median_s": separate,
+        "ours_over_it_earlier_method": ours_rank0 / separate,
+    }
     return out
 
 

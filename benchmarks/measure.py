@@ -100,7 +100,7 @@ def _to_meta(x: Inputs) -> Inputs:
     return {k: v.to("meta") if isinstance(v, torch.Tensor) else ("meta" if k == "device" else v) for k, v in x.items()}
 
 
-def time_case(case: Case, device: str, repeats: int) -> dict[str, Any]:
+def time_case(case: Case, device: str, repeats: int, floor: bool = True) -> dict[str, Any]:
     """Interleaved medians of every implementation, op counts, and the accuracy facts of the first results."""
     x = case.make(device)
     calls, outputs, errors = {}, {}, {}
@@ -111,6 +111,7 @@ def time_case(case: Case, device: str, repeats: int) -> dict[str, Any]:
         except Exception as error:  # a missing optional peer is reported, not fatal
             errors[impl.name] = f"{type(error).__name__}: {error}"[:300]
             calls.pop(impl.name, None)
+    floors = measure_floor(device) if floor and not case.per_call else {}  # in this child: the timings' load
     inner = PER_CALL_INNER if case.per_call else 1
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
@@ -128,6 +129,7 @@ def time_case(case: Case, device: str, repeats: int) -> dict[str, Any]:
         "errors": errors,
         "facts": facts,
         "ops": _op_counts(case, calls, x),
+        "floor": floors,
         "floor_work": case.floor_work(x),
         "input_bytes": case.input_bytes(x),
     }
@@ -186,9 +188,8 @@ def child_main(spec: dict[str, Any]) -> None:
 
     torch.set_num_threads(spec["threads"])
     kind = spec["kind"]
-    if kind == "floor":
-        result: dict[str, Any] = measure_floor(spec["device"])
-    elif kind == "longrun":
+    result: dict[str, Any]
+    if kind == "longrun":
         from benchmarks.longrun import long_run
 
         result = long_run(spec["case"], spec["updates"])

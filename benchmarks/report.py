@@ -20,7 +20,7 @@ def floor_seconds(work: list[int] | tuple[int, int, int], floor: dict[str, float
     return max((exps * floor["exp_ns"] + logs * floor["log1p_ns"]) * 1e-9, nbytes / (floor["read_GBps"] * 1e9))
 
 
-def _per_thread(target: Target, case: dict[str, Any], floors: dict[str, Any]) -> dict[str, float | None]:
+def _per_thread(target: Target, case: dict[str, Any]) -> dict[str, float | None]:
     """The measured value of a Speedup or FloorFraction target at each thread count."""
     out: dict[str, float | None] = {}
     for threads, timing in case["timing"].items():
@@ -29,8 +29,8 @@ def _per_thread(target: Target, case: dict[str, Any], floors: dict[str, Any]) ->
         if isinstance(target, Speedup):
             peer = med.get(target.peer)
             out[threads] = peer / ours if ours and peer else None
-        elif ours and "floor_work" in timing and "exp_ns" in floors.get(threads, {}):
-            out[threads] = floor_seconds(timing["floor_work"], floors[threads]) / ours
+        elif ours and "exp_ns" in timing.get("floor", {}):
+            out[threads] = floor_seconds(timing["floor_work"], timing["floor"]) / ours
         else:
             out[threads] = None
     return out
@@ -54,17 +54,17 @@ def _single(target: Target, case: dict[str, Any]) -> tuple[Any, str, bool | None
     if meta is None:
         return None, "-", None
     if "error" in meta:
-        return None, f"meta batch refused: {meta['error'][:80]}", False
+        return None, f"meta batch refused ({meta['error'].split(':')[0]})", False
     return meta["total"], f"{meta['total']} ops (limit {target.limit})", meta["total"] <= target.limit
 
 
-def verdicts(case_obj: Case, case: dict[str, Any], floors: dict[str, Any]) -> list[dict[str, Any]]:
+def verdicts(case_obj: Case, case: dict[str, Any]) -> list[dict[str, Any]]:
     """One verdict per target: measured values (per thread count where time enters), text, holds."""
     out = []
     for target in case_obj.targets:
         verdict: dict[str, Any] = {"case": case_obj.name, "target": target.what, "kind": type(target).__name__}
         if isinstance(target, Speedup | FloorFraction):
-            values = _per_thread(target, case, floors)
+            values = _per_thread(target, case)
             unit = "x" if isinstance(target, Speedup) else ""
             verdict["measured"] = values
             verdict["text"] = {t: "-" if v is None else f"{v:.2f}{unit}" for t, v in values.items()}
@@ -98,7 +98,7 @@ def _ops_cell(ops: dict[str, Any]) -> str:
     return ", ".join(cells) or "-"
 
 
-def _case_rows(name: str, case: dict[str, Any], floors: dict[str, Any]) -> list[str]:
+def _case_rows(name: str, case: dict[str, Any]) -> list[str]:
     rows, threads = [], list(case["timing"])
     first = case["timing"][threads[0]]
     for impl in case["impls"]:
@@ -119,8 +119,8 @@ def _case_rows(name: str, case: dict[str, Any], floors: dict[str, Any]) -> list[
         floor = []
         for t in threads:
             timing, med = case["timing"][t], case["timing"][t].get("median_s", {}).get(impl["name"])
-            if med and not case["per_call"] and "exp_ns" in floors.get(t, {}):
-                floor.append(f"{floor_seconds(timing['floor_work'], floors[t]) / med:.2f}")
+            if med and "exp_ns" in timing.get("floor", {}):
+                floor.append(f"{floor_seconds(timing['floor_work'], timing['floor']) / med:.2f}")
         ops = _ops_cell(first.get("ops", {}).get(impl["name"], {}))
         rows.append(f"| {name} | {impl['name']} | {' | '.join(cells)} | {ops} | {mem_s} | {' / '.join(floor) or '-'} |")
     return rows
@@ -144,22 +144,25 @@ def _dist_rows(dist: dict[str, Any], columns: int) -> list[str]:
 
 def table(results: dict[str, Any]) -> str:
     """The whole report as markdown: the machine, the cases (both thread counts), the targets."""
-    threads, floors, machine = results["threads"], results["floor"], results["machine"]
+    threads, machine = results["threads"], results["machine"]
+    floors = next(
+        (c["timing"] for c in results["cases"].values() if "exp_ns" in c["timing"][threads[0]].get("floor", {})), {}
+    )
     floor_s = "; ".join(
-        f"{t} thread(s): exp {f['exp_ns']:.3f} ns, log1p {f['log1p_ns']:.3f} ns, read {f['read_GBps']:.1f} GB/s"
-        if "exp_ns" in f else f"{t} thread(s): {f.get('error')}"
+        f"{t} thread(s): exp {f['floor']['exp_ns']:.3f} ns, log1p {f['floor']['log1p_ns']:.3f} ns, "
+        f"read {f['floor']['read_GBps']:.1f} GB/s"
         for t, f in floors.items()
-    )  # fmt: skip
+    )
     time_heads = " | ".join(f"{t} thread{'s' if t != '1' else ''} (peer / ours)" for t in threads)
     lines = [
         f"{machine['cpu']}, torch {machine['torch']}, device {machine['device']}, {machine['date']}, "
-        f"load {machine['load_before']} -> {machine.get('load_after')}; floor: {floor_s}",
+        f"load {machine['load_before']:.1f} -> {machine.get('load_after', 0):.1f}; floor (first case): {floor_s}",
         "",
         f"| case | implementation | {time_heads} | aten ops per call | peak extra memory | floor |",
         "|---|---|" + "---|" * len(threads) + "---|---|---|",
     ]
     for name, case in results["cases"].items():
-        lines += _case_rows(name, case, floors)
+        lines += _case_rows(name, case)
     if "distributed" in results:
         lines += _dist_rows(results["distributed"], 5 + len(threads))
     lines += ["", "| case | target | " + " | ".join(f"{t} thr." for t in threads) + " | holds |",
