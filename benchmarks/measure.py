@@ -86,7 +86,7 @@ def measure_floor(device: str) -> dict[str, float]:
 
     def per_element(fn: Call, reps: int, numel: int) -> float:
         fn()
-        return statistics.median(elapsed(fn, reps, device) / numel for _ in range(5))
+        return min(elapsed(fn, reps, device) / numel for _ in range(5))  # a floor: the least disturbed run
 
     exp_s = per_element(lambda: torch.exp(x, out=out), 200, x.numel())
     log1p_s = per_element(lambda: torch.log1p(x.abs(), out=out), 100, x.numel())

@@ -67,6 +67,8 @@ def verdicts(case_obj: Case, case: dict[str, Any]) -> list[dict[str, Any]]:
             values = _per_thread(target, case)
             unit = "x" if isinstance(target, Speedup) else ""
             verdict["measured"] = values
+            if isinstance(target, FloorFraction):  # above 1: the floor itself was slowed by the load, not a result
+                values = {t: None if v is not None and v > 1 else v for t, v in values.items()}
             verdict["text"] = {t: "-" if v is None else f"{v:.2f}{unit}" for t, v in values.items()}
             measured = [v for v in values.values() if v is not None]
             verdict["holds"] = None if not measured else all(v >= target.at_least for v in measured)
@@ -120,7 +122,8 @@ def _case_rows(name: str, case: dict[str, Any]) -> list[str]:
         for t in threads:
             timing, med = case["timing"][t], case["timing"][t].get("median_s", {}).get(impl["name"])
             if med and "exp_ns" in timing.get("floor", {}):
-                floor.append(f"{floor_seconds(timing['floor_work'], timing['floor']) / med:.2f}")
+                fraction = floor_seconds(timing["floor_work"], timing["floor"]) / med
+                floor.append(f"{fraction:.2f}" if fraction <= 1 else "(>1: floor slowed)")
         ops = _ops_cell(first.get("ops", {}).get(impl["name"], {}))
         rows.append(f"| {name} | {impl['name']} | {' | '.join(cells)} | {ops} | {mem_s} | {' / '.join(floor) or '-'} |")
     return rows
