@@ -33,7 +33,7 @@ def test_op_counter_counts_a_known_sequence() -> None:
 
 def test_every_case_is_named_once_and_its_targets_name_its_implementations() -> None:
     cases = all_cases(quick=False)
-    assert len({c.name for c in cases}) == len(cases) == 5
+    assert len({c.name for c in cases}) == len(cases) == 6
     for case in cases:
         names = {i.name for i in case.impls}
         assert case.peer in names
@@ -60,3 +60,12 @@ def test_a_tiny_case_runs_and_reports() -> None:
     assert speedup["measured"]["1"] == pytest.approx(result["median_s"]["F.cross_entropy"] / result["median_s"][eager])
     assert verdicts["eager >= 0.5 of the floor"]["measured"]["1"] == pytest.approx(640e-9 / result["median_s"][eager])
     assert verdicts["fused >= 3x F.cross_entropy(sum)"]["holds"] is None  # not run: "not measured", never a pass
+
+
+def test_the_linear_ce_case_runs_tiny_and_is_exact() -> None:
+    from benchmarks.lm_case import OURS, linear_case
+
+    case = linear_case(64, 16, 50)
+    result = time_case(case, "cpu", repeats=1, floor=False)
+    assert not result["errors"], result["errors"]
+    assert result["facts"][f"rel_err[{OURS}]"] < 1e-5  # against F.cross_entropy(F.linear(...)) in float64
