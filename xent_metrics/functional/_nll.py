@@ -60,25 +60,30 @@ def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Ten
     """Float64 ``-log softmax(z)[i, t_i]`` of a ``(m, C)`` float32 or float64 block (see the module docstring).
 
     ``scratch`` (at least two rows of the block's width) lends the ``exp`` buffer; without it
-    (autograd) the same ops allocate and give the same digits. A single row is summed as one of two
-    identical rows: torch splits the sum of a lone long row across threads, in another order.
+    (autograd) the same ops allocate and give the same digits.
     """
     if z.device.type != "cpu":  # no host read, no data-dependent shape: the float64 form for every row
         return nll_shifted64(z, t)
+    own, rest = exp_terms(z, t, scratch)
+    return nll_from_terms(z, t, own, rest)
+
+
+def exp_terms(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> tuple[Tensor, Tensor]:
+    """Per row of a ``(m, C)`` block: ``exp(z_t)`` and the sum of the row's other exponentials, in ``z``'s dtype.
+
+    A single row is summed as one of two identical rows: torch splits the sum of a lone long row across
+    threads, in another order, so a row's digits would depend on the block.
+    """
     rows = z.shape[0]
     wide, index = (z, t[:, None]) if rows != 1 else (z.expand(2, -1), t.expand(2)[:, None])
     if scratch is None and z.requires_grad and torch.is_grad_enabled():
         exps = torch.exp(wide)
         own, rest = exps.gather(1, index), exps.scatter(1, index, 0).sum(1)
-    elif scratch is None:  # a fresh buffer that nothing else holds
-        exps = torch.exp(wide)
+    else:  # a fresh or borrowed buffer that nothing else holds
+        exps = torch.exp(wide) if scratch is None else torch.exp(wide, out=scratch.take(0, wide.shape[0]))
         own = exps.gather(1, index)
         rest = exps.scatter_(1, index, 0).sum(1)
-    else:
-        exps = torch.exp(wide, out=scratch.take(0, wide.shape[0]))
-        own = exps.gather(1, index)
-        rest = exps.scatter_(1, index, 0).sum(1)
-    return nll_from_terms(z, t, own[:rows, 0], rest[:rows])
+    return own[:rows, 0], rest[:rows]
 
 
 def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
@@ -89,7 +94,7 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
     no per-row check); otherwise the rows are checked one by one. Either way a row's value depends on
     the row alone. Off the CPU (the fused kernel) the check is a ``where``: no host read.
     """
-    tiny, big, floor = _limits(z.dtype, z.shape[1])
+    tiny, big, floor = _limits(own.dtype, z.shape[1])
     ratio = rest.double() / own.double()
     if z.device.type == "cpu" and rows_inside(own, rest, ratio, (tiny, big, floor)):
         return ratio.log1p_()
