@@ -193,3 +193,6 @@ if __name__ == "__main__":
     cli.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     options = cli.parse_args()
     main(options.steps, measure_memory=not options.no_memory)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():  # under torchrun: leave together
+        torch.distributed.barrier()  # rank 0 may still be measuring memory
+        torch.distributed.destroy_process_group()  # a live gloo group at exit can abort the process
