@@ -14,7 +14,7 @@ pytest.importorskip("sphinx", reason="the `docs` extra (sphinx, furo, numpydoc) 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PUBLIC_MODULES = ("xent_metrics", "xent_metrics.functional", "xent_metrics.scoring", "xent_metrics.callbacks")
-PAGES = ("index", "metrics", "lightning", "sklearn", "accuracy", "api")
+PAGES = ("index", "metrics", "lightning", "sklearn", "language_models", "accuracy", "api")
 
 
 @pytest.fixture(scope="module")
