@@ -21,7 +21,7 @@ from torch import Tensor
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._bce import labels_last, position_weight
 from xent_metrics.functional._chunks import Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
-from xent_metrics.functional._nll import exp_terms, nll_from_logits, nll_from_terms
+from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 #: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
@@ -280,31 +280,8 @@ def softmax_ce_sums(
         chunk_elements = max(1, chunk_elements * preds.shape[1] // 8)
     step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
     grad = needs_grad(preds)
-    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll_unshifted
+    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll.exp_terms
     scratch = Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
-    if plain and not soft and input_format == "logits" and preds.ndim == 2 and not grad and preds.device.type == "cpu":
-        t = target if target.dtype == torch.int64 else target.long()
-        nll = _plain_logits_nll(preds, t, chunk_elements, scratch)
-        sums[LOSS].add_(torch.bincount(t, weights=nll, minlength=preds.shape[1]))  # in row order, as index_add_
-        return sums if per_class else sums.sum(1, keepdim=True)
     for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
         _block(sums, preds, target, sample_weight, cw, opts, rows, None if grad else scratch)
     return sums if per_class else sums.sum(1, keepdim=True)
-
-
-def _plain_logits_nll(preds: Tensor, t: Tensor, chunk_elements: int, scratch: Scratch) -> Tensor:
-    """Float64 ``-log p[i, t_i]`` of ``(N, C)`` CPU logits: the ``exp`` terms block by block, then one finish.
-
-    Each block costs its ``exp``, a gather, a scatter and a row sum into per-row buffers; the ratio, the
-    range check and any float64 recompute run once for the whole batch
-    (:func:`~xent_metrics.functional._nll.nll_from_terms`). The same ops per row as
-    :func:`~xent_metrics.functional._nll.nll_from_logits`, so the same digits, in fewer calls.
-    """
-    dtype = compute_dtype(preds.dtype)
-    own = torch.empty(preds.shape[0], dtype=dtype)
-    rest = torch.empty(preds.shape[0], dtype=dtype)
-    for rows in row_slices(preds.shape[0], preds.shape[1], chunk_elements):
-        z = preds[rows] if preds.dtype == dtype else preds[rows].to(dtype)
-        block_own, block_rest = exp_terms(z, t[rows], scratch)
-        own[rows], rest[rows] = block_own, block_rest
-    return nll_from_terms(preds, t, own, rest)

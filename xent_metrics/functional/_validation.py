@@ -78,9 +78,11 @@ def _check_float_preds(preds: object, meta_ok: bool = False) -> Tensor:
     return preds
 
 
-def _check_device(name: str, value: Tensor, preds: Tensor) -> None:
+def _check_device(name: str, value: Tensor, preds: Tensor, preds_name: str = "preds") -> None:
     if value.device != preds.device:
-        raise ValueError(f"`{name}` is on device {value.device} but `preds` is on {preds.device}; move both to one.")
+        raise ValueError(
+            f"`{name}` is on device {value.device} but `{preds_name}` is on {preds.device}; move both to one."
+        )
 
 
 def _bounds(value: Tensor) -> tuple[float, float]:

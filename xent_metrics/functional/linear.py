@@ -27,6 +27,7 @@ from xent_metrics.functional._validation import (
     _check_class_weight,
     _check_common_args,
     _check_count,
+    _check_device,
     _check_finite,
     _check_flag,
     _check_ignore_index_fits,
@@ -104,8 +105,7 @@ def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
             f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
             f"e.g. `{name}.to(hidden.dtype)`."
         )
-    if value.device != hidden.device:
-        raise ValueError(f"`{name}` is on device {value.device} but `hidden` is on {hidden.device}; move both to one.")
+    _check_device(name, value, hidden, "hidden")
     return value
 
 
@@ -123,8 +123,7 @@ def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[
         )
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}.")
-    if target.device != hidden.device:
-        raise ValueError(f"`target` is on device {target.device} but `hidden` is on {hidden.device}; move both to one.")
+    _check_device("target", target, hidden, "hidden")
     return hidden, target
 
 
@@ -158,8 +157,8 @@ def _linear_tensor_validation(
             f"{tuple(bias.shape)}."
         )
     _check_ignore_index_fits(target, options.ignore_index)
-    if isinstance(sample_weight, Tensor) and sample_weight.device != hidden.device:
-        raise ValueError(f"`sample_weight` is on device {sample_weight.device} but `hidden` is on {hidden.device}.")
+    if isinstance(sample_weight, Tensor):
+        _check_device("sample_weight", sample_weight, hidden, "hidden")
     shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
     sample = _check_sample_weight(sample_weight, shapes, hidden, options.validate_args)
     if sample is not None and sample.shape != target.shape:
@@ -359,8 +358,8 @@ def linear_cross_entropy(
     options = LinearOptions(None, ignore_index, float(label_smoothing), validate_args, block_size)
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:
-        if isinstance(weight, Tensor) and weight.device != checked[0].device:
-            raise ValueError(f"`weight` is on device {weight.device} but `hidden` is on {checked[0].device}.")
+        if isinstance(weight, Tensor):
+            _check_device("weight", weight, checked[0], "hidden")
         cls = _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
         options = dataclasses.replace(options, weight=cls)
     return cross_entropy_from_sums(_linear_update(*checked, options), average, warn=validate_args)

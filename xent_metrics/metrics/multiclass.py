@@ -8,17 +8,16 @@ from torch import Tensor
 
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import _check_flag
-from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
     _multiclass_update,
 )
 from xent_metrics.metrics import _state
-from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._base import HeadSumsMetric
 
 
-class _MulticlassSums(SumsMetric):
+class _MulticlassSums(HeadSumsMetric):
     """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("weight",)
@@ -63,44 +62,7 @@ class _MulticlassSums(SumsMetric):
             ("multiclass", input_format, ignore_index, self.label_smoothing, fused, self.weight),
         )
 
-    def update(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> None:
-        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
-
-        A batch that is refused changes nothing.
-        """
-        self.sums.add_(
-            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
-        )
-
-    def _increments(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> Tensor:
-        _state.check_device(self, preds)
-        if linear_weight is not None or linear_bias is not None:
-            opts = head_options(
-                linear_weight,
-                self.input_format,
-                self.weight,
-                self.ignore_index,
-                self.label_smoothing,
-                self.validate_args,
-            )
-            sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts, self.num_classes)
-            return sums if self._per_class else sums.sum(1, keepdim=True)
+    def _logit_increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         preds, target, sample_weight, _ = _multiclass_tensor_validation(
             preds,
             target,

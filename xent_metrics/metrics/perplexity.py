@@ -16,14 +16,13 @@ from xent_metrics.functional._validation import (
     _check_float_preds,
     _check_tensor,
 )
-from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
     _multiclass_tensor_validation,
     _multiclass_update,
 )
 from xent_metrics.metrics import _state
-from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._base import HeadSumsMetric
 
 UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
 
@@ -64,7 +63,7 @@ def _classes_first_hint(preds: Tensor, target: Tensor) -> str:
     )
 
 
-class Perplexity(SumsMetric):
+class Perplexity(HeadSumsMetric):
     r"""Token-level perplexity of a language model, accumulated exactly and computed stably from logits.
 
     .. math::
@@ -186,38 +185,8 @@ class Perplexity(SumsMetric):
         config = ("perplexity", input_format, ignore_index, fused)  # units and num_bytes only read the sums
         _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
 
-    def update(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> None:
-        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(B, L, d)`` / ``(N, d)`` of the head.
-
-        A batch that is refused changes nothing.
-        """
-        self.sums.add_(
-            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
-        )
-
-    def _increments(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> Tensor:
-        """Validate a batch and return its ``(3, 1)`` sums (loss, weight, weight), the state untouched."""
-        _state.check_device(self, preds)
-        if linear_weight is not None or linear_bias is not None:
-            opts = head_options(linear_weight, self.input_format, None, self.ignore_index, 0.0, self.validate_args)
-            sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, opts)
-            return sums.sum(dim=1, keepdim=True)
+    def _logit_increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+        """Validate a batch of ``(..., V)`` scores and return its ``(3, 1)`` sums (loss, weight, weight)."""
         moved, target = _vocab_last(preds, target, self.validate_args)
         moved, target, sample_weight, _ = _multiclass_tensor_validation(
             moved,
