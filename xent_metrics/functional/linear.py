@@ -36,11 +36,10 @@ from xent_metrics.functional._validation import (
 )
 from xent_metrics.functional.multiclass import _check_class_indices
 
-#: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). Measured at
-#: N = 8192, d = 512, V = 32000 (benchmarks/linear_ce.py): peak extra memory 14 MiB on 1 and 2 threads,
-#: under torch's chunked ``F.linear_cross_entropy`` (21 and 25 MiB). 16 MiB blocks are
-#: about 15% faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak
-#: at 23 to 27 MiB.
+#: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). At N = 8192, d = 512,
+#: V = 32000 the peak extra memory stays under torch's chunked ``F.linear_cross_entropy`` (the ``linear_ce``
+#: case of ``benchmarks/``); 16 MiB blocks are about 15% faster on 2 threads (a matmul of 64 rows is less
+#: efficient than one of 128) but peak above torch's.
 BLOCK_BYTES = 8 << 20
 #: Logits per block of the loss kernel inside a projected block (a 4 MiB float32 scratch buffer): half a
 #: projected block, so the kernel runs two sub-blocks per block (fewer parallel regions than smaller ones).
