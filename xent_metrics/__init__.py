@@ -1,25 +1,8 @@
 """xent-metrics: exact, fast cross-entropy metrics for PyTorch, Lightning and scikit-learn."""
 
-from xent_metrics import functional
-from xent_metrics.metrics import (
-    BinaryCrossEntropy,
-    BinaryNormalizedEntropy,
-    MulticlassCrossEntropy,
-    MulticlassNormalizedEntropy,
-    MultilabelCrossEntropy,
-    MultilabelNormalizedEntropy,
-    Perplexity,
-)
+from xent_metrics import functional, metrics
+from xent_metrics.metrics import *  # noqa: F403  (the Metric classes, listed once in metrics.__all__)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BinaryCrossEntropy",
-    "BinaryNormalizedEntropy",
-    "MulticlassCrossEntropy",
-    "MulticlassNormalizedEntropy",
-    "MultilabelCrossEntropy",
-    "MultilabelNormalizedEntropy",
-    "Perplexity",
-    "functional",
-]
+__all__ = [*metrics.__all__, "functional"]
