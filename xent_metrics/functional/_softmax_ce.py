@@ -7,7 +7,7 @@ on confident rows), before one ``index_add_`` into the ``(3, C)`` sums. The kern
 every row length, block and batch, so a row's digits never depend on the split; under autograd the
 same kernels run out of place and give the same digits. A small batch of class indices with unit
 weights (the per-step case) skips the block machinery: the same per-row kernel, then two
-``bincount`` calls for the per-class loss sums and counts (:func:`_small_plain_sums`).
+``bincount`` calls for the per-class loss sums and counts (:func:`_plain_sums`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 #: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
-#: per-step path (:func:`_small_plain_sums`): its temporaries (a padded copy, the log-probabilities)
+#: per-step path (:func:`_plain_sums`): its temporaries (a padded copy, the log-probabilities)
 #: stay within the block's memory bound.
 _SMALL = 4
 
@@ -229,25 +229,21 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
 
-def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str, per_class: bool = True) -> Tensor:
-    """Sums of a batch that fits one block, with class-index targets and unit weights: the per-step path.
+def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: bool) -> Tensor:
+    """Sums of a batch with class-index targets ``t`` and unit weights from its per-row losses: the per-step path.
 
-    The rows go through the block path's per-row kernel (:func:`target_nll`, allocating instead of
+    The rows went through the block path's per-row kernel (:func:`target_nll`, allocating instead of
     borrowing a scratch buffer, which gives the same digits), so a row's value is the one it gets in
     any other batch; per-class loss sums and counts are two ``bincount`` calls (the loss one adds rows
     in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under autograd
-    ``index_add_`` carries the gradient instead.
+    (``grad``) ``index_add_`` carries the gradient instead.
     """
-    dtype, classes = compute_dtype(preds.dtype), preds.shape[1]
-    z = preds if preds.dtype == dtype else preds.to(dtype)
-    t = target if target.dtype == torch.int64 else target.long()
-    nll = target_nll(z, t, input_format, torch.finfo(preds.dtype).eps)
     if not per_class:  # (3, 1) totals: one sum and the count
-        count = torch.full((), t.shape[0], dtype=torch.float64, device=preds.device)
+        count = torch.full((), t.shape[0], dtype=torch.float64, device=t.device)
         return torch.stack([nll.sum(), count, count])[:, None]
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if needs_grad(preds) or preds.device.type != "cpu":
-        loss = torch.zeros(classes, dtype=torch.float64, device=preds.device).index_add_(0, t, nll)
+    if grad or t.device.type != "cpu":
+        loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
     return torch.stack([loss, counts, counts])
@@ -276,10 +272,14 @@ def softmax_ce_sums(
     """
     plain = sample_weight is None and options.weight is None and options.ignore_index is None
     plain, soft = plain and not options.label_smoothing, target.shape == preds.shape
+    eps = torch.finfo(preds.dtype).eps
     if plain and not options.fused and preds.ndim == 2 and not soft:
-        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:
-            return _small_plain_sums(preds, target, options.input_format, per_class)
-    sums, eps = new_sums(preds.shape[1], preds.device), torch.finfo(preds.dtype).eps
+        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:  # one small block
+            z = preds if preds.dtype == compute_dtype(preds.dtype) else preds.to(compute_dtype(preds.dtype))
+            t = target if target.dtype == torch.int64 else target.long()
+            nll = target_nll(z, t, options.input_format, eps)
+            return _plain_sums(nll, t, preds.shape[1], per_class, needs_grad(preds))
+    sums = new_sums(preds.shape[1], preds.device)
     if plain and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
         sums[WEIGHT:].add_(class_counts(flat, preds.shape[1]))  # unit weights: counts

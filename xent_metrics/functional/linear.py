@@ -294,12 +294,7 @@ def linear_cross_entropy(
     tensor(1.3863, dtype=torch.float64)
     """
     options = LinearOptions(
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=validate_args,
-        block_size=block_size,
+        None, "logits", weight, ignore_index, label_smoothing, average, validate_args, False, block_size
     )
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:
