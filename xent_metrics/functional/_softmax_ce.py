@@ -96,16 +96,17 @@ def _drop_ignored(t: Tensor, w: Tensor | None, ignore_index: int | None) -> tupl
 def _add_hard_block(
     sums: Tensor,
     nll: Tensor,
-    block: tuple[Tensor, Tensor, Tensor | None],
+    z: Tensor,
+    t: Tensor,
+    w: Tensor | None,
     options: MulticlassOptions,
     eps: float,
     scratch: Scratch | None,
 ) -> None:
-    """Add one block of hard (class index) targets, ``block = (z, t, w)``, into ``sums``.
+    """Add one block of scores ``z`` with hard (class index) targets ``t`` into ``sums``.
 
     ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets).
     """
-    z, t, w = block
     class_weight = None if options.weight is None else options.weight.to(torch.float64)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
     loss = nll if w_t is None else nll * w_t
@@ -123,20 +124,15 @@ def _add_hard_block(
 
 
 def _add_soft_block(
-    sums: Tensor,
-    block: tuple[Tensor, Tensor, Tensor | None],
-    options: MulticlassOptions,
-    eps: float,
-    buf: Tensor | None,
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: MulticlassOptions, eps: float, buf: Tensor | None
 ) -> None:
-    """Add one block of soft (probability) targets, ``block = (z, y, w)``, into ``sums``.
+    """Add one block of scores ``z`` with soft (probability) targets ``y`` and position weights ``w`` into ``sums``.
 
     ``LOSS`` gets ``s_i w_c y_ic (-log p_ic)`` per class; ``WEIGHT`` gets each row's sample weight
     ``s_i`` split over the classes in proportion to its (smoothed) targets, equally for a row of
     zeros, so the weights add up to ``sum_i s_i``: torch's denominator, whatever the rows sum to;
     ``TARGET`` gets the target mass ``s_i y_ic``. Logits use :func:`log_softmax64`, exact on confident rows.
     """
-    z, y, w = block
     y, smoothing = y.to(torch.float64), options.label_smoothing
     if smoothing:
         y = y * (1 - smoothing) + smoothing / z.shape[1]
@@ -286,9 +282,9 @@ def softmax_ce_sums(
     for rows, kernel, scratch in _block_plan(preds, soft, options, chunk_elements):
         z, y, w = _block_inputs(preds, target, sample_weight, rows)
         if soft:
-            _add_soft_block(sums, (z, y, w), options, eps, None if scratch is None else scratch.take(0, z.shape[0]))
+            _add_soft_block(sums, z, y, w, options, eps, None if scratch is None else scratch.take(0, z.shape[0]))
             continue
         t, w = _drop_ignored(y, w, options.ignore_index)
         nll = target_nll(z, t, options.input_format, eps, scratch) if kernel is None else kernel(z, t)
-        _add_hard_block(sums, nll, (z, t, w), options, eps, scratch)
+        _add_hard_block(sums, nll, z, t, w, options, eps, scratch)
     return sums if per_class else sums.sum(1, keepdim=True)
