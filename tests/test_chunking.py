@@ -16,21 +16,19 @@ from scipy.special import logsumexp
 from xent_metrics.functional import _chunks, _fused
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._chunks import Scratch, chunk_rows, column_sums, row_slices
+from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 
 CHUNKS = [1, 7, 64, 1000, None]  # None: the module default (one block here)
 
 
-def _ce(preds, target, chunk=None, **options):
-    opts = {"input_format": "logits", "class_weight": None, "sample_weight": None, "ignore_index": None}
-    opts.update({"label_smoothing": 0.0, **options})
-    return softmax_ce_sums(preds, target, chunk_elements=chunk, **opts)
+def _ce(preds, target, chunk=None, sample_weight=None, class_weight=None, **options):
+    options = MulticlassOptions(weight=class_weight, **options)
+    return softmax_ce_sums(preds, target, options, sample_weight, chunk_elements=chunk)
 
 
-def _bce(preds, target, chunk=None, **options):
-    opts = {"input_format": "logits", "sample_weight": None, "pos_weight": None, "ignore_index": None}
-    opts.update({"label_smoothing": 0.0, **options})
-    return bce_sums(preds, target, chunk_elements=chunk, **opts)
+def _bce(preds, target, chunk=None, sample_weight=None, **options):
+    return bce_sums(preds, target, MultilabelOptions(**options), sample_weight, chunk_elements=chunk)
 
 
 def _np_ce_sums(z, y, w=None, cw=None, smoothing=0.0, ignore=None):

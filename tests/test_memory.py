@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 
 MiB = 1 << 20
@@ -52,14 +53,13 @@ class PeakTensorBytes(TorchDispatchMode):
         return out
 
 
-def _ce(preds, target, **options):
-    opts = {"input_format": "logits", "class_weight": None, "sample_weight": None, "ignore_index": None}
-    return softmax_ce_sums(preds, target, **{**opts, "label_smoothing": 0.0, **options})
+def _ce(preds, target, sample_weight=None, chunk_elements=None, class_weight=None, **options):
+    options = MulticlassOptions(weight=class_weight, **options)
+    return softmax_ce_sums(preds, target, options, sample_weight, chunk_elements=chunk_elements)
 
 
-def _bce(preds, target, **options):
-    opts = {"input_format": "logits", "sample_weight": None, "pos_weight": None, "ignore_index": None}
-    return bce_sums(preds, target, **{**opts, "label_smoothing": 0.0, **options})
+def _bce(preds, target, sample_weight=None, chunk_elements=None, **options):
+    return bce_sums(preds, target, MultilabelOptions(**options), sample_weight, chunk_elements=chunk_elements)
 
 
 def _peak(fn, *inputs) -> int:
@@ -135,6 +135,7 @@ _CHILD = textwrap.dedent(
     import torch
     import torch.nn.functional as F
     from xent_metrics.functional._bce import bce_sums
+    from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
     from xent_metrics.functional._softmax_ce import softmax_ce_sums
 
     def kib(field):
@@ -148,16 +149,15 @@ _CHILD = textwrap.dedent(
         return (kib("VmHWM") - before) * 1024
 
     torch.set_num_threads(1)
-    ce = dict(input_format="logits", class_weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0)
-    bce = dict(input_format="logits", sample_weight=None, pos_weight=None, ignore_index=None, label_smoothing=0.0)
+    ce, bce = MulticlassOptions(), MultilabelOptions()
     z, y = torch.randn(4, 1000), torch.randint(0, 1000, (4,))
-    softmax_ce_sums(z, y, **ce); bce_sums(z, (z > 0).float(), **bce)  # load the code paths
+    softmax_ce_sums(z, y, ce); bce_sums(z, (z > 0).float(), bce)  # load the code paths
     z, y = torch.randn(65536, 1000), torch.randint(0, 1000, (65536,))  # 250 MiB of logits
-    out = {"ce": extra(lambda: softmax_ce_sums(z, y, **ce)), "control": extra(lambda: F.cross_entropy(z, y))}
+    out = {"ce": extra(lambda: softmax_ce_sums(z, y, ce)), "control": extra(lambda: F.cross_entropy(z, y))}
     del z, y
     z = torch.randn(262144, 100)
     labels = (z > 0.5).float()
-    out["bce"] = extra(lambda: bce_sums(z, labels, **bce))
+    out["bce"] = extra(lambda: bce_sums(z, labels, bce))
     print(json.dumps(out))
     """
 )

@@ -1,8 +1,9 @@
 """Pure cross-entropy math: tensors in, float64 results out.
 
-Each task follows the same steps: argument validation, tensor validation, ``_update`` returning a
-``(3, K)`` float64 tensor of sums (see :mod:`xent_metrics.functional._sums`), and a compute from
-those sums. The Metric classes reuse the same steps, so results are exact whatever the batch split.
+Each task follows the same steps: its options checked once into one frozen object
+(:mod:`xent_metrics.functional._options`), tensor validation, a kernel returning a ``(3, K)`` float64
+tensor of sums (see :mod:`xent_metrics.functional._sums`), and a compute from those sums.
+The Metric classes reuse the same steps, so results are exact whatever the batch split.
 """
 
 from xent_metrics.functional.binary import binary_cross_entropy, binary_normalized_entropy

@@ -26,7 +26,16 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._chunks import Scratch, column_sums, compute_dtype, needs_grad, row_slices
+from xent_metrics.functional._chunks import (
+    Scratch,
+    column_sums,
+    compute_dtype,
+    labels_last,
+    needs_grad,
+    position_weight,
+    row_slices,
+)
+from xent_metrics.functional._options import BinaryOptions, MultilabelOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 _LOG_HALF = -math.log(2.0)
@@ -58,19 +67,6 @@ def _mix(neg_log_p: Tensor, neg_log_q: Tensor, y: Tensor, *, finite: bool) -> Te
     if finite:
         return neg_log_p * y + neg_log_q * (1 - y)
     return torch.where(y != 0, neg_log_p * y, 0) + torch.where(y != 1, neg_log_q * (1 - y), 0)
-
-
-def labels_last(x: Tensor) -> Tensor:
-    """View ``(m, K, *rest)`` as ``(m * prod(rest), K)``: one row per position (copies only when ``rest``)."""
-    return x if x.ndim == 2 else x.movedim(1, -1).reshape(-1, x.shape[1])
-
-
-def position_weight(sample_weight: Tensor, shape: torch.Size) -> Tensor:
-    """Broadcast a ``(m,)`` or ``(m, *rest)`` weight over ``(m, C, *rest)`` and flatten to ``(m * prod(rest),)``."""
-    rest = shape[2:]
-    if sample_weight.ndim == 1 and rest:
-        sample_weight = sample_weight.reshape(-1, *([1] * len(rest))).expand(shape[0], *rest)
-    return sample_weight.reshape(-1)
 
 
 def _fast_loss(z: Tensor, y: Tensor, input_format: str, eps: float, scratch: Scratch) -> Tensor:
@@ -139,23 +135,24 @@ def _targets(y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch
 def bce_sums(
     preds: Tensor,
     target: Tensor,
+    options: BinaryOptions | MultilabelOptions,
+    sample_weight: Tensor | None = None,
     *,
-    input_format: str,
-    sample_weight: Tensor | None,
-    pos_weight: Tensor | None,
-    ignore_index: int | None,
-    label_smoothing: float,
     chunk_elements: int | None = None,
 ) -> Tensor:
-    """Return the ``(3, K)`` float64 sums for ``(M, K, *rest)`` ``preds`` and ``target``.
+    """Return the ``(3, K)`` float64 sums for ``(M, K, *rest)`` ``preds`` and ``target`` of a validated batch.
 
+    ``options`` gives the input format, ``pos_weight``, ``ignore_index`` and label smoothing.
     ``sample_weight`` is ``(M,)`` or ``(M, *rest)``: one weight per sample or per position, shared
     by the ``K`` labels there. ``chunk_elements`` overrides the row block size.
     """
+    input_format, ignore_index, smoothing = options.input_format, options.ignore_index, options.label_smoothing
     sums = new_sums(preds.shape[1], preds.device)
     dtype = compute_dtype(preds.dtype)
     eps = torch.finfo(preds.dtype).eps
-    pos = None if pos_weight is None else pos_weight.to(torch.float64)  # as given: 0.3 is not rounded to float32
+    pos = None  # as given: 0.3 is not rounded to float32
+    if options.pos_weight is not None:
+        pos = torch.as_tensor(options.pos_weight, dtype=torch.float64, device=preds.device)
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
     # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
     fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
@@ -165,7 +162,7 @@ def bce_sums(
     scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)
     for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
         z = labels_last(preds[rows]).to(dtype)
-        y, keep = _targets(labels_last(target[rows]), ignore_index, label_smoothing, dtype)
+        y, keep = _targets(labels_last(target[rows]), ignore_index, smoothing, dtype)
         w = None
         if sample_weight is not None:
             w = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)

@@ -1,4 +1,4 @@
-"""Row chunking, scratch buffers and float64 column sums shared by the cross-entropy kernels.
+"""Row chunking, block layout, scratch buffers and float64 column sums shared by the cross-entropy kernels.
 
 Every kernel walks ``preds`` in row blocks of about :data:`CHUNK_ELEMENTS` elements and writes its
 elementwise work into scratch buffers of that size, allocated once per call and reused by every
@@ -57,6 +57,19 @@ def row_slices(num_rows: int, row_numel: int, chunk_elements: int | None = None)
     step = chunk_rows(row_numel, chunk_elements)
     for start in range(0, num_rows, step):
         yield slice(start, min(start + step, num_rows))
+
+
+def labels_last(x: Tensor) -> Tensor:
+    """View ``(m, K, *rest)`` as ``(m * prod(rest), K)``: one row per position (copies only when ``rest``)."""
+    return x if x.ndim == 2 else x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def position_weight(sample_weight: Tensor, shape: torch.Size) -> Tensor:
+    """Broadcast a ``(m,)`` or ``(m, *rest)`` weight over ``(m, C, *rest)`` and flatten to ``(m * prod(rest),)``."""
+    rest = shape[2:]
+    if sample_weight.ndim == 1 and rest:
+        sample_weight = sample_weight.reshape(-1, *([1] * len(rest))).expand(shape[0], *rest)
+    return sample_weight.reshape(-1)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

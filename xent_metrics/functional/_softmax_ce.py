@@ -7,25 +7,33 @@ on confident rows), before one ``index_add_`` into the ``(3, C)`` sums. The kern
 every row length, block and batch, so a row's digits never depend on the split; under autograd the
 same kernels run out of place and give the same digits. A small batch of class indices with unit
 weights (the per-step case) skips the block machinery: the same per-row kernel, then two
-``bincount`` calls for the per-class loss sums and counts (:func:`_small_plain_sums`).
+``bincount`` calls for the per-class loss sums and counts (:func:`_plain_sums`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._bce import labels_last, position_weight
-from xent_metrics.functional._chunks import Scratch, chunk_rows, compute_dtype, needs_grad, row_slices
+from xent_metrics.functional._chunks import (
+    Scratch,
+    chunk_rows,
+    compute_dtype,
+    labels_last,
+    needs_grad,
+    position_weight,
+    row_slices,
+)
 from xent_metrics.functional._nll import nll_from_logits
+from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 #: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
-#: per-step path (:func:`_small_plain_sums`): its temporaries (a padded copy, the log-probabilities)
+#: per-step path (:func:`_plain_sums`): its temporaries (a padded copy, the log-probabilities)
 #: stay within the block's memory bound.
 _SMALL = 4
 
@@ -55,13 +63,11 @@ def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, scr
     return picked.double().neg_()
 
 
-def _smoothing_term(
-    z: Tensor, class_weight: Tensor | None, input_format: str, eps: float, buf: Tensor | None
-) -> Tensor:
+def _smoothing_term(z: Tensor, options: MulticlassOptions, eps: float, buf: Tensor | None) -> Tensor:
     """Float64 ``sum_c weight_c log p_c`` per row (the label-smoothing part of the loss)."""
-    log_p = log_probs_of(z, input_format, eps, out=buf)
-    if class_weight is not None:  # keeps 0 * -inf = nan visible for log-probabilities, as the plain sum keeps -inf
-        weight = class_weight.to(log_p.dtype)
+    log_p = log_probs_of(z, options.input_format, eps, out=buf)
+    if options.weight is not None:  # keeps 0 * -inf = nan visible for log-probabilities, as the plain sum keeps -inf
+        weight = options.weight.to(log_p.dtype)
         log_p = log_p * weight if buf is None else torch.mul(log_p, weight, out=buf)  # never into preds
     return log_p.sum(1, dtype=torch.float64)  # float64: the same digits whatever the block's row count
 
@@ -79,32 +85,35 @@ def _accumulate(sums: Tensor, t: Tensor, loss: Tensor, w_t: Tensor | None, mass:
     sums.index_add_(1, t, rows)
 
 
-def _hard_chunk(
+def _drop_ignored(t: Tensor, w: Tensor | None, ignore_index: int | None) -> tuple[Tensor, Tensor | None]:
+    """Point ignored targets at class 0 with weight 0 (so the kernel reads a valid index); the rest as they are."""
+    if ignore_index is None:
+        return t, w
+    keep = t != ignore_index
+    return t.masked_fill(~keep, 0), keep.to(torch.float64) if w is None else w * keep
+
+
+def _add_hard_block(
     sums: Tensor,
+    nll: Tensor,
     z: Tensor,
     t: Tensor,
     w: Tensor | None,
-    class_weight: Tensor | None,
-    opts: tuple,
+    options: MulticlassOptions,
+    eps: float,
     scratch: Scratch | None,
-    kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> None:
-    """Add one block of hard (class index) targets into ``sums``; ``w`` holds the position weights.
+    """Add one block of scores ``z`` with hard (class index) targets ``t`` into ``sums``.
 
-    ``kernel(z, t)``, when given, returns the float64 ``-log p[i, t_i]`` of the block (the fused path).
+    ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets).
     """
-    input_format, ignore_index, smoothing, eps = opts
-    if ignore_index is not None:
-        keep = t != ignore_index
-        t = t.masked_fill(~keep, 0)
-        w = keep.to(torch.float64) if w is None else w * keep
-    nll = target_nll(z, t, input_format, eps, scratch) if kernel is None else kernel(z, t)
+    class_weight = None if options.weight is None else options.weight.to(torch.float64)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
     loss = nll if w_t is None else nll * w_t
-    mass = w
+    mass, smoothing = w, options.label_smoothing
     if smoothing:
         buf = None if scratch is None else scratch.take(0, z.shape[0])
-        smooth = _smoothing_term(z, class_weight, input_format, eps, buf)
+        smooth = _smoothing_term(z, options, eps, buf)
         share = smoothing / z.shape[1]
         loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
         mass = (torch.ones_like(loss) if w is None else w) * (1 - smoothing)
@@ -114,28 +123,27 @@ def _hard_chunk(
     _accumulate(sums, t, loss, w_t, mass)
 
 
-def _soft_chunk(
-    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, class_weight: Tensor | None, opts: tuple, buf: Tensor | None
+def _add_soft_block(
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: MulticlassOptions, eps: float, buf: Tensor | None
 ) -> None:
-    """Add one block of soft (probability) targets into ``sums``.
+    """Add one block of scores ``z`` with soft (probability) targets ``y`` and position weights ``w`` into ``sums``.
 
     ``LOSS`` gets ``s_i w_c y_ic (-log p_ic)`` per class; ``WEIGHT`` gets each row's sample weight
     ``s_i`` split over the classes in proportion to its (smoothed) targets, equally for a row of
     zeros, so the weights add up to ``sum_i s_i``: torch's denominator, whatever the rows sum to;
     ``TARGET`` gets the target mass ``s_i y_ic``. Logits use :func:`log_softmax64`, exact on confident rows.
     """
-    input_format, _, smoothing, eps = opts
-    y = y.to(torch.float64)
+    y, smoothing = y.to(torch.float64), options.label_smoothing
     if smoothing:
         y = y * (1 - smoothing) + smoothing / z.shape[1]
     mass = y if w is None else y * w[:, None]
-    if input_format == "logits":
+    if options.input_format == "logits":
         log_p = log_softmax64(z)
     else:
-        log_p = log_probs_of(z, input_format, eps, out=buf)
-    loss = torch.where(mass != 0, mass * log_p, 0) if input_format == "log_probs" else mass * log_p
+        log_p = log_probs_of(z, options.input_format, eps, out=buf)
+    loss = torch.where(mass != 0, mass * log_p, 0) if options.input_format == "log_probs" else mass * log_p
     loss = -loss.sum(0)
-    sums[LOSS] += loss if class_weight is None else loss * class_weight
+    sums[LOSS] += loss if options.weight is None else loss * options.weight.to(torch.float64)
     row = y.sum(1, keepdim=True)
     share = torch.where(row > 0, y / row, 1 / z.shape[1])
     sums[WEIGHT] += (share if w is None else share * w[:, None]).sum(0)
@@ -155,48 +163,56 @@ def log_softmax64(z: Tensor) -> Tensor:
     return shifted - rest.log1p()
 
 
-def _block(
-    sums: Tensor,
-    preds: Tensor,
-    target: Tensor,
-    sample_weight: Tensor | None,
-    class_weight: Tensor | None,
-    opts: tuple,
-    rows: slice,
-    scratch: Scratch | None,
-    kernel: Callable[[Tensor, Tensor], Tensor] | None = None,
-) -> None:
-    """Add the sums of rows ``rows`` of ``preds``: one block, in the compute dtype, positions as rows."""
+def _block_inputs(
+    preds: Tensor, target: Tensor, sample_weight: Tensor | None, rows: slice
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Rows ``rows`` as ``(z, y, w)``: scores in the compute dtype, positions as rows, targets and position weights.
+
+    Class indices come flat and int64; soft targets ``(m, C)`` as the scores.
+    """
     whole = rows.start == 0 and rows.stop == preds.shape[0]  # one block: no slicing (per-step cost)
     block, dtype = preds if whole else preds[rows], compute_dtype(preds.dtype)
     z = labels_last(block) if block.dtype == dtype else labels_last(block).to(dtype)
     w = None if sample_weight is None else position_weight(sample_weight[rows], block.shape).double()
+    y = target if whole else target[rows]
     if target.shape == preds.shape:
-        buf = None if scratch is None else scratch.take(0, z.shape[0])
-        _soft_chunk(sums, z, labels_last(target[rows]), w, class_weight, opts, buf)
-        return
-    t = target if whole else target[rows]
-    t = t if t.ndim == 1 else t.reshape(-1)
-    _hard_chunk(sums, z, t if t.dtype == torch.int64 else t.long(), w, class_weight, opts, scratch, kernel)
+        return z, labels_last(y), w
+    y = y if y.ndim == 1 else y.reshape(-1)
+    return z, y if y.dtype == torch.int64 else y.long(), w
 
 
-def _fused_blocks(
-    sums: Tensor,
-    preds: Tensor,
-    target: Tensor,
-    sample_weight: Tensor | None,
-    class_weight: Tensor | None,
-    opts: tuple,
-    chunk_elements: int | None,
-) -> int:
-    """Add the full fused-size blocks of ``preds`` into ``sums``; return the rows done (0 without a kernel)."""
-    from xent_metrics.functional._fused import fused_nll_kernel, fused_step
+Kernel = Callable[[Tensor, Tensor], Tensor]
 
-    kernel, step = fused_nll_kernel(), fused_step(preds[:1].numel(), chunk_elements)
-    done = 0 if kernel is None else preds.shape[0] - preds.shape[0] % step
-    for start in range(0, done, step):
-        _block(sums, preds, target, sample_weight, class_weight, opts, slice(start, start + step), None, kernel)
-    return done
+
+def _block_plan(
+    preds: Tensor, soft: bool, options: MulticlassOptions, chunk_elements: int | None
+) -> Iterator[tuple[slice, Kernel | None, Scratch | None]]:
+    """The blocks of an update: ``(rows, kernel, scratch)``, ``kernel`` the fused one or ``None`` (eager).
+
+    With ``options.fused`` (logits, class indices, no smoothing, no autograd) the full fused-size
+    blocks come first, then the ragged tail with the eager block size; the eager blocks share one
+    scratch buffer (none under autograd).
+    """
+    done = 0
+    fusable = options.fused and not soft and not options.label_smoothing and options.input_format == "logits"
+    if fusable and not needs_grad(preds):
+        from xent_metrics.functional._fused import fused_nll_kernel, fused_step
+
+        kernel, step = fused_nll_kernel(), fused_step(preds[:1].numel(), chunk_elements)
+        done = 0 if kernel is None else preds.shape[0] - preds.shape[0] % step
+        yield from ((slice(start, start + step), kernel, None) for start in range(0, done, step))
+        chunk_elements = None if done else chunk_elements  # the ragged tail runs eagerly with the default block
+    rows, row_numel = preds.shape[0] - done, math.prod(preds.shape[1:])
+    chunk_elements = _chunks.default_chunk(preds.device, chunk_elements)
+    if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
+        chunk_elements = max(1, chunk_elements // 4)
+    elif options.input_format != "logits" and not options.label_smoothing:  # a gather per row: row-sized temporaries
+        chunk_elements = max(1, chunk_elements * preds.shape[1] // 8)
+    step = min(chunk_rows(row_numel, chunk_elements), rows)
+    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll.exp_terms
+    scratch = None if needs_grad(preds) else Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
+    for part in row_slices(rows, row_numel, chunk_elements):
+        yield slice(part.start + done, part.stop + done), None, scratch
 
 
 def class_counts(t: Tensor, classes: int) -> Tensor:
@@ -209,25 +225,21 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
 
-def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str, per_class: bool = True) -> Tensor:
-    """Sums of a batch that fits one block, with class-index targets and unit weights: the per-step path.
+def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: bool) -> Tensor:
+    """Sums of a batch with class-index targets ``t`` and unit weights from its per-row losses: the per-step path.
 
-    The rows go through the block path's per-row kernel (:func:`target_nll`, allocating instead of
+    The rows went through the block path's per-row kernel (:func:`target_nll`, allocating instead of
     borrowing a scratch buffer, which gives the same digits), so a row's value is the one it gets in
     any other batch; per-class loss sums and counts are two ``bincount`` calls (the loss one adds rows
     in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under autograd
-    ``index_add_`` carries the gradient instead.
+    (``grad``) ``index_add_`` carries the gradient instead.
     """
-    dtype, classes = compute_dtype(preds.dtype), preds.shape[1]
-    z = preds if preds.dtype == dtype else preds.to(dtype)
-    t = target if target.dtype == torch.int64 else target.long()
-    nll = target_nll(z, t, input_format, torch.finfo(preds.dtype).eps)
     if not per_class:  # (3, 1) totals: one sum and the count
-        count = torch.full((), t.shape[0], dtype=torch.float64, device=preds.device)
+        count = torch.full((), t.shape[0], dtype=torch.float64, device=t.device)
         return torch.stack([nll.sum(), count, count])[:, None]
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if needs_grad(preds) or preds.device.type != "cpu":
-        loss = torch.zeros(classes, dtype=torch.float64, device=preds.device).index_add_(0, t, nll)
+    if grad or t.device.type != "cpu":
+        loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
     return torch.stack([loss, counts, counts])
@@ -236,52 +248,43 @@ def _small_plain_sums(preds: Tensor, target: Tensor, input_format: str, per_clas
 def softmax_ce_sums(
     preds: Tensor,
     target: Tensor,
+    options: MulticlassOptions,
+    sample_weight: Tensor | None = None,
     *,
-    input_format: str,
-    class_weight: Tensor | None,
-    sample_weight: Tensor | None,
-    ignore_index: int | None,
-    label_smoothing: float,
     chunk_elements: int | None = None,
-    fused: bool = False,
     per_class: bool = True,
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
 
-    ``per_class=False`` returns their ``(3, 1)`` totals (a micro mean needs no more): a small plain
-    batch then skips the per-class ``bincount`` calls.
+    ``options`` gives the input format, class ``weight``, ``ignore_index``, label smoothing and
+    ``fused`` of a validated batch. ``per_class=False`` returns their ``(3, 1)`` totals (a micro mean
+    needs no more): a small plain batch then skips the per-class ``bincount`` calls.
 
     Hard targets put each sample's loss and weight ``sample_weight * weight[target]`` on its true
     class; soft targets spread them by target mass (torch's rule: the mean is over
     ``sum(sample_weight)``, class weights scale the numerator only). ``chunk_elements`` overrides
-    the row block size; ``fused=True`` runs the full blocks of logits with class-index targets
+    the row block size; ``options.fused`` runs the full blocks of logits with class-index targets
     through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
     """
-    plain = sample_weight is None and class_weight is None and ignore_index is None and not label_smoothing
-    if plain and not fused and preds.ndim == 2 and target.shape != preds.shape:
-        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:
-            return _small_plain_sums(preds, target, input_format, per_class)
+    plain = sample_weight is None and options.weight is None and options.ignore_index is None
+    plain, soft = plain and not options.label_smoothing, target.shape == preds.shape
+    eps = torch.finfo(preds.dtype).eps
+    if plain and not options.fused and preds.ndim == 2 and not soft:
+        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:  # one small block
+            z = preds if preds.dtype == compute_dtype(preds.dtype) else preds.to(compute_dtype(preds.dtype))
+            t = target if target.dtype == torch.int64 else target.long()
+            nll = target_nll(z, t, options.input_format, eps)
+            return _plain_sums(nll, t, preds.shape[1], per_class, needs_grad(preds))
     sums = new_sums(preds.shape[1], preds.device)
-    cw = None if class_weight is None else class_weight.to(torch.float64)
-    opts = (input_format, ignore_index, label_smoothing, torch.finfo(preds.dtype).eps)
-    row_numel, soft = math.prod(preds.shape[1:]), target.shape == preds.shape
     if plain and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
         sums[WEIGHT:].add_(class_counts(flat, preds.shape[1]))  # unit weights: counts
-    if fused and not soft and not label_smoothing and input_format == "logits" and not needs_grad(preds):
-        done = _fused_blocks(sums, preds, target, sample_weight, cw, opts, chunk_elements)
-        if done:  # the ragged tail runs eagerly with the default block
-            preds, target, chunk_elements = preds[done:], target[done:], None
-            sample_weight = None if sample_weight is None else sample_weight[done:]
-    chunk_elements = _chunks.default_chunk(preds.device, chunk_elements)
-    if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
-        chunk_elements = max(1, chunk_elements // 4)
-    elif input_format != "logits" and not label_smoothing:  # a gather per row: row-sized temporaries only
-        chunk_elements = max(1, chunk_elements * preds.shape[1] // 8)
-    step = min(chunk_rows(row_numel, chunk_elements), preds.shape[0])
-    grad = needs_grad(preds)
-    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll.exp_terms
-    scratch = Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
-    for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
-        _block(sums, preds, target, sample_weight, cw, opts, rows, None if grad else scratch)
+    for rows, kernel, scratch in _block_plan(preds, soft, options, chunk_elements):
+        z, y, w = _block_inputs(preds, target, sample_weight, rows)
+        if soft:
+            _add_soft_block(sums, z, y, w, options, eps, None if scratch is None else scratch.take(0, z.shape[0]))
+            continue
+        t, w = _drop_ignored(y, w, options.ignore_index)
+        nll = target_nll(z, t, options.input_format, eps, scratch) if kernel is None else kernel(z, t)
+        _add_hard_block(sums, nll, z, t, w, options, eps, scratch)
     return sums if per_class else sums.sum(1, keepdim=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._options import BinaryOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
     _check_class_weight,
-    _check_common_args,
     _check_device,
     _check_float_preds,
     _check_ignore_index_fits,
@@ -18,10 +20,6 @@ from xent_metrics.functional._validation import (
     _check_sample_weight,
     _check_tensor,
 )
-
-
-def _binary_arg_validation(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
-    _check_common_args(input_format, ignore_index, label_smoothing)
 
 
 def _check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:
@@ -37,15 +35,14 @@ def _check_binary_target_values(target: Tensor, ignore_index: int | None, name: 
 
 
 def _binary_tensor_validation(
-    preds: object,
-    target: object,
-    sample_weight: object,
-    *,
-    input_format: str,
-    ignore_index: int | None,
-    validate_args: bool,
+    preds: object, target: object, sample_weight: object, options: BinaryOptions
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Check types and shapes (always) and values (when ``validate_args``)."""
+    """Check types and shapes (always) and values (with ``options.validate_args``).
+
+    Return the batch as one label: ``(N, 1, ...)`` scores and targets, the sample weight as ``(N,)``
+    or ``(N, ...)`` (a scalar batch is one sample).
+    """
+    validate_args, ignore_index = options.validate_args, options.ignore_index
     preds = _check_float_preds(preds, not validate_args)
     target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
@@ -58,61 +55,11 @@ def _binary_tensor_validation(
     shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
     weight = _check_sample_weight(sample_weight, shapes, preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, input_format)
+        _check_preds_values(preds, options.input_format)
         _check_binary_target_values(target, ignore_index)
-    return preds, target, weight
-
-
-def _binary_update(
-    preds: Tensor,
-    target: Tensor,
-    *,
-    input_format: str = "logits",
-    pos_weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """Return the ``(3, 1)`` float64 sums (loss, weight, positive mass) of a validated batch."""
-    as_labels = preds.reshape(1, 1) if preds.ndim == 0 else preds.unsqueeze(1)
-    sums = bce_sums(
-        as_labels,
-        target.reshape(as_labels.shape),
-        input_format=input_format,
-        sample_weight=sample_weight.reshape(1) if sample_weight is not None and preds.ndim == 0 else sample_weight,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-    )
-    return sums
-
-
-def _binary_sums(
-    preds: object,
-    target: object,
-    *,
-    input_format: str,
-    pos_weight: Tensor | float | None,
-    sample_weight: Tensor | None,
-    ignore_index: int | None,
-    label_smoothing: float,
-    validate_args: bool,
-) -> Tensor:
-    _binary_arg_validation(input_format, ignore_index, label_smoothing)
-    preds, target, weight = _binary_tensor_validation(
-        preds, target, sample_weight, input_format=input_format, ignore_index=ignore_index, validate_args=validate_args
-    )
-    pos = _binary_pos_weight(pos_weight, preds, validate_args)
-    sums = _binary_update(
-        preds,
-        target,
-        input_format=input_format,
-        pos_weight=pos,
-        sample_weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-    )
-    return sums
+    if preds.ndim == 0:
+        return preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1)
+    return preds.unsqueeze(1), target.unsqueeze(1), weight
 
 
 def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validate_args: bool) -> Tensor | None:
@@ -125,6 +72,20 @@ def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validat
     if pos.numel() != 1:
         raise ValueError(f"`pos_weight` for the binary task must be a scalar, got shape {tuple(pos.shape)}.")
     return _check_class_weight("pos_weight", pos.reshape(1), 1, preds, validate_args)
+
+
+def _binary_sums(preds: object, target: object, sample_weight: object, options: BinaryOptions) -> Tensor:
+    """Validate a batch (its ``pos_weight`` too) and return its ``(3, 1)`` float64 sums."""
+    preds, target, sample = _binary_tensor_validation(preds, target, sample_weight, options)
+    if options.pos_weight is not None:
+        pos = _binary_pos_weight(options.pos_weight, preds, options.validate_args)
+        options = dataclasses.replace(options, pos_weight=pos)
+    return bce_sums(preds, target, options, sample)
+
+
+def _binary_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
+    """The ``(3, 1)`` sums of a validated ``(N,)`` batch with no other option: the step ``scoring._loss`` calls."""
+    return bce_sums(preds.unsqueeze(1), target.unsqueeze(1), BinaryOptions(input_format=input_format), sample_weight)
 
 
 def binary_cross_entropy(
@@ -202,17 +163,8 @@ def binary_cross_entropy(
     >>> binary_cross_entropy(torch.tensor([-200.0]), torch.tensor([1]))
     tensor(200., dtype=torch.float64)
     """
-    sums = _binary_sums(
-        preds,
-        target,
-        input_format=input_format,
-        pos_weight=pos_weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        validate_args=validate_args,
-    )
-    return cross_entropy_from_sums(sums, "micro", warn=validate_args)
+    options = BinaryOptions(input_format, pos_weight, ignore_index, label_smoothing, bool(validate_args))
+    return cross_entropy_from_sums(_binary_sums(preds, target, sample_weight, options), "micro", warn=validate_args)
 
 
 def binary_normalized_entropy(
@@ -248,14 +200,6 @@ def binary_normalized_entropy(
     >>> binary_normalized_entropy(torch.tensor([0.5, 0.5]), torch.tensor([1, 0]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    sums = _binary_sums(
-        preds,
-        target,
-        input_format=input_format,
-        pos_weight=pos_weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        validate_args=validate_args,
-    )
+    options = BinaryOptions(input_format, pos_weight, ignore_index, label_smoothing, bool(validate_args))
+    sums = _binary_sums(preds, target, sample_weight, options)
     return normalized_entropy_from_sums(sums, "micro", warn=validate_args)

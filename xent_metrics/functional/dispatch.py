@@ -14,6 +14,17 @@ from xent_metrics.functional.multilabel import multilabel_cross_entropy, multila
 
 Task = Literal["binary", "multiclass", "multilabel"]
 
+_CROSS_ENTROPY: dict[str, Callable[..., Tensor]] = {
+    "binary": binary_cross_entropy,
+    "multiclass": multiclass_cross_entropy,
+    "multilabel": multilabel_cross_entropy,
+}
+_NORMALIZED_ENTROPY: dict[str, Callable[..., Tensor]] = {
+    "binary": binary_normalized_entropy,
+    "multiclass": multiclass_normalized_entropy,
+    "multilabel": multilabel_normalized_entropy,
+}
+
 
 def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) -> Tensor:
     """Cross-entropy for ``task``: dispatch to the binary, multiclass or multilabel function.
@@ -47,12 +58,7 @@ def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) 
     tensor(0.2310, dtype=torch.float64)
     """
     _check_choice("task", task, TASKS)
-    fn: dict[str, Callable[..., Tensor]] = {
-        "binary": binary_cross_entropy,
-        "multiclass": multiclass_cross_entropy,
-        "multilabel": multilabel_cross_entropy,
-    }
-    return fn[task](preds, target, **options)
+    return _CROSS_ENTROPY[task](preds, target, **options)
 
 
 def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) -> Tensor:
@@ -71,9 +77,4 @@ def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: 
     tensor(1., dtype=torch.float64)
     """
     _check_choice("task", task, TASKS)
-    fn: dict[str, Callable[..., Tensor]] = {
-        "binary": binary_normalized_entropy,
-        "multiclass": multiclass_normalized_entropy,
-        "multilabel": multilabel_normalized_entropy,
-    }
-    return fn[task](preds, target, **options)
+    return _NORMALIZED_ENTROPY[task](preds, target, **options)

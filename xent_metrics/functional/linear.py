@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,17 +18,13 @@ from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import needs_grad
+from xent_metrics.functional._options import LinearOptions, MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, new_sums
 from xent_metrics.functional._validation import (
-    AVERAGES,
-    _check_choice,
     _check_class_weight,
-    _check_common_args,
-    _check_count,
     _check_device,
     _check_finite,
-    _check_flag,
     _check_ignore_index_fits,
     _check_sample_weight,
     _check_tensor,
@@ -46,36 +41,6 @@ BLOCK_BYTES = 8 << 20
 KERNEL_CHUNK_ELEMENTS = 1 << 20
 
 
-@dataclass(frozen=True)
-class LinearOptions:
-    """The validated options of :func:`linear_cross_entropy`, handed down whole."""
-
-    weight: Tensor | None = None
-    ignore_index: int | None = None
-    label_smoothing: float = 0.0
-    validate_args: bool = True
-    block_size: int | None = None
-
-
-def head_options(
-    linear_weight: object,
-    input_format: str,
-    weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    validate_args: bool = True,
-) -> LinearOptions:
-    """The options of a metric's hidden-state update (a metric's options are checked at its construction)."""
-    if linear_weight is None:
-        raise ValueError("`linear_bias` was given without `linear_weight`; pass the head's weight too.")
-    if input_format != "logits":
-        raise ValueError(
-            f"`linear_weight` turns `preds` (hidden states) into logits, but this metric reads "
-            f"input_format={input_format!r}; construct it with input_format='logits'."
-        )
-    return LinearOptions(weight, ignore_index, label_smoothing, validate_args)
-
-
 def block_rows(num_classes: int, itemsize: int, block_size: int | None = None) -> int:
     """Tokens per block: ``block_size`` when given, else as many as fit :data:`BLOCK_BYTES` of logits (>= 1).
 
@@ -86,14 +51,6 @@ def block_rows(num_classes: int, itemsize: int, block_size: int | None = None) -
         return block_size
     rows, kernel = max(1, BLOCK_BYTES // (num_classes * itemsize)), max(1, KERNEL_CHUNK_ELEMENTS // num_classes)
     return rows // kernel * kernel if rows >= kernel else rows
-
-
-def _linear_arg_validation(
-    ignore_index: int | None, label_smoothing: float, validate_args: bool, block_size: object
-) -> None:
-    _check_common_args("logits", ignore_index, label_smoothing)
-    _check_flag("validate_args", validate_args)
-    _check_count("block_size", block_size)  # type: ignore[arg-type]
 
 
 def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
@@ -132,10 +89,10 @@ def _linear_tensor_validation(
     target: object,
     linear_bias: object,
     sample_weight: object,
-    options: LinearOptions,
-    num_classes: int | None = None,
+    options: MulticlassOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Check every tensor; return ``hidden``, ``linear_weight``, ``target`` as ``(N,)``, bias, weights as ``(N,)``."""
+    """Check every tensor but the class weight; return them, ``target`` and the weights flat as ``(N,)``."""
+    num_classes = options.num_classes
     hidden, target = _check_hidden(hidden, target, options.validate_args)
     d = hidden.shape[-1]
     weight = _check_operand("linear_weight", linear_weight, hidden)
@@ -207,15 +164,19 @@ def _kept_rows(target: Tensor, ignore_index: int | None, compact: bool) -> Tenso
     return None if bool(keep.all()) else keep.nonzero().squeeze(1)
 
 
-def _linear_update(
+def linear_sums(
     hidden: Tensor,
     linear_weight: Tensor,
     target: Tensor,
     linear_bias: Tensor | None,
     sample_weight: Tensor | None,
-    options: LinearOptions,
+    options: MulticlassOptions,
+    block_size: int | None = None,
 ) -> Tensor:
-    """Return the ``(3, V)`` float64 sums of ``(..., d)`` hidden states and ``(N,)`` targets, block by block."""
+    """Return the ``(3, V)`` float64 sums of validated ``(..., d)`` hidden states and ``(N,)`` targets, block by block.
+
+    The step :func:`linear_cross_entropy` and the metrics' hidden-state ``update`` share.
+    """
     classes = linear_weight.shape[0]
     sums = new_sums(classes, hidden.device)
     compact = hidden.device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
@@ -224,41 +185,21 @@ def _linear_update(
     if not count:
         return sums
     cpu = hidden.device.type == "cpu"
-    if cpu or options.block_size is not None:
-        step = min(count, block_rows(classes, hidden.element_size(), options.block_size))
+    if cpu or block_size is not None:
+        step = min(count, block_rows(classes, hidden.element_size(), block_size))
     else:  # off the CPU: blocks of the device's budget, so the number of launches does not grow with the tokens
         step = min(count, max(1, _chunks.default_chunk(hidden.device, None) // classes))
     grad = needs_grad(hidden, linear_weight, linear_bias)
     buffer = None if grad else hidden.new_empty(step, classes)
-    ignore = None if kept is not None or compact else options.ignore_index
+    ignore = None if kept is not None or compact else options.ignore_index  # else the kernel masks them
+    options = dataclasses.replace(options, ignore_index=ignore, fused=False)  # fused does not apply to projected blocks
     for start in range(0, count, step):
         rows = slice(start, start + step) if kept is None else kept[start : start + step]
         logits = _project(_token_rows(hidden, rows), linear_weight, linear_bias, buffer)
-        sums += softmax_ce_sums(
-            logits,
-            _take(target, rows),
-            input_format="logits",
-            class_weight=options.weight,
-            sample_weight=None if sample_weight is None else _take(sample_weight, rows),
-            ignore_index=ignore,
-            label_smoothing=options.label_smoothing,
-            chunk_elements=KERNEL_CHUNK_ELEMENTS if cpu else None,
-        )
+        weights = None if sample_weight is None else _take(sample_weight, rows)
+        chunk = KERNEL_CHUNK_ELEMENTS if cpu else None
+        sums += softmax_ce_sums(logits, _take(target, rows), options, weights, chunk_elements=chunk)
     return sums
-
-
-def linear_sums(
-    hidden: object,
-    linear_weight: object,
-    target: object,
-    linear_bias: object,
-    sample_weight: object,
-    options: LinearOptions,
-    num_classes: int | None = None,
-) -> Tensor:
-    """Validate the tensors and return their ``(3, V)`` float64 sums: the step the metrics share."""
-    checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options, num_classes)
-    return _linear_update(*checked[:5], options)
 
 
 def linear_cross_entropy(
@@ -352,13 +293,13 @@ def linear_cross_entropy(
     >>> linear_cross_entropy(hidden, head, torch.tensor([0, 3, -100]), ignore_index=-100)  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    _linear_arg_validation(ignore_index, label_smoothing, validate_args, block_size)
-    _check_choice("average", average, AVERAGES)
-    options = LinearOptions(None, ignore_index, float(label_smoothing), validate_args, block_size)
+    options = LinearOptions(
+        None, "logits", weight, ignore_index, label_smoothing, average, validate_args, False, block_size
+    )
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:
         if isinstance(weight, Tensor):
             _check_device("weight", weight, checked[0], "hidden")
-        cls = _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
-        options = dataclasses.replace(options, weight=cls)
-    return cross_entropy_from_sums(_linear_update(*checked, options), average, warn=validate_args)
+        _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
+    sums = linear_sums(*checked, options, block_size)
+    return cross_entropy_from_sums(sums, average, warn=validate_args)

@@ -5,16 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
-    AVERAGES,
-    _check_choice,
     _check_class_weight,
-    _check_common_args,
-    _check_count,
     _check_device,
-    _check_flag,
     _check_float_preds,
     _check_ignore_index_fits,
     _check_preds_values,
@@ -23,14 +19,6 @@ from xent_metrics.functional._validation import (
     _check_tensor,
     _warn_rows_not_normalized,
 )
-
-
-def _multiclass_arg_validation(
-    num_classes: int | None, input_format: str, ignore_index: int | None, label_smoothing: float, average: str
-) -> None:
-    _check_count("num_classes", num_classes)
-    _check_common_args(input_format, ignore_index, label_smoothing)
-    _check_choice("average", average, AVERAGES)
 
 
 def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
@@ -77,34 +65,31 @@ def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> 
 
 
 def _multiclass_tensor_validation(
-    preds: object,
-    target: object,
-    sample_weight: object,
-    weight: object,
-    *,
-    num_classes: int | None,
-    input_format: str,
-    ignore_index: int | None,
-    validate_args: bool,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
+    preds: object, target: object, sample_weight: object, options: MulticlassOptions, weight: object
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Check types and shapes (always) and values (with ``options.validate_args``); return the checked tensors.
+
+    ``weight`` is the class weight to check against the batch: ``options.weight`` for a function,
+    ``None`` for a Metric (which checked its own at construction).
+    """
+    validate_args, ignore_index = options.validate_args, options.ignore_index
     preds = _check_float_preds(preds, not validate_args)
     target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
     _check_ignore_index_fits(target, ignore_index)
-    soft = _check_shapes(preds, target, num_classes, ignore_index)
+    soft = _check_shapes(preds, target, options.num_classes, ignore_index)
     positions = preds.shape[:1] + preds.shape[2:]
     sample = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    cls = _check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
+    _check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, input_format)
+        _check_preds_values(preds, options.input_format)
         if soft:
             _check_probabilities("target", target, "probabilities")
         else:
             _check_class_indices(target, preds.shape[1], ignore_index)
-        if input_format == "probs":
+        if options.input_format == "probs":
             _warn_rows_not_normalized(preds)
-    return preds, target, sample, cls
+    return preds, target, sample
 
 
 def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
@@ -126,66 +111,15 @@ def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | N
         )
 
 
-def _multiclass_update(
-    preds: Tensor,
-    target: Tensor,
-    *,
-    input_format: str = "logits",
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    fused: bool = False,
-    per_class: bool = True,
-) -> Tensor:
-    """Return the ``(3, C)`` float64 sums (loss, weight, target mass per class) of a validated batch.
-
-    With ``per_class=False``, their ``(3, 1)`` totals.
-    """
-    return softmax_ce_sums(
-        preds,
-        target,
-        input_format=input_format,
-        class_weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        fused=fused,
-        per_class=per_class,
-    )
+def _multiclass_sums(preds: object, target: object, sample_weight: object, options: MulticlassOptions) -> Tensor:
+    """Validate a batch (its class weight too) and return its ``(3, C)`` float64 sums."""
+    preds, target, sample = _multiclass_tensor_validation(preds, target, sample_weight, options, options.weight)
+    return softmax_ce_sums(preds, target, options, sample)
 
 
-def _multiclass_sums(preds: object, target: object, options: dict) -> Tensor:
-    validate_args = options["validate_args"]
-    _multiclass_arg_validation(
-        options["num_classes"],
-        options["input_format"],
-        options["ignore_index"],
-        options["label_smoothing"],
-        options["average"],
-    )
-    _check_flag("fused", options["fused"])
-    preds, target, sample, cls = _multiclass_tensor_validation(
-        preds,
-        target,
-        options["sample_weight"],
-        options["weight"],
-        num_classes=options["num_classes"],
-        input_format=options["input_format"],
-        ignore_index=options["ignore_index"],
-        validate_args=validate_args,
-    )
-    sums = _multiclass_update(
-        preds,
-        target,
-        input_format=options["input_format"],
-        weight=cls,
-        sample_weight=sample,
-        ignore_index=options["ignore_index"],
-        label_smoothing=options["label_smoothing"],
-        fused=options["fused"],
-    )
-    return sums
+def _multiclass_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
+    """The ``(3, C)`` sums of a validated batch with no other option: the step ``scoring._loss`` calls."""
+    return softmax_ce_sums(preds, target, MulticlassOptions(input_format=input_format), sample_weight)
 
 
 def multiclass_cross_entropy(
@@ -290,8 +224,10 @@ def multiclass_cross_entropy(
     >>> multiclass_cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    sums = _multiclass_sums(preds, target, dict(locals()))
-    return cross_entropy_from_sums(sums, average, warn=validate_args)
+    options = MulticlassOptions(
+        num_classes, input_format, weight, ignore_index, label_smoothing, average, bool(validate_args), fused
+    )
+    return cross_entropy_from_sums(_multiclass_sums(preds, target, sample_weight, options), average, warn=validate_args)
 
 
 def multiclass_normalized_entropy(
@@ -330,5 +266,8 @@ def multiclass_normalized_entropy(
     >>> multiclass_normalized_entropy(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]))
     tensor(1., dtype=torch.float64)
     """
-    sums = _multiclass_sums(preds, target, dict(locals()))
-    return normalized_entropy_from_sums(sums, average, multiclass=True, warn=validate_args)
+    options = MulticlassOptions(
+        num_classes, input_format, weight, ignore_index, label_smoothing, average, bool(validate_args), fused
+    )
+    sums = _multiclass_sums(preds, target, sample_weight, options)
+    return multiclass_normalized_entropy_from_sums(sums, average, warn=validate_args)

@@ -5,13 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._options import MultilabelOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
-    AVERAGES,
-    _check_choice,
     _check_class_weight,
-    _check_common_args,
-    _check_count,
     _check_device,
     _check_float_preds,
     _check_ignore_index_fits,
@@ -22,26 +19,15 @@ from xent_metrics.functional._validation import (
 from xent_metrics.functional.binary import _check_binary_target_values
 
 
-def _multilabel_arg_validation(
-    num_labels: int | None, input_format: str, ignore_index: int | None, label_smoothing: float, average: str
-) -> None:
-    _check_count("num_labels", num_labels)
-    _check_common_args(input_format, ignore_index, label_smoothing)
-    _check_choice("average", average, AVERAGES)
-
-
 def _multilabel_tensor_validation(
-    preds: object,
-    target: object,
-    sample_weight: object,
-    pos_weight: object,
-    *,
-    num_labels: int | None,
-    input_format: str,
-    ignore_index: int | None,
-    validate_args: bool,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Check types and shapes (always) and values (when ``validate_args``); return the checked tensors."""
+    preds: object, target: object, sample_weight: object, options: MultilabelOptions, pos_weight: object
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Check types and shapes (always) and values (with ``options.validate_args``); return the checked tensors.
+
+    ``pos_weight`` is the one to check against the batch: ``options.pos_weight`` for a function,
+    ``None`` for a Metric (which checked its own at construction).
+    """
+    validate_args, ignore_index, num_labels = options.validate_args, options.ignore_index, options.num_labels
     preds = _check_float_preds(preds, not validate_args)
     target = _check_tensor("target", target, not validate_args)
     _check_device("target", target, preds)
@@ -63,64 +49,22 @@ def _multilabel_tensor_validation(
         )
     positions = preds.shape[:1] + preds.shape[2:]
     weight = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    pos = _check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
+    _check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, input_format)
+        _check_preds_values(preds, options.input_format)
         _check_binary_target_values(target, ignore_index)
-    return preds, target, weight, pos
+    return preds, target, weight
 
 
-def _multilabel_update(
-    preds: Tensor,
-    target: Tensor,
-    *,
-    input_format: str = "logits",
-    pos_weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """Return the ``(3, K)`` float64 sums (loss, weight, positive mass per label) of a validated batch."""
-    return bce_sums(
-        preds,
-        target,
-        input_format=input_format,
-        sample_weight=sample_weight,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-    )
+def _multilabel_sums(preds: object, target: object, sample_weight: object, options: MultilabelOptions) -> Tensor:
+    """Validate a batch (its ``pos_weight`` too) and return its ``(3, K)`` float64 sums."""
+    preds, target, sample = _multilabel_tensor_validation(preds, target, sample_weight, options, options.pos_weight)
+    return bce_sums(preds, target, options, sample)
 
 
-def _multilabel_sums(preds: object, target: object, options: dict) -> Tensor:
-    validate_args = options["validate_args"]
-    _multilabel_arg_validation(
-        options["num_labels"],
-        options["input_format"],
-        options["ignore_index"],
-        options["label_smoothing"],
-        options["average"],
-    )
-    preds, target, weight, pos = _multilabel_tensor_validation(
-        preds,
-        target,
-        options["sample_weight"],
-        options["pos_weight"],
-        num_labels=options["num_labels"],
-        input_format=options["input_format"],
-        ignore_index=options["ignore_index"],
-        validate_args=validate_args,
-    )
-    sums = _multilabel_update(
-        preds,
-        target,
-        input_format=options["input_format"],
-        pos_weight=pos,
-        sample_weight=weight,
-        ignore_index=options["ignore_index"],
-        label_smoothing=options["label_smoothing"],
-    )
-    return sums
+def _multilabel_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
+    """The ``(3, K)`` sums of a validated batch with no other option: the step ``scoring._loss`` calls."""
+    return bce_sums(preds, target, MultilabelOptions(input_format=input_format), sample_weight)
 
 
 def multilabel_cross_entropy(
@@ -204,7 +148,10 @@ def multilabel_cross_entropy(
     >>> multilabel_cross_entropy(logits, labels, average="none")
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
-    sums = _multilabel_sums(preds, target, dict(locals()))
+    options = MultilabelOptions(
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average, bool(validate_args)
+    )
+    sums = _multilabel_sums(preds, target, sample_weight, options)
     return cross_entropy_from_sums(sums, average, entries="labels", warn=validate_args)
 
 
@@ -245,5 +192,9 @@ def multilabel_normalized_entropy(
     >>> multilabel_normalized_entropy(probs, torch.tensor([[1, 0], [0, 1]]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    sums = _multilabel_sums(preds, target, dict(locals()))
-    return normalized_entropy_from_sums(sums, average, warn=validate_args)
+    options = MultilabelOptions(
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average, bool(validate_args)
+    )
+    return normalized_entropy_from_sums(
+        _multilabel_sums(preds, target, sample_weight, options), average, warn=validate_args
+    )

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 from torchmetrics import Metric
 
-from xent_metrics.functional.linear import head_options, linear_sums
 from xent_metrics.metrics import _plot, _state, _sync
 
 if TYPE_CHECKING:
@@ -123,56 +122,4 @@ class SumsMetric(Metric):
 
     def _value(self, sums: Tensor) -> Tensor:
         """The metric's value from ``(3, K)`` sums (the state's, or one batch's in ``forward``)."""
-        raise NotImplementedError
-
-
-class HeadSumsMetric(SumsMetric):
-    """A softmax ``SumsMetric`` whose ``update`` also takes the hidden states of a linear head.
-
-    A subclass defines ``_logit_increments(preds, target, sample_weight)`` for logits (or
-    probabilities); ``update(hidden, target, linear_weight=W, linear_bias=b)`` goes through
-    :func:`~xent_metrics.functional.linear.linear_sums` with the metric's own options instead.
-    """
-
-    def update(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> None:
-        """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
-
-        A batch that is refused changes nothing.
-        """
-        self.sums.add_(
-            self._increments(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
-        )
-
-    def _increments(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-    ) -> Tensor:
-        _state.check_device(self, preds)
-        if linear_weight is None and linear_bias is None:
-            return self._logit_increments(preds, target, sample_weight)
-        # class weights, smoothing and a class count where the metric has them (Perplexity has none)
-        weight, smoothing, classes = (
-            getattr(self, name, None) for name in ("weight", "label_smoothing", "num_classes")
-        )
-        options = head_options(
-            linear_weight, self.input_format, weight, self.ignore_index, smoothing or 0.0, self.validate_args
-        )
-        sums = linear_sums(preds, linear_weight, target, linear_bias, sample_weight, options, classes)
-        return sums if sums.shape[1] == self.sums.shape[1] else sums.sum(1, keepdim=True)  # a state of totals
-
-    def _logit_increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-        """Validate a batch of scores and return its sums in the state's layout; the state is not touched."""
         raise NotImplementedError

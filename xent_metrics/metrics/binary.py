@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._options import BinaryOptions, update_config
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional._validation import _check_flag
-from xent_metrics.functional.binary import (
-    _binary_arg_validation,
-    _binary_pos_weight,
-    _binary_tensor_validation,
-    _binary_update,
-)
+from xent_metrics.functional.binary import _binary_pos_weight, _binary_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._hooks_bridge import HookNamesBridge
+from xent_metrics.metrics._options import OptionAttribute
 
 
-class _BinarySums(SumsMetric):
+class _BinaryMetric(HookNamesBridge, SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    pos_weight: Tensor | None
-    label_smoothing: float
+    options: BinaryOptions
+    input_format: OptionAttribute[str] = OptionAttribute()
+    pos_weight: OptionAttribute[Tensor | None] = OptionAttribute()
+    ignore_index: OptionAttribute[int | None] = OptionAttribute()
+    label_smoothing: OptionAttribute[float] = OptionAttribute()
+    validate_args: OptionAttribute[bool] = OptionAttribute()
 
     def __init__(
         self,
@@ -37,41 +40,21 @@ class _BinarySums(SumsMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _binary_arg_validation(input_format, ignore_index, label_smoothing)
-        self.validate_args = _check_flag("validate_args", validate_args)
-        self.input_format = input_format
-        self.ignore_index = ignore_index
-        self.label_smoothing = float(label_smoothing)
+        options = BinaryOptions(input_format, None, ignore_index, label_smoothing, validate_args)
         dtype = _state.state_dtype(self.device)
         anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
         pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
-        self.pos_weight = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
-        _state.add_sums_state(
-            self, 1, dtype, ("binary", input_format, ignore_index, self.label_smoothing, self.pos_weight)
-        )
+        pos = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
+        self.options = dataclasses.replace(options, pos_weight=pos)
+        _state.add_sums_state(self, 1, dtype, update_config("binary", self.options))
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)
-        preds, target, sample_weight = _binary_tensor_validation(
-            preds,
-            target,
-            sample_weight,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            validate_args=self.validate_args,
-        )
-        return _binary_update(
-            preds,
-            target,
-            input_format=self.input_format,
-            pos_weight=self.pos_weight,
-            sample_weight=sample_weight,
-            ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing,
-        )
+        preds, target, sample = _binary_tensor_validation(preds, target, sample_weight, self.options)
+        return bce_sums(preds, target, self.options, sample)
 
 
-class BinaryCrossEntropy(_BinarySums):
+class BinaryCrossEntropy(_BinaryMetric):
     r"""Binary cross-entropy (log loss), accumulated exactly over batches and processes.
 
     .. math::
@@ -140,11 +123,11 @@ class BinaryCrossEntropy(_BinarySums):
     tensor(0.2310, dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, "micro")
 
 
-class BinaryNormalizedEntropy(_BinarySums):
+class BinaryNormalizedEntropy(_BinaryMetric):
     r"""Binary normalized entropy: the cross-entropy over the entropy of the weighted base rate.
 
     .. math::
@@ -173,5 +156,5 @@ class BinaryNormalizedEntropy(_BinarySums):
     tensor(1.0000, dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, "micro")

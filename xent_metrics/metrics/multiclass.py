@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional._validation import _check_flag
-from xent_metrics.functional.multiclass import (
-    _multiclass_arg_validation,
-    _multiclass_tensor_validation,
-    _multiclass_update,
-)
+from xent_metrics.functional._options import MulticlassOptions, update_config
+from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
+from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
-from xent_metrics.metrics._base import HeadSumsMetric
+from xent_metrics.metrics._head import HeadSumsMetric
+from xent_metrics.metrics._options import OptionAttribute
 
 
-class _MulticlassSums(HeadSumsMetric):
+class _MulticlassMetric(HeadSumsMetric):
     """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("weight",)
     #: Whether the value needs per-class sums whatever ``average`` is (NE: the class prior).
     _needs_class_sums: bool = True
-    num_classes: int
-    weight: Tensor | None
-    label_smoothing: float
-    average: str
-    fused: bool
+    num_classes: OptionAttribute[int] = OptionAttribute()
+    input_format: OptionAttribute[str] = OptionAttribute()
+    weight: OptionAttribute[Tensor | None] = OptionAttribute()
+    ignore_index: OptionAttribute[int | None] = OptionAttribute()
+    label_smoothing: OptionAttribute[float] = OptionAttribute()
+    average: OptionAttribute[str] = OptionAttribute()
+    validate_args: OptionAttribute[bool] = OptionAttribute()
+    fused: OptionAttribute[bool] = OptionAttribute()
 
     def __init__(
         self,
@@ -44,49 +46,22 @@ class _MulticlassSums(HeadSumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
-        _multiclass_arg_validation(num_classes, input_format, ignore_index, label_smoothing, average)
-        self.validate_args = _check_flag("validate_args", validate_args)
-        self.fused = _check_flag("fused", fused)
-        self.num_classes = num_classes
-        self.input_format = input_format
-        self.ignore_index = ignore_index
-        self.label_smoothing = float(label_smoothing)
-        self.average = average
+        options = MulticlassOptions(
+            num_classes, input_format, None, ignore_index, label_smoothing, average, validate_args, fused
+        )
         dtype = _state.state_dtype(self.device)
-        self.weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
+        cls = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
+        self.options = dataclasses.replace(options, weight=cls)
         self._per_class = self._needs_class_sums or average != "micro"  # else a (3, 1) state of totals
-        _state.add_sums_state(
-            self,
-            num_classes if self._per_class else 1,
-            dtype,
-            ("multiclass", input_format, ignore_index, self.label_smoothing, fused, self.weight),
-        )
+        classes = num_classes if self._per_class else 1
+        _state.add_sums_state(self, classes, dtype, update_config("multiclass", self.options))
 
-    def _logit_increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-        preds, target, sample_weight, _ = _multiclass_tensor_validation(
-            preds,
-            target,
-            sample_weight,
-            None,  # the class weight was checked in __init__ and lives on the metric's device
-            num_classes=self.num_classes,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            validate_args=self.validate_args,
-        )
-        return _multiclass_update(
-            preds,
-            target,
-            input_format=self.input_format,
-            weight=self.weight,
-            sample_weight=sample_weight,
-            ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing,
-            fused=self.fused,
-            per_class=self._per_class,
-        )
+    def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+        preds, target, sample = _multiclass_tensor_validation(preds, target, sample_weight, self.options, None)
+        return softmax_ce_sums(preds, target, self.options, sample, per_class=self._per_class)
 
 
-class MulticlassCrossEntropy(_MulticlassSums):
+class MulticlassCrossEntropy(_MulticlassMetric):
     r"""Categorical (softmax) cross-entropy, accumulated exactly over batches and processes.
 
     .. math::
@@ -177,11 +152,11 @@ class MulticlassCrossEntropy(_MulticlassSums):
 
     _needs_class_sums = False
 
-    def _value(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, self.average)
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
+        return cross_entropy_from_sums(sums, self.options.average)
 
 
-class MulticlassNormalizedEntropy(_MulticlassSums):
+class MulticlassNormalizedEntropy(_MulticlassMetric):
     r"""Multiclass normalized entropy: the cross-entropy over the entropy of the weighted class prior.
 
     .. math::
@@ -208,5 +183,5 @@ class MulticlassNormalizedEntropy(_MulticlassSums):
     tensor(1., dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
-        return normalized_entropy_from_sums(sums, self.average, multiclass=True)
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
+        return multiclass_normalized_entropy_from_sums(sums, self.options.average)

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import Tensor
 
+from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional._options import MultilabelOptions, update_config
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional._validation import _check_flag
-from xent_metrics.functional.multilabel import (
-    _multilabel_arg_validation,
-    _multilabel_tensor_validation,
-    _multilabel_update,
-)
+from xent_metrics.functional.multilabel import _multilabel_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._hooks_bridge import HookNamesBridge
+from xent_metrics.metrics._options import OptionAttribute
 
 
-class _MultilabelSums(SumsMetric):
+class _MultilabelMetric(HookNamesBridge, SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    num_labels: int
-    pos_weight: Tensor | None
-    label_smoothing: float
-    average: str
+    options: MultilabelOptions
+    num_labels: OptionAttribute[int] = OptionAttribute()
+    input_format: OptionAttribute[str] = OptionAttribute()
+    pos_weight: OptionAttribute[Tensor | None] = OptionAttribute()
+    ignore_index: OptionAttribute[int | None] = OptionAttribute()
+    label_smoothing: OptionAttribute[float] = OptionAttribute()
+    average: OptionAttribute[str] = OptionAttribute()
+    validate_args: OptionAttribute[bool] = OptionAttribute()
 
     def __init__(
         self,
@@ -40,43 +44,21 @@ class _MultilabelSums(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
-        _multilabel_arg_validation(num_labels, input_format, ignore_index, label_smoothing, average)
-        self.validate_args = _check_flag("validate_args", validate_args)
-        self.num_labels = num_labels
-        self.input_format = input_format
-        self.ignore_index = ignore_index
-        self.label_smoothing = float(label_smoothing)
-        self.average = average
+        options = MultilabelOptions(
+            num_labels, input_format, None, ignore_index, label_smoothing, average, validate_args
+        )
         dtype = _state.state_dtype(self.device)
-        self.pos_weight = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
-        _state.add_sums_state(
-            self, num_labels, dtype, ("multilabel", input_format, ignore_index, self.label_smoothing, self.pos_weight)
-        )
+        pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
+        self.options = dataclasses.replace(options, pos_weight=pos)
+        _state.add_sums_state(self, num_labels, dtype, update_config("multilabel", self.options))
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)
-        preds, target, sample_weight, _ = _multilabel_tensor_validation(
-            preds,
-            target,
-            sample_weight,
-            None,  # pos_weight was checked in __init__ and lives on the metric's device
-            num_labels=self.num_labels,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            validate_args=self.validate_args,
-        )
-        return _multilabel_update(
-            preds,
-            target,
-            input_format=self.input_format,
-            pos_weight=self.pos_weight,
-            sample_weight=sample_weight,
-            ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing,
-        )
+        preds, target, sample = _multilabel_tensor_validation(preds, target, sample_weight, self.options, None)
+        return bce_sums(preds, target, self.options, sample)
 
 
-class MultilabelCrossEntropy(_MultilabelSums):
+class MultilabelCrossEntropy(_MultilabelMetric):
     r"""Multilabel binary cross-entropy, accumulated exactly over batches and processes.
 
     .. math::
@@ -151,11 +133,11 @@ class MultilabelCrossEntropy(_MultilabelSums):
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, self.average, entries="labels")
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
+        return cross_entropy_from_sums(sums, self.options.average, entries="labels")
 
 
-class MultilabelNormalizedEntropy(_MultilabelSums):
+class MultilabelNormalizedEntropy(_MultilabelMetric):
     r"""Multilabel normalized entropy: each label's cross-entropy over the entropy of its base rate.
 
     .. math::
@@ -184,5 +166,5 @@ class MultilabelNormalizedEntropy(_MultilabelSums):
     tensor(1., dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
-        return normalized_entropy_from_sums(sums, self.average)
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
+        return normalized_entropy_from_sums(sums, self.options.average)

@@ -8,21 +8,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from xent_metrics.functional._options import MulticlassOptions, update_config
+from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import LOSS, cross_entropy_from_sums
 from xent_metrics.functional._validation import (
     _check_choice,
+    _check_common_args,
     _check_count,
-    _check_flag,
     _check_float_preds,
     _check_tensor,
 )
-from xent_metrics.functional.multiclass import (
-    _multiclass_arg_validation,
-    _multiclass_tensor_validation,
-    _multiclass_update,
-)
+from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
-from xent_metrics.metrics._base import HeadSumsMetric
+from xent_metrics.metrics._head import HeadSumsMetric
+from xent_metrics.metrics._options import OptionAttribute
 
 UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
 
@@ -160,7 +159,10 @@ class Perplexity(HeadSumsMetric):
     """
 
     plot_lower_bound = 1.0
-    fused: bool
+    input_format: OptionAttribute[str] = OptionAttribute()
+    ignore_index: OptionAttribute[int | None] = OptionAttribute()
+    validate_args: OptionAttribute[bool] = OptionAttribute()
+    fused: OptionAttribute[bool] = OptionAttribute()
 
     def __init__(
         self,
@@ -174,42 +176,21 @@ class Perplexity(HeadSumsMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _multiclass_arg_validation(None, input_format, ignore_index, 0.0, "micro")
+        _check_common_args(input_format, ignore_index, 0.0)  # before the units, as always: the same error wins
         _check_units(units, num_bytes)
-        self.validate_args = _check_flag("validate_args", validate_args)
-        self.fused = _check_flag("fused", fused)
-        self.input_format = input_format
-        self.ignore_index = ignore_index
+        self.options = MulticlassOptions(None, input_format, None, ignore_index, 0.0, "micro", validate_args, fused)
         self.units = units
         self.num_bytes = num_bytes
-        config = ("perplexity", input_format, ignore_index, fused)  # units and num_bytes only read the sums
+        config = update_config("perplexity", self.options)  # units and num_bytes only read the sums
         _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
 
-    def _logit_increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
+    def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         """Validate a batch of ``(..., V)`` scores and return its ``(3, 1)`` sums (loss, weight, weight)."""
-        moved, target = _vocab_last(preds, target, self.validate_args)
-        moved, target, sample_weight, _ = _multiclass_tensor_validation(
-            moved,
-            target,
-            sample_weight,
-            None,
-            num_classes=None,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            validate_args=self.validate_args,
-        )
-        sums = _multiclass_update(
-            moved,
-            target,
-            input_format=self.input_format,
-            sample_weight=sample_weight,
-            ignore_index=self.ignore_index,
-            fused=self.fused,
-            per_class=False,
-        )
-        return sums
+        moved, target = _vocab_last(preds, target, self.options.validate_args)
+        moved, target, sample = _multiclass_tensor_validation(moved, target, sample_weight, self.options, None)
+        return softmax_ce_sums(moved, target, self.options, sample, per_class=False)
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         ce = cross_entropy_from_sums(sums, "micro")
         if self.units == "perplexity":
             return torch.exp(ce)

@@ -1,0 +1,187 @@
+"""The options object of each task: frozen, checked once in the old order, shared by the function and the Metric.
+
+And the measure that goes with it: from every public entry point the per-row / per-element loss kernel
+is at most four calls away (counted on the live stack, so a new pass-through layer fails here).
+"""
+
+import dataclasses
+import sys
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from xent_metrics import (
+    BinaryCrossEntropy,
+    MulticlassCrossEntropy,
+    MulticlassNormalizedEntropy,
+    MultilabelCrossEntropy,
+    Perplexity,
+)
+from xent_metrics.functional import (
+    binary_cross_entropy,
+    binary_normalized_entropy,
+    linear_cross_entropy,
+    multiclass_cross_entropy,
+    multiclass_normalized_entropy,
+    multilabel_cross_entropy,
+    multilabel_normalized_entropy,
+)
+from xent_metrics.functional._options import BinaryOptions, MulticlassOptions, MultilabelOptions
+
+KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block"}  # per-row / per-element losses
+
+
+@pytest.mark.parametrize("options", [BinaryOptions(), MultilabelOptions(), MulticlassOptions()])
+def test_options_are_frozen(options: object) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.input_format = "probs"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (
+            lambda: multiclass_cross_entropy(torch.zeros(2, 3), torch.zeros(2).long(), num_classes=0, average="x"),
+            "num_classes",
+        ),
+        (lambda: multiclass_cross_entropy(torch.zeros(2, 3), torch.zeros(2).long(), average="x", fused=1), "average"),
+        (lambda: MulticlassCrossEntropy(3, average="x", validate_args=1), "average"),
+        (lambda: MulticlassCrossEntropy(3, validate_args=1, fused=1), "validate_args"),
+        (lambda: MultilabelCrossEntropy(3, label_smoothing=2.0, validate_args=1), "label_smoothing"),
+        (lambda: BinaryCrossEntropy(input_format="x", validate_args=1), "input_format"),
+        (lambda: Perplexity(units="x", validate_args=1), "units"),
+        (
+            lambda: linear_cross_entropy(
+                torch.zeros(2, 2), torch.zeros(3, 2), torch.zeros(2).long(), average="x", validate_args=1
+            ),
+            "validate_args",
+        ),
+    ],
+    ids=[
+        "mc-fn-count",
+        "mc-fn-average",
+        "mc-metric-average",
+        "mc-metric-validate",
+        "ml-metric",
+        "bin-metric",
+        "ppl",
+        "linear",
+    ],
+)
+def test_the_first_bad_argument_wins_as_before(build: Callable[[], object], match: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=rf"^`{match}`"):
+        build()
+
+
+def test_functions_read_validate_args_by_truth_as_before() -> None:
+    preds, target = torch.tensor([0.9, 0.3], dtype=torch.float64), torch.tensor([1, 0])
+    expected = -(torch.tensor(0.9, dtype=torch.float64).log() + torch.tensor(-0.3, dtype=torch.float64).log1p()) / 2
+    got = binary_cross_entropy(preds, target, input_format="probs", validate_args=0)  # type: ignore[arg-type]
+    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0)
+
+
+def test_one_options_object_holds_what_the_metric_exposes() -> None:
+    weight = torch.tensor([0.3, 1.0, 2.0])
+    metric = MulticlassCrossEntropy(3, weight=weight, ignore_index=-1, label_smoothing=0.1, average="macro")
+    assert isinstance(metric.options, MulticlassOptions)
+    assert (metric.num_classes, metric.ignore_index, metric.label_smoothing, metric.average) == (3, -1, 0.1, "macro")
+    assert metric.weight is metric.options.weight
+    assert metric.weight.dtype == torch.float64 and torch.equal(metric.weight, weight.double())
+    before = metric.options
+    metric.weight = metric.weight * 2  # what a device move does: the options are replaced, not mutated
+    assert metric.options is not before and torch.equal(before.weight, weight.double())
+    torch.testing.assert_close(metric.weight, weight.double() * 2)
+
+
+def test_config_tag_is_shared_by_cross_entropy_and_normalized_entropy_of_the_same_options() -> None:
+    def tag(metric: object) -> str:
+        return metric.__dict__["_config_state"]
+
+    assert tag(MulticlassCrossEntropy(3, average="none")) == tag(MulticlassNormalizedEntropy(3, average="macro"))
+    assert tag(MulticlassCrossEntropy(3)) != tag(MulticlassCrossEntropy(3, ignore_index=-1))
+    assert tag(MulticlassCrossEntropy(3)) != tag(MulticlassCrossEntropy(3, weight=torch.tensor([1.0, 1.0, 2.0])))
+    assert tag(BinaryCrossEntropy()) != tag(BinaryCrossEntropy(pos_weight=2.0))
+
+
+def _calls_to_kernel(run: Callable[[], object], entry: str) -> int:
+    """The most calls between a frame of ``entry`` and a loss kernel's frame while ``run`` runs."""
+    depths: list[int] = []
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code.co_name in KERNELS:
+            calls, caller = 0, frame
+            while caller is not None and caller.f_code.co_name != entry:
+                calls, caller = calls + 1, caller.f_back
+            if caller is not None:
+                depths.append(calls)
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    assert depths, f"no loss kernel ran under {entry}"
+    return max(depths)
+
+
+def _batches() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "binary": (torch.randn(8, generator=gen), torch.randint(0, 2, (8,), generator=gen)),
+        "multiclass": (torch.randn(8, 4, generator=gen), torch.randint(0, 4, (8,), generator=gen)),
+        "multilabel": (torch.randn(8, 3, generator=gen), torch.randint(0, 2, (8, 3), generator=gen)),
+        "lm": (torch.randn(2, 3, 5, generator=gen), torch.randint(0, 5, (2, 3), generator=gen)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("task", "fn", "options"),
+    [
+        ("binary", binary_cross_entropy, {}),
+        ("binary", binary_normalized_entropy, {"pos_weight": 2.0}),
+        ("multiclass", multiclass_cross_entropy, {}),  # the per-step path
+        ("multiclass", multiclass_cross_entropy, {"ignore_index": 1, "label_smoothing": 0.1}),  # blocks
+        ("multiclass", multiclass_normalized_entropy, {"input_format": "log_probs"}),
+        ("multilabel", multilabel_cross_entropy, {}),
+        ("multilabel", multilabel_normalized_entropy, {"input_format": "log_probs"}),
+    ],
+)
+def test_public_functions_reach_the_loss_kernel_in_at_most_four_calls(task: str, fn: Callable, options: dict) -> None:
+    preds, target = _batches()[task]
+    if options.get("input_format") == "log_probs":
+        preds = torch.log_softmax(preds, 1) if task == "multiclass" else torch.nn.functional.logsigmoid(preds)
+    assert _calls_to_kernel(lambda: fn(preds, target, **options), fn.__name__) <= 4
+
+
+def test_linear_and_soft_targets_reach_the_loss_kernel_in_at_most_four_calls() -> None:
+    gen = torch.Generator().manual_seed(1)
+    hidden, head, target = torch.randn(6, 3, generator=gen), torch.randn(5, 3, generator=gen), torch.arange(6) % 5
+    assert _calls_to_kernel(lambda: linear_cross_entropy(hidden, head, target), "linear_cross_entropy") <= 4
+    soft = torch.softmax(torch.randn(4, 5, generator=gen), 1)
+    run = lambda: multiclass_cross_entropy(torch.randn(4, 5, generator=gen), soft)  # noqa: E731
+    assert _calls_to_kernel(run, "multiclass_cross_entropy") <= 4
+
+
+@pytest.mark.parametrize(
+    ("metric", "task"),
+    [
+        (BinaryCrossEntropy(), "binary"),
+        (MulticlassCrossEntropy(4), "multiclass"),
+        (MulticlassNormalizedEntropy(4, ignore_index=0), "multiclass"),
+        (MultilabelCrossEntropy(3), "multilabel"),
+        (Perplexity(), "lm"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else v,
+)
+def test_metric_update_reaches_the_loss_kernel_in_at_most_four_calls(metric: object, task: str) -> None:
+    preds, target = _batches()[task]
+    assert _calls_to_kernel(lambda: metric.update(preds, target), "update") <= 4  # type: ignore[attr-defined]
+
+
+def test_hidden_state_update_reaches_the_loss_kernel_in_at_most_four_calls() -> None:
+    gen = torch.Generator().manual_seed(2)
+    hidden, head, target = torch.randn(2, 3, 4, generator=gen), torch.randn(5, 4, generator=gen), torch.arange(6) % 5
+    metric = Perplexity()
+    run = lambda: metric.update(hidden, target.view(2, 3), linear_weight=head)  # noqa: E731
+    assert _calls_to_kernel(run, "update") <= 4

@@ -1,0 +1,109 @@
+"""The options of each task, validated once into one frozen object that the function and the Metric share.
+
+A public function builds its task's options from its keywords, a Metric class from its ``__init__``
+arguments (once, at construction); either hands the object down whole to the validation of a batch
+and to the kernel (:func:`~xent_metrics.functional._bce.bce_sums`,
+:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`). ``__post_init__`` runs the checks of
+the arguments in the order the functions always ran them, so the same error wins. Class weights are
+checked against a batch (their size and device) by the tensor validation, or once by a Metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from xent_metrics.functional._validation import (
+    AVERAGES,
+    _check_choice,
+    _check_common_args,
+    _check_count,
+    _check_flag,
+)
+
+#: Options that only read the sums: they never change what an update adds (see :func:`update_config`).
+_READ_ONLY = ("average", "validate_args")
+
+
+@dataclass(frozen=True)
+class BinaryOptions:
+    """The options of the binary task: :func:`~xent_metrics.functional.binary_cross_entropy`'s keywords."""
+
+    input_format: str = "logits"
+    pos_weight: Tensor | float | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    validate_args: bool = True
+
+    def __post_init__(self) -> None:
+        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _check_flag("validate_args", self.validate_args)
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+
+@dataclass(frozen=True)
+class MultilabelOptions:
+    """The options of the multilabel task: :func:`~xent_metrics.functional.multilabel_cross_entropy`'s keywords."""
+
+    num_labels: int | None = None
+    input_format: str = "logits"
+    pos_weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    average: str = "micro"
+    validate_args: bool = True
+
+    def __post_init__(self) -> None:
+        _check_count("num_labels", self.num_labels)
+        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _check_choice("average", self.average, AVERAGES)
+        _check_flag("validate_args", self.validate_args)
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+
+@dataclass(frozen=True)
+class MulticlassOptions:
+    """The options of the multiclass task: :func:`~xent_metrics.functional.multiclass_cross_entropy`'s keywords."""
+
+    num_classes: int | None = None
+    input_format: str = "logits"
+    weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    average: str = "micro"
+    validate_args: bool = True
+    fused: bool = False
+
+    def __post_init__(self) -> None:
+        _check_count("num_classes", self.num_classes)
+        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _check_choice("average", self.average, AVERAGES)
+        _check_flag("validate_args", self.validate_args)
+        _check_flag("fused", self.fused)
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+
+@dataclass(frozen=True)
+class LinearOptions(MulticlassOptions):
+    """The multiclass options of :func:`~xent_metrics.functional.linear_cross_entropy`: logits, and a block size."""
+
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:  # linear_cross_entropy's own order of checks
+        _check_common_args("logits", self.ignore_index, self.label_smoothing)
+        _check_flag("validate_args", self.validate_args)
+        _check_count("block_size", self.block_size)
+        _check_choice("average", self.average, AVERAGES)
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+
+def update_config(kind: str, options: BinaryOptions | MultilabelOptions | MulticlassOptions) -> tuple:
+    """``kind`` and every option that changes what an update adds: a Metric's config tag (``average`` left out).
+
+    Two metrics of the same options (a cross-entropy and a normalized entropy) get the same tag and
+    may share a ``MetricCollection`` compute group; any other update-relevant option gives another.
+    """
+    fields = dataclasses.fields(options)
+    return (kind, *(getattr(options, f.name) for f in fields if f.name not in _READ_ONLY))
