@@ -50,7 +50,7 @@ class _BinarySums(SumsMetric):
             self, 1, dtype, ("binary", input_format, ignore_index, self.label_smoothing, self.pos_weight)
         )
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)
         preds, target, sample_weight = _binary_tensor_validation(
             preds,
@@ -140,7 +140,7 @@ class BinaryCrossEntropy(_BinarySums):
     tensor(0.2310, dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, "micro")
 
 
@@ -173,5 +173,5 @@ class BinaryNormalizedEntropy(_BinarySums):
     tensor(1.0000, dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, "micro")

@@ -177,7 +177,7 @@ class MulticlassCrossEntropy(_MulticlassSums):
 
     _needs_class_sums = False
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, self.average)
 
 
@@ -208,5 +208,5 @@ class MulticlassNormalizedEntropy(_MulticlassSums):
     tensor(1., dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, self.average, multiclass=True)

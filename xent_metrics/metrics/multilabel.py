@@ -53,7 +53,7 @@ class _MultilabelSums(SumsMetric):
             self, num_labels, dtype, ("multilabel", input_format, ignore_index, self.label_smoothing, self.pos_weight)
         )
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)
         preds, target, sample_weight, _ = _multilabel_tensor_validation(
             preds,
@@ -151,7 +151,7 @@ class MultilabelCrossEntropy(_MultilabelSums):
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return cross_entropy_from_sums(sums, self.average, entries="labels")
 
 
@@ -184,5 +184,5 @@ class MultilabelNormalizedEntropy(_MultilabelSums):
     tensor(1., dtype=torch.float64)
     """
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         return normalized_entropy_from_sums(sums, self.average)

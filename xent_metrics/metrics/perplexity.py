@@ -209,7 +209,7 @@ class Perplexity(HeadSumsMetric):
         )
         return sums
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         ce = cross_entropy_from_sums(sums, "micro")
         if self.units == "perplexity":
             return torch.exp(ce)
