@@ -24,7 +24,7 @@ from xent_metrics import (
     Perplexity,
 )
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy
-from xent_metrics.metrics import _state
+from xent_metrics.metrics import _state, _torchmetrics
 
 # Per class: a factory, a valid batch and bad batches (each must be rejected).
 Batch = tuple[torch.Tensor, ...]
@@ -294,12 +294,12 @@ def test_lean_sync_needs_torchmetrics_flags_and_falls_back_without_them() -> Non
     """``compute()`` replaces torchmetrics' sync only while its private flags say what they say in torchmetrics 1.x."""
     metric = MulticlassCrossEntropy(num_classes=3)
     metric.distributed_available_fn = lambda: True
-    assert _state._plain_sync(metric)
+    assert _torchmetrics.plain_sync(metric)
     metric.dist_sync_fn = lambda *args, **kwargs: None  # a user's own sync function: torchmetrics' path
-    assert not _state._plain_sync(metric)
+    assert not _torchmetrics.plain_sync(metric)
     metric.dist_sync_fn = None
     for flag in ("_to_sync", "_should_unsync", "_is_synced", "_reductions"):
         renamed = MulticlassCrossEntropy(num_classes=3)
         renamed.distributed_available_fn = lambda: True
         del renamed.__dict__[flag]  # a torchmetrics release without it
-        assert not _state._plain_sync(renamed), flag
+        assert not _torchmetrics.plain_sync(renamed), flag

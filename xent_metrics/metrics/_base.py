@@ -1,29 +1,30 @@
 """``SumsMetric``: the ``torchmetrics.Metric`` every class of this package is, over one ``sums`` state.
 
 A subclass validates its options in ``__init__`` and creates the state with
-:func:`~xent_metrics.metrics._state.add_sums_state`; it defines ``_increments(preds, target,
+:func:`~xent_metrics.metrics._state.add_sums_state`; it defines ``_batch_sums(preds, target,
 sample_weight)`` (validate a batch, then return its ``(3, K)`` sums without touching the state) and
-``_value(sums)`` (the result from sums). Everything else (the atomic ``update``, the one-collective
-``compute``, ``forward``, device moves and checkpoints) is shared, from :mod:`._state` and
-:mod:`._sync`.
+``_value_from_sums(sums)`` (the result from sums). Everything else is methods of ``SumsMetric``: the
+``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves and
+checkpoint loading. Where torchmetrics' private machinery must be touched (its update and compute
+wrappers, sync, caches), that happens in :mod:`._torchmetrics`, the base class here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from xent_metrics.metrics import _plot, _state, _sync
+from xent_metrics.metrics import _plot, _state, _torchmetrics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
-class SumsMetric(Metric):
+class SumsMetric(_torchmetrics.TorchmetricsAdapter):
     """A ``Metric`` whose only state is the ``(3, K)`` float64 ``sums``, added to by ``update`` and reduced by sum."""
 
     is_differentiable = True
@@ -37,20 +38,32 @@ class SumsMetric(Metric):
     ignore_index: int | None
     validate_args: bool
 
-    forward = _state.forward
-    _apply = _state.apply
-    _wrap_update = _state.wrap_update
-    _wrap_compute = _state.wrap_compute
-    _load_from_state_dict = _state.load_from_state_dict
-    _sync_dist = _sync.sync_dist
-
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch (shapes: see the class's Notes); a batch that is refused changes nothing."""
-        self.sums.add_(self._increments(preds, target, sample_weight))
+        self.sums.add_(self._batch_sums(preds, target, sample_weight))
 
     def compute(self) -> Tensor:
         """Return the metric over everything added since the last ``reset``, on all processes."""
-        return self._value(self.sums)
+        return self._value_from_sums(self.sums)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Add the batch to the state and return the metric on the batch alone.
+
+        The batch sums are computed once (with gradients enabled, as torchmetrics does, so the value is
+        differentiable), added to ``sums`` and turned into the batch value (torchmetrics would copy the
+        state, reset, update, compute and merge back). With ``dist_sync_on_step`` torchmetrics' own
+        forward runs, which syncs the batch value across processes.
+        """
+        if self.dist_sync_on_step or _torchmetrics.is_synced(self):
+            return super().forward(*args, **kwargs)
+        with torch.enable_grad():
+            batch = self._batch_sums(*args, **kwargs)
+        # Out of place: a MetricCollection compute group shares one state tensor among its members and
+        # calls each member's forward; ``+=`` would add the batch once per member.
+        _torchmetrics.record_update(self, self.sums + batch.detach())
+        value = self._value_from_sums(batch)
+        _torchmetrics.cache_forward(self, value)
+        return value
 
     def plot(
         self,
@@ -116,10 +129,42 @@ class SumsMetric(Metric):
         """
         return _plot.plot(self, val, ax, names)
 
-    def _increments(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Validate a batch and return its ``(3, K)`` sums; the state is not touched."""
         raise NotImplementedError
 
-    def _value(self, sums: Tensor) -> Tensor:
+    def _value_from_sums(self, sums: Tensor) -> Tensor:
         """The metric's value from ``(3, K)`` sums (the state's, or one batch's in ``forward``)."""
         raise NotImplementedError
+
+    def _move_sums(self, device: torch.device) -> None:
+        """Move ``sums`` and the fixed weights to ``device``: ``.to(dtype)`` and ``set_dtype`` never change their dtype.
+
+        The dtype is kept on the same device; on another it is :func:`~._state.state_dtype`'s (float64,
+        or float32 where the device has no float64).
+        """
+        current = self.sums
+        dtype = current.dtype if current.device == device else _state.state_dtype(device)
+        self.sums = current.to(device=device, dtype=dtype)
+        for name in type(self)._fixed_tensors:
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                setattr(self, name, value.to(device=device, dtype=dtype))
+
+    def _loadable_sums(self, value: object, key: str) -> Tensor:
+        """Refuse ``sums`` of another shape (another number of classes); return it in the state's device and dtype.
+
+        A metric that keeps ``(3, 1)`` totals (``MulticlassCrossEntropy(average="micro")``) loads a
+        ``(3, C)`` per-class state (the layout before it kept totals) as its totals.
+        """
+        expected = tuple(self.sums.shape)
+        if getattr(self, "_per_class", True) is False and isinstance(value, Tensor) and value.ndim == 2:
+            value = value.sum(1, keepdim=True)  # per-class sums of an older layout: their totals are this state
+        if not isinstance(value, Tensor) or tuple(value.shape) != expected or not value.is_floating_point():
+            seen = f"shape {tuple(value.shape)} ({value.dtype})" if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"`state_dict[{key!r}]` must be a floating tensor of shape {expected} for this "
+                f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
+            )
+        return value.to(device=self.sums.device, dtype=self.sums.dtype)
+

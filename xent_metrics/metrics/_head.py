@@ -8,7 +8,6 @@ from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional.linear import _linear_tensor_validation, linear_sums
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
-from xent_metrics.metrics._hooks_bridge import HookNamesBridge
 
 
 def _check_head_call(linear_weight: Tensor | None, input_format: str) -> None:
@@ -22,7 +21,7 @@ def _check_head_call(linear_weight: Tensor | None, input_format: str) -> None:
         )
 
 
-class HeadSumsMetric(HookNamesBridge, SumsMetric):
+class HeadSumsMetric(SumsMetric):
     """A softmax ``SumsMetric`` whose ``update`` also takes the hidden states of a linear head.
 
     A subclass holds its :class:`~xent_metrics.functional._options.MulticlassOptions` as ``options``

@@ -14,11 +14,10 @@ from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_en
 from xent_metrics.functional.binary import _binary_pos_weight, _binary_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
-from xent_metrics.metrics._hooks_bridge import HookNamesBridge
 from xent_metrics.metrics._options import OptionAttribute
 
 
-class _BinaryMetric(HookNamesBridge, SumsMetric):
+class _BinaryMetric(SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)

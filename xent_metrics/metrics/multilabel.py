@@ -13,11 +13,10 @@ from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_en
 from xent_metrics.functional.multilabel import _multilabel_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
-from xent_metrics.metrics._hooks_bridge import HookNamesBridge
 from xent_metrics.metrics._options import OptionAttribute
 
 
-class _MultilabelMetric(HookNamesBridge, SumsMetric):
+class _MultilabelMetric(SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
