@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
 from xent_metrics.functional._validation import (
     AVERAGES,
     _check_choice,
@@ -331,4 +331,4 @@ def multiclass_normalized_entropy(
     tensor(1., dtype=torch.float64)
     """
     sums = _multiclass_sums(preds, target, dict(locals()))
-    return normalized_entropy_from_sums(sums, average, multiclass=True, warn=validate_args)
+    return multiclass_normalized_entropy_from_sums(sums, average, warn=validate_args)

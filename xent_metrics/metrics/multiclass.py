@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
 from xent_metrics.functional._validation import _check_flag
 from xent_metrics.functional.multiclass import (
     _multiclass_arg_validation,
@@ -209,4 +209,4 @@ class MulticlassNormalizedEntropy(_MulticlassSums):
     """
 
     def _value(self, sums: Tensor) -> Tensor:
-        return normalized_entropy_from_sums(sums, self.average, multiclass=True)
+        return multiclass_normalized_entropy_from_sums(sums, self.average)
