@@ -9,6 +9,7 @@ indices ``0..C-1``, finite scores in range, non-zero weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,31 +18,18 @@ from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT
 
-
-def _softmax_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:
-    """``(3, C)`` sums of the categorical kernel with no class weight, ignored target or smoothing."""
-    return softmax_ce_sums(
-        preds,
-        target,
-        input_format=input_format,
-        class_weight=None,
-        sample_weight=sample_weight,
-        ignore_index=None,
-        label_smoothing=0.0,
-    )
+#: The options scikit-learn's inputs never set: no ignored target, no smoothing (class weights, ``pos_weight``: none).
+_PLAIN: dict[str, Any] = {"ignore_index": None, "label_smoothing": 0.0}
 
 
-def _bce_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:
-    """``(3, K)`` sums of the binary kernel with no ``pos_weight``, ignored target or smoothing."""
-    return bce_sums(
-        preds,
-        target,
-        input_format=input_format,
-        sample_weight=sample_weight,
-        pos_weight=None,
-        ignore_index=None,
-        label_smoothing=0.0,
-    )
+def _softmax_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
+    """``(3, C)`` sums of the categorical kernel, ``weight`` the sample weight."""
+    return softmax_ce_sums(preds, target, input_format=input_format, sample_weight=weight, class_weight=None, **_PLAIN)
+
+
+def _bce_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
+    """``(3, K)`` sums of the binary kernel, ``weight`` the sample weight."""
+    return bce_sums(preds, target, input_format=input_format, sample_weight=weight, pos_weight=None, **_PLAIN)
 
 
 def class_label_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:

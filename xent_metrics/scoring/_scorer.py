@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,7 @@ def _as_float(where: str, part: object) -> np.ndarray:
         raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class CrossEntropyScorer:
     """Scorer returning minus :func:`cross_entropy_loss` (or :func:`d2_cross_entropy_score`) of a response.
 
@@ -114,35 +116,35 @@ class CrossEntropyScorer:
     scikit-learn calls scorers.
     """
 
-    def __init__(
-        self,
-        *,
-        task: str = "auto",
-        labels: object = None,
-        input_format: str = "probs",
-        response_method: str = "predict_proba",
-        average: str = "micro",
-        d2: bool = False,
-    ) -> None:
-        _check_choice("task", task, ("auto", *TASKS))
-        check_flag("d2", d2)
-        check_options(input_format, average, [a for a in AVERAGES if a != "none"])
-        if not isinstance(response_method, str):
-            raise TypeError(f"`response_method` must be a method name (str), got {type(response_method).__name__}.")
-        expected = RESPONSE_FORMATS.get(response_method, input_format)
-        if expected != input_format:
+    task: str = "auto"
+    labels: object = None
+    input_format: str = "probs"
+    response_method: str = "predict_proba"
+    average: str = "micro"
+    d2: bool = False
+    #: scikit-learn's default: routing ``sample_weight`` is an error until requested
+    _sample_weight_request: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, ("auto", *TASKS))
+        check_flag("d2", self.d2)
+        check_options(self.input_format, self.average, [a for a in AVERAGES if a != "none"])
+        if not isinstance(self.response_method, str):
+            raise TypeError(
+                f"`response_method` must be a method name (str), got {type(self.response_method).__name__}."
+            )
+        expected = RESPONSE_FORMATS.get(self.response_method, self.input_format)
+        if expected != self.input_format:
             raise ValueError(
-                f"response_method={response_method!r} returns {expected}; got input_format={input_format!r}. "
+                f"response_method={self.response_method!r} returns {expected}; got input_format={self.input_format!r}. "
                 f"Pass input_format={expected!r}."
             )
-        self.task, self.input_format, self.response_method, self.average = task, input_format, response_method, average
-        self.d2 = bool(d2)
-        self.labels = None if labels is None else np.asarray(labels).tolist()
-        self._sample_weight_request: Any = None  # scikit-learn's default: routing it is an error until requested
+        self.d2 = bool(self.d2)
+        self.labels = None if self.labels is None else np.asarray(self.labels).tolist()
 
     def __repr__(self) -> str:
-        defaults = {"task": "auto", "labels": None, "input_format": "probs", "average": "micro", "d2": False}
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v)
+        options = [f for f in fields(self) if f.init and f.name != "response_method"]
+        extra = "".join(f", {f.name}={getattr(self, f.name)!r}" for f in options if getattr(self, f.name) != f.default)
         return f"make_cross_entropy_scorer(response_method={self.response_method!r}{extra})"
 
     def set_score_request(self, *, sample_weight: Any = UNCHANGED) -> CrossEntropyScorer:
