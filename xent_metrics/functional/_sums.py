@@ -1,12 +1,26 @@
 """Results from accumulated float64 sums.
 
-Every ``_update`` step returns a ``(3, K)`` float64 tensor of **sums** whose rows are
+Every ``_update`` step returns a ``(3, K)`` float64 tensor of **sums** (the metrics' state and
+checkpoint layout) whose rows each hold one quantity, per class (multiclass) or label (binary,
+multilabel) ``k``:
 
-- ``LOSS``: the weighted loss sum attributed to class / label ``k``,
-- ``WEIGHT``: the weight sum of the samples (elements) behind it, the denominator of the mean,
-- ``TARGET``: the weighted target mass of class / label ``k`` (the base rate, for normalized entropy).
+- ``LOSS``: the weighted loss sum attributed to ``k`` (class weights and ``pos_weight`` included);
+- ``WEIGHT``: the weight sum of the samples (elements) behind it, the denominator of the mean;
+- ``TARGET``: the weighted target mass ``sum_i w_i y_ik``, with ``w_i`` the sample weight (0 where
+  ``ignore_index`` drops the target; class weights not included) and ``y_ik`` the target after label
+  smoothing: a one-hot row for a class index, the probability row for soft targets, the 0/1 label
+  for binary and multilabel. It gives the base rate (the class prior) of normalized entropy.
 
-Sums add exactly across batches and processes, so any split of the data gives the same result.
+Every producer fits that: the BCE kernel (``_bce.py``: binary, multilabel), the softmax kernel
+(``_softmax_ce.py``: hard targets, where plain batches count classes for both ``WEIGHT`` and
+``TARGET``, soft targets, smoothing's ``s / C`` share) and the scikit-learn face's sums
+(:mod:`xent_metrics.functional._label_sums`: positive-class scores, per-output arrays). For a
+binary or multilabel label ``TARGET`` is the positive mass; for a class it is that class's mass.
+
+Faces never index these rows: they read results through the functions here (two normalized-entropy
+functions, one per meaning of the base rate; :func:`loss_sum_from_sums` and
+:func:`weight_sum_from_sums` for scikit-learn's ``normalize=False`` and signed weights). Sums add
+exactly across batches and processes, so any split of the data gives the same result.
 """
 
 from __future__ import annotations
@@ -107,18 +121,14 @@ def multiclass_normalized_entropy_from_sums(sums: Tensor, average: str = "micro"
     return torch.where(entropy > 0, ce / entropy, torch.nan)
 
 
-def normalized_entropy_from_sums(
-    sums: Tensor, average: str = "micro", *, multiclass: bool = False, warn: bool = True
-) -> Tensor:
-    """Normalized entropy: the cross-entropy over the entropy of the weighted base rate.
+def normalized_entropy_from_sums(sums: Tensor, average: str = "micro", *, warn: bool = True) -> Tensor:
+    """Binary and multilabel normalized entropy: the cross-entropy over the entropy of the weighted base rate.
 
-    Binary and multilabel: per label ``k``, ``CE_k / H(p_k)`` with ``p_k = TARGET_k / WEIGHT_k``;
-    ``"micro"`` is ``sum_k LOSS_k / sum_k WEIGHT_k H(p_k)`` (the loss over the loss of the best
-    constant predictor). Multiclass: :func:`multiclass_normalized_entropy_from_sums`. A zero entropy
-    gives ``nan`` and a warning (``warn``: the only reads of values).
+    Per label ``k``, ``CE_k / H(p_k)`` with ``p_k = TARGET_k / WEIGHT_k``; ``"micro"`` is
+    ``sum_k LOSS_k / sum_k WEIGHT_k H(p_k)`` (the loss over the loss of the best constant
+    predictor). Multiclass (one prior over the classes): :func:`multiclass_normalized_entropy_from_sums`.
+    A zero entropy gives ``nan`` and a warning (``warn``: the only reads of values).
     """
-    if multiclass:
-        return multiclass_normalized_entropy_from_sums(sums, average, warn=warn)
     loss, weight = sums[LOSS], sums[WEIGHT]
     has_data = weight > 0
     entropy = _binary_entropy(torch.where(has_data, sums[TARGET] / weight, 0.5).clamp(0, 1))
@@ -148,11 +158,26 @@ def _warn_binary_ne(has_data: Tensor, valid: Tensor, denom: Tensor, average: str
         _warn_skipped(~has_data, "labels with no weight")
 
 
-def d2_from_sums(sums: Tensor, average: str = "micro", *, multiclass: bool = False) -> Tensor:
-    """D², the fraction of cross-entropy explained over the base-rate (class-prior) predictor: ``1 - NE``.
+def d2_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
+    """Binary / multilabel D², the fraction of cross-entropy explained over the base-rate predictor: ``1 - NE``.
 
-    ``sums`` and the arguments are those of :func:`normalized_entropy_from_sums`; a ``nan`` normalized
+    ``sums`` and ``average`` are those of :func:`normalized_entropy_from_sums`; a ``nan`` normalized
     entropy (no data, a zero-entropy base rate) stays ``nan``. 1 is a perfect predictor, 0 the constant
     base rate, below 0 worse than it.
     """
-    return 1 - normalized_entropy_from_sums(sums, average, multiclass=multiclass)
+    return 1 - normalized_entropy_from_sums(sums, average)
+
+
+def multiclass_d2_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
+    """Multiclass D², ``1 - NE`` over the class-prior predictor (:func:`multiclass_normalized_entropy_from_sums`)."""
+    return 1 - multiclass_normalized_entropy_from_sums(sums, average)
+
+
+def loss_sum_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
+    """The weighted loss sum, unnormalized: per class / label for ``average="none"``, else the total."""
+    return sums[LOSS] if average == "none" else sums[LOSS].sum()
+
+
+def weight_sum_from_sums(sums: Tensor) -> Tensor:
+    """The total weight, the denominator of the micro mean (negative for signed scikit-learn weights)."""
+    return sums[WEIGHT].sum()

@@ -1,9 +1,14 @@
-"""Argument and tensor checks shared by every task.
+"""Argument and tensor checks shared by every task and every face (functions, metrics, scoring).
 
 Every message names the argument, what was seen and what was expected. Wrong types raise
 ``TypeError``, wrong values or shapes ``ValueError``. Checks that read tensor *values* force a
 device-to-host sync, so callers run them only when ``validate_args=True``; checks that read only
 metadata (type, dtype, shape) are free and always run.
+
+The rules for scores live here once: :func:`_score_problem` (what each ``input_format`` allows)
+and :func:`_row_sums_off_one` (probability rows that do not sum to 1). The scikit-learn face
+(:mod:`xent_metrics.scoring`) converts arrays to tensors and words the result in its own
+vocabulary (``y_proba``, the estimator's name); it re-declares no rule.
 """
 
 from __future__ import annotations
@@ -117,9 +122,46 @@ def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
         return None
     bounds = _bounds(value)
     if value.is_floating_point() and not all(map(math.isfinite, bounds)):
-        bad = int(torch.count_nonzero(~torch.isfinite(value)))
-        raise ValueError(f"`{name}` contains NaN or inf ({bad} of {value.numel()} values); expected finite values.")
+        _raise_not_finite(name, value)
     return bounds
+
+
+def _raise_not_finite(name: str, value: Tensor) -> None:
+    raise ValueError(
+        f"`{name}` contains NaN or inf ({_count_not_finite(value)} of {value.numel()} values); expected finite values."
+    )
+
+
+def _count_not_finite(value: Tensor, input_format: str = "logits") -> int:
+    """How many values are NaN or infinite; ``-inf`` (a zero probability) counts only outside ``"log_probs"``."""
+    bad = torch.isnan(value) | (value == math.inf) if input_format == "log_probs" else ~torch.isfinite(value)
+    return int(torch.count_nonzero(bad))
+
+
+def _score_problem(lo: float, hi: float, input_format: str) -> str | None:
+    """The first rule of ``input_format`` that scores with bounds ``[lo, hi]`` break, or ``None``.
+
+    The rules every face checks scores by: logits are finite; probabilities are finite and in
+    ``[0, 1]``; log-probabilities are not NaN, below ``+inf`` and ``<= 0`` (``-inf``, a zero
+    probability, is allowed). The answer is ``"nan"`` (some NaN), ``"inf"`` (an infinity the format
+    does not allow), ``"above"`` (over 1 for probabilities, 0 for log-probabilities) or ``"below"``
+    (under 0, probabilities); each face words it (``lo`` and ``hi`` come from one min/max pass).
+    """
+    if math.isnan(lo) or math.isnan(hi):
+        return "nan"
+    if hi == math.inf or (lo == -math.inf and input_format != "log_probs"):
+        return "inf"
+    if input_format == "probs":
+        return "above" if hi > 1 else "below" if lo < 0 else None
+    return "above" if input_format == "log_probs" and hi > 0 else None
+
+
+def _log_probs_above_zero(name: str, hi: float) -> str:
+    """The message for log-probabilities above 0 (every face words it so)."""
+    return (
+        f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
+        " Did you mean input_format='logits'?"
+    )
 
 
 def _check_unit_interval(name: str, value: Tensor, what: str, bounds: tuple[float, float] | None = None) -> None:
@@ -138,24 +180,22 @@ def _check_probabilities(name: str, value: Tensor, what: str) -> None:
 def _check_preds_values(preds: Tensor, input_format: str) -> None:
     """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0.
 
-    One ``aminmax`` pass over ``preds`` serves every check, so validation reads the input once and
-    allocates nothing of its size.
+    One ``aminmax`` pass over ``preds`` serves every check (:func:`_score_problem`), so validation
+    reads the input once and allocates nothing of its size.
     """
     if not preds.numel():
         return
-    if input_format == "log_probs":
-        lo, hi = _bounds(preds)
-        if math.isnan(lo) or math.isnan(hi) or hi == math.inf:
-            raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
-        if hi > 0:
-            raise ValueError(
-                f"`preds` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
-                " Did you mean input_format='logits'?"
-            )
+    lo, hi = _bounds(preds)
+    problem = _score_problem(lo, hi, input_format)
+    if problem is None:
         return
-    bounds = _check_finite("preds", preds)
-    if input_format == "probs":
-        _check_unit_interval("preds", preds, "with input_format='probs'", bounds)
+    if input_format == "log_probs":
+        if problem == "above":
+            raise ValueError(_log_probs_above_zero("preds", hi))
+        raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
+    if problem in ("nan", "inf"):
+        _raise_not_finite("preds", preds)
+    _check_unit_interval("preds", preds, "with input_format='probs'", (lo, hi))
 
 
 def _check_sample_weight(
@@ -205,22 +245,34 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
 _ROW_SUM_BLOCK = 1 << 20
 
 
-def _warn_rows_not_normalized(preds: Tensor) -> None:
-    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1.
+def _row_sums_off_one(preds: Tensor, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
+    """The smallest and largest row sum of probability ``preds`` when some row does not sum to 1, else ``None``.
 
-    The row sums of up to :data:`_ROW_SUM_BLOCK` rows at a time are reduced to their minimum and maximum
-    (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 + sqrt(eps)``), so the check reads ``preds`` once
-    and its temporaries are bounded by a few MiB whatever the shape.
+    The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
+    sqrt(eps)``, ``eps`` of ``preds``' dtype; a NaN sum fails). Rows are summed over dim 1 in ``dtype``
+    (``None``: torch's default for ``preds``' dtype), up to :data:`_ROW_SUM_BLOCK` rows at a time,
+    each block reduced to its minimum and maximum, so the check reads ``preds`` once and its
+    temporaries are bounded by a few MiB whatever the shape; one host sync.
     """
     if preds.numel() == 0:
-        return
-    dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
+        return None
     tol = 1e-8 + math.sqrt(torch.finfo(preds.dtype).eps)
     per_row = math.prod(preds.shape[2:])  # positions per sample: their sums are rows too
     step = max(1, _ROW_SUM_BLOCK // max(1, per_row))
-    bounds = [torch.aminmax(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
-    lo, hi = (float(v) for v in torch.aminmax(torch.stack([torch.stack(b) for b in bounds])))  # one host sync
-    if not (abs(lo - 1) <= tol and abs(hi - 1) <= tol):  # NaN fails too
+    blocks = [_min_max(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
+    bounds = torch.stack(blocks)
+    lo, hi = torch.stack([bounds[:, 0].min(), bounds[:, 1].max()]).tolist()
+    return None if abs(lo - 1) <= tol and abs(hi - 1) <= tol else (lo, hi)  # NaN fails
+
+
+def _min_max(value: Tensor) -> Tensor:
+    return torch.stack([value.min(), value.max()])  # NaN propagates through both
+
+
+def _warn_rows_not_normalized(preds: Tensor) -> None:
+    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1 (summed in float32 or 64)."""
+    dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
+    if _row_sums_off_one(preds, dtype) is not None:
         warnings.warn(
             "`preds` probabilities do not sum to one along the class dimension. Make sure to pass probabilities "
             "(input_format='probs'), or pass logits with input_format='logits'.",

@@ -83,11 +83,6 @@ def _binary_sums(preds: object, target: object, sample_weight: object, options: 
     return bce_sums(preds, target, options, sample)
 
 
-def _binary_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
-    """The ``(3, 1)`` sums of a validated ``(N,)`` batch with no other option: the step ``scoring._loss`` calls."""
-    return bce_sums(preds.unsqueeze(1), target.unsqueeze(1), BinaryOptions(input_format=input_format), sample_weight)
-
-
 def binary_cross_entropy(
     preds: Tensor,
     target: Tensor,

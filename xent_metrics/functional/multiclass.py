@@ -117,11 +117,6 @@ def _multiclass_sums(preds: object, target: object, sample_weight: object, optio
     return softmax_ce_sums(preds, target, options, sample)
 
 
-def _multiclass_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
-    """The ``(3, C)`` sums of a validated batch with no other option: the step ``scoring._loss`` calls."""
-    return softmax_ce_sums(preds, target, MulticlassOptions(input_format=input_format), sample_weight)
-
-
 def multiclass_cross_entropy(
     preds: Tensor,
     target: Tensor,

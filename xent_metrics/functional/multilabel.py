@@ -62,11 +62,6 @@ def _multilabel_sums(preds: object, target: object, sample_weight: object, optio
     return bce_sums(preds, target, options, sample)
 
 
-def _multilabel_update(preds: Tensor, target: Tensor, *, input_format: str, sample_weight: Tensor | None) -> Tensor:
-    """The ``(3, K)`` sums of a validated batch with no other option: the step ``scoring._loss`` calls."""
-    return bce_sums(preds, target, MultilabelOptions(input_format=input_format), sample_weight)
-
-
 def multilabel_cross_entropy(
     preds: Tensor,
     target: Tensor,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xent_metrics.functional._sums import d2_from_sums
-from xent_metrics.scoring._inputs import AVERAGES, INPUT_FORMATS, MULTILABEL, check_choice, target_type
+from xent_metrics.functional._sums import d2_from_sums, multiclass_d2_from_sums
+from xent_metrics.scoring._inputs import MULTILABEL, check_options, target_type
 from xent_metrics.scoring._loss import _classes_path, _multilabel_path
 
 
@@ -96,8 +96,7 @@ def d2_cross_entropy_score(
     >>> d2_cross_entropy_score([1, 0, 1], [2.0, -1.0, 0.3], input_format="logits")
     0.4792
     """
-    check_choice("input_format", input_format, INPUT_FORMATS)
-    check_choice("average", average, AVERAGES)
+    check_options(input_format, average)
     if target_type(y_true) == MULTILABEL:
         sums = _multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
         _check_no_negative_weight(sample_weight)
@@ -110,4 +109,4 @@ def d2_cross_entropy_score(
         )
     sums = _classes_path(y_true, y_proba, labels, sample_weight, input_format)
     _check_no_negative_weight(sample_weight)
-    return float(d2_from_sums(sums, "micro", multiclass=True))
+    return float(multiclass_d2_from_sums(sums, "micro"))

@@ -1,8 +1,10 @@
-"""Input checks in scikit-learn's vocabulary: ``y_true``, ``y_proba``, ``labels``, ``sample_weight``.
+"""Array conversion in scikit-learn's vocabulary: ``y_true``, ``y_proba``, ``labels``, ``sample_weight``.
 
-Everything here reads and reshapes arrays; no loss is computed (the math lives in
-:mod:`xent_metrics.functional`). Exception types follow :func:`sklearn.metrics.log_loss`: a wrong value
-or shape raises ``ValueError``, a wrong type ``TypeError``.
+Everything here reads, converts and reshapes arrays; no loss is computed (the math lives in
+:mod:`xent_metrics.functional`) and no rule is declared twice: the options, the score ranges and the
+row-sum tolerance are :mod:`xent_metrics.functional._validation`'s, worded here as
+:func:`sklearn.metrics.log_loss` words them. Exception types follow ``log_loss``: a wrong value or
+shape raises ``ValueError``, a wrong type ``TypeError``.
 """
 
 from __future__ import annotations
@@ -19,23 +21,33 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from torch import Tensor
 
-INPUT_FORMATS = ("probs", "logits", "log_probs")
-AVERAGES = ("micro", "macro", "none")
+from xent_metrics.functional._validation import (
+    AVERAGES,
+    INPUT_FORMATS,
+    _bounds,
+    _check_choice,
+    _check_flag,
+    _log_probs_above_zero,
+    _row_sums_off_one,
+    _score_problem,
+)
+
+#: :data:`INPUT_FORMATS`, ``"probs"`` (``predict_proba``, the default here) first: this face lists them so.
+SCORE_FORMATS = ("probs", *(f for f in INPUT_FORMATS if f != "probs"))
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
 CLASS_TARGETS = ("binary", "multiclass")
 MULTILABEL = "multilabel-indicator"
 
 
-def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+def check_options(input_format: str, average: str, averages: Sequence[str] = AVERAGES) -> None:
+    """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``."""
+    _check_choice("input_format", input_format, SCORE_FORMATS)
+    _check_choice("average", average, averages)
 
 
-def check_bool(name: str, value: object) -> None:
-    """Raise ``TypeError`` unless ``value`` is a bool (numpy bools included)."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
+def check_flag(name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is a bool; a numpy bool is converted first."""
+    _check_flag(name, bool(value) if isinstance(value, np.bool_) else value)
 
 
 def target_type(y_true: object) -> str:
@@ -101,28 +113,26 @@ def response_checked() -> Iterator[None]:
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
-    Probabilities must lie in ``[0, 1]``; logits must be finite; log-probabilities must be ``<= 0``
-    (``-inf``, a zero probability, is allowed). Integer input becomes float64, as in ``log_loss``.
-    One multi-threaded min/max pass finds NaN, inf and out-of-range values together.
+    The rules are :func:`~xent_metrics.functional._validation._score_problem`'s (probabilities in
+    ``[0, 1]``, finite logits, log-probabilities ``<= 0`` with ``-inf`` allowed), from one
+    multi-threaded min/max pass, worded as ``check_array`` words them. Integer input becomes
+    float64, as in ``log_loss``.
     """
     scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
     if _RESPONSE_CHECKED.get():
         return scores
-    lo, hi = (float(v) for v in torch.aminmax(as_tensor(scores)))
-    if math.isnan(lo) or math.isnan(hi):
+    lo, hi = _bounds(as_tensor(scores))
+    problem = _score_problem(lo, hi, input_format)
+    if problem == "nan":
         raise ValueError(f"Input {name} contains NaN.")
-    if math.isinf(hi) or (math.isinf(lo) and input_format != "log_probs"):
+    if problem == "inf" or hi == -math.inf:  # all -inf: refused here, also for log-probabilities (as always)
         raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
-    if input_format == "probs":
-        if hi > 1:
-            raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
-        if lo < 0:
-            raise ValueError(f"`{name}` contains values lower than 0: {lo}. Probabilities must lie in [0, 1].")
-    elif input_format == "log_probs" and hi > 0:
-        raise ValueError(
-            f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}. "
-            "Did you mean input_format='logits'?"
-        )
+    if problem is not None and input_format == "log_probs":
+        raise ValueError(_log_probs_above_zero(name, hi))
+    if problem == "above":
+        raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
+    if problem == "below":
+        raise ValueError(f"`{name}` contains values lower than 0: {lo}. Probabilities must lie in [0, 1].")
     return scores
 
 
@@ -130,13 +140,11 @@ def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
     if _RESPONSE_CHECKED.get():
         return
-    row_sum = as_tensor(probs).sum(dim=1)
-    one = torch.ones((), dtype=row_sum.dtype)
-    if not bool(torch.isclose(row_sum, one, rtol=math.sqrt(np.finfo(probs.dtype).eps), atol=1e-8).all()):
+    bounds = _row_sums_off_one(as_tensor(probs))
+    if bounds is not None:
         warnings.warn(
             f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "
-            f"in [{float(row_sum.min()):.6g}, {float(row_sum.max()):.6g}]; they are clipped to [eps, 1 - eps], not "
-            "renormalised.)",
+            f"in [{bounds[0]:.6g}, {bounds[1]:.6g}]; they are clipped to [eps, 1 - eps], not renormalised.)",
             UserWarning,
             stacklevel=4,
         )

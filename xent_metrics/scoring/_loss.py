@@ -6,22 +6,17 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, cross_entropy_from_sums, new_sums
-from xent_metrics.functional.binary import _binary_update
-from xent_metrics.functional.multiclass import _multiclass_update
-from xent_metrics.functional.multilabel import _multilabel_update
+from xent_metrics.functional._label_sums import class_label_sums, indicator_sums, per_output_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums, weight_sum_from_sums
 from xent_metrics.scoring._inputs import (
-    AVERAGES,
-    INPUT_FORMATS,
     MULTILABEL,
     as_tensor,
-    check_bool,
-    check_choice,
     check_class_columns,
+    check_flag,
     check_lengths,
+    check_options,
     check_sample_weight,
     check_scores,
     class_targets,
@@ -31,28 +26,6 @@ from xent_metrics.scoring._inputs import (
     target_type,
     warn_rows_not_normalized,
 )
-
-
-def _class_sums(index: np.ndarray, scores: np.ndarray, input_format: str, weight: np.ndarray | None) -> Tensor:
-    """``(3, C)`` sums per true class: ``(n, C)`` scores through the multiclass core, 1-D through the binary one."""
-    preds, target = as_tensor(scores), as_tensor(index)
-    sample_weight = None if weight is None else as_tensor(weight)
-    if preds.ndim == 1 and input_format == "probs":  # log_loss's own rule: columns (1 - p, p), then clipped
-        preds = torch.stack([1 - preds, preds], 1)
-    if preds.ndim == 2:
-        return _multiclass_update(preds, target, input_format=input_format, sample_weight=sample_weight)
-    sums = new_sums(2)
-    for cls in (0, 1):  # one binary call per true class keeps the per-class split for average="none"/"macro"
-        rows = target == cls
-        part = _binary_update(
-            preds[rows],
-            target[rows],
-            input_format=input_format,
-            sample_weight=None if sample_weight is None else sample_weight[rows],
-        )
-        sums[:, cls] = part[:, 0]
-        sums[TARGET, cls] = part[WEIGHT, 0]
-    return sums
 
 
 def _classes_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
@@ -66,7 +39,11 @@ def _classes_path(y_true: object, y_proba: object, labels: object, weight_in: ob
     check_class_columns(classes, scores, labels is not None)
     if input_format == "probs" and scores.ndim == 2:
         warn_rows_not_normalized(scores)
-    return _class_sums(encode(y, classes), scores, input_format, weight)
+    return class_label_sums(as_tensor(scores), as_tensor(encode(y, classes)), input_format, _tensor(weight))
+
+
+def _tensor(weight: np.ndarray | None) -> Tensor | None:
+    return None if weight is None else as_tensor(weight)
 
 
 def _binary_columns(scores: np.ndarray, classes: object, output: int, input_format: str) -> np.ndarray:
@@ -110,22 +87,15 @@ def _multilabel_list_sums(
             f"With a list `y_proba`, `labels` must hold the classes of each of the {num_labels} outputs "
             f"(estimator.classes_), got {labels!r}."
         )
-    sums = new_sums(num_labels)
-    sample_weight = None if weight is None else as_tensor(weight)
+    outputs = []
     for k, part in enumerate(y_proba):
         scores = check_scores(part, input_format, name=f"y_proba[{k}]")
         check_lengths(target.shape[0], scores, name=f"y_proba[{k}]")
         scores = _binary_columns(scores, None if labels is None else labels[k], k, input_format)
         if input_format == "probs":
             warn_rows_not_normalized(scores, name=f"y_proba[{k}]")
-        column = _multiclass_update(
-            as_tensor(scores),
-            as_tensor(target[:, k].astype(np.int64)),
-            input_format=input_format,
-            sample_weight=sample_weight,
-        )
-        sums[LOSS, k], sums[WEIGHT, k], sums[TARGET, k] = column[LOSS].sum(), column[WEIGHT].sum(), column[WEIGHT, 1]
-    return sums
+        outputs.append(as_tensor(scores))
+    return per_output_sums(outputs, as_tensor(target), input_format, _tensor(weight))
 
 
 def _multilabel_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
@@ -145,12 +115,7 @@ def _multilabel_path(y_true: object, y_proba: object, labels: object, weight_in:
             f"label) or be a list of {target.shape[1]} (n_samples, 2) arrays, got shape {scores.shape}."
         )
     _warn_if_one_hot(target, scores, input_format)
-    return _multilabel_update(
-        as_tensor(scores),
-        as_tensor(target),
-        input_format=input_format,
-        sample_weight=None if weight is None else as_tensor(weight),
-    )
+    return indicator_sums(as_tensor(scores), as_tensor(target), input_format, _tensor(weight))
 
 
 def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) -> None:
@@ -168,8 +133,9 @@ def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) 
 
 def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int, entries: str) -> float | np.ndarray:
     if not normalize:
-        return sums[LOSS].numpy().copy() if average == "none" else float(sums[LOSS].sum()) / per_sample_terms
-    total = float(sums[WEIGHT].sum())
+        loss = loss_sum_from_sums(sums, average)
+        return loss.numpy().copy() if average == "none" else float(loss) / per_sample_terms
+    total = float(weight_sum_from_sums(sums))
     if total == 0:
         raise ZeroDivisionError("Weights sum to zero, can't be normalized: `sample_weight` sums to 0.")
     if total < 0:
@@ -177,7 +143,7 @@ def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int, 
             raise ValueError(
                 f"`sample_weight` sums to {total:.6g} < 0; average={average!r} needs per-class weights > 0."
             )
-        sums = -sums  # log_loss accepts signed weights with a negative total: -L / -W is exactly L / W
+        return float(loss_sum_from_sums(sums)) / total  # log_loss accepts signed weights with a negative total
     value = cross_entropy_from_sums(sums, average, entries=entries)
     return value.numpy().copy() if average == "none" else float(value)
 
@@ -276,9 +242,8 @@ def cross_entropy_loss(
     >>> cross_entropy_loss([1, 0], [2.0, -1.0], input_format="logits")  # sigmoid of margins
     0.2201
     """
-    check_choice("input_format", input_format, INPUT_FORMATS)
-    check_choice("average", average, AVERAGES)
-    check_bool("normalize", normalize)
+    check_options(input_format, average)
+    check_flag("normalize", normalize)
     if average == "macro" and not normalize:
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
     if target_type(y_true) == MULTILABEL:

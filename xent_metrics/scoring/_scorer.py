@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import sklearn
 from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
+from xent_metrics.functional._validation import AVERAGES, TASKS, _check_choice, _count_not_finite, _score_problem
 from xent_metrics.scoring._d2 import d2_cross_entropy_score
 from xent_metrics.scoring._inputs import (
-    AVERAGES,
-    INPUT_FORMATS,
     MULTILABEL,
-    check_bool,
-    check_choice,
+    as_tensor,
+    check_flag,
+    check_options,
     class_targets,
     indicator_targets,
     response_checked,
@@ -23,7 +24,6 @@ from xent_metrics.scoring._inputs import (
 )
 from xent_metrics.scoring._loss import cross_entropy_loss
 
-TASKS = ("auto", "binary", "multiclass", "multilabel")
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
 _PAD = {"probs": 0.0, "log_probs": -np.inf}
@@ -70,24 +70,28 @@ def _check_response(estimator: object, method: str, response: object, input_form
     for k, part in enumerate(parts):
         where = f"{_name(estimator)}.{method}(X)" + (f"[{k}]" if per_output else "")
         values = _as_float(where, part)
-        bad = np.isnan(values) | (values == np.inf) if input_format == "log_probs" else ~np.isfinite(values)
-        if bad.any():
-            raise ValueError(
-                f"{where} returned NaN or inf in {int(bad.sum())} of {values.size} values; the estimator is "
-                "numerically broken on this data (cannot score it)."
-            )
-        if not values.size or input_format == "logits":
-            continue
-        lo, hi = float(values.min()), float(values.max())
-        if input_format == "probs" and (lo < 0 or hi > 1):
-            raise ValueError(
-                f"{where} returned probabilities outside [0, 1] (from {lo:.6g} to {hi:.6g}); the estimator is "
-                "broken on this data (cannot score it)."
-            )
-        if input_format == "log_probs" and hi > 0:
-            raise ValueError(f"{where} returned log-probabilities above 0 (up to {hi:.6g}); they must be <= 0.")
+        if values.size:
+            _check_response_values(where, values, input_format)
         if input_format == "probs" and values.ndim == 2 and values.shape[1] > 1 and (per_output or kind != MULTILABEL):
             warn_rows_not_normalized(values, name=where)
+
+
+def _check_response_values(where: str, values: np.ndarray, input_format: str) -> None:
+    """The rules of :func:`~xent_metrics.functional._validation._score_problem`, worded to name the estimator."""
+    lo, hi = float(values.min()), float(values.max())
+    problem = _score_problem(lo, hi, input_format)
+    if problem in ("nan", "inf"):
+        raise ValueError(
+            f"{where} returned NaN or inf in {_count_not_finite(as_tensor(values), input_format)} of {values.size} "
+            "values; the estimator is numerically broken on this data (cannot score it)."
+        )
+    if problem is not None and input_format == "probs":
+        raise ValueError(
+            f"{where} returned probabilities outside [0, 1] (from {lo:.6g} to {hi:.6g}); the estimator is "
+            "broken on this data (cannot score it)."
+        )
+    if problem is not None:
+        raise ValueError(f"{where} returned log-probabilities above 0 (up to {hi:.6g}); they must be <= 0.")
 
 
 def _as_float(where: str, part: object) -> np.ndarray:
@@ -103,6 +107,7 @@ def _as_float(where: str, part: object) -> np.ndarray:
         raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class CrossEntropyScorer:
     """Scorer returning minus :func:`cross_entropy_loss` (or :func:`d2_cross_entropy_score`) of a response.
 
@@ -111,36 +116,35 @@ class CrossEntropyScorer:
     scikit-learn calls scorers.
     """
 
-    def __init__(
-        self,
-        *,
-        task: str = "auto",
-        labels: object = None,
-        input_format: str = "probs",
-        response_method: str = "predict_proba",
-        average: str = "micro",
-        d2: bool = False,
-    ) -> None:
-        check_choice("task", task, TASKS)
-        check_bool("d2", d2)
-        check_choice("input_format", input_format, INPUT_FORMATS)
-        check_choice("average", average, [a for a in AVERAGES if a != "none"])
-        if not isinstance(response_method, str):
-            raise TypeError(f"`response_method` must be a method name (str), got {type(response_method).__name__}.")
-        expected = RESPONSE_FORMATS.get(response_method, input_format)
-        if expected != input_format:
+    task: str = "auto"
+    labels: object = None
+    input_format: str = "probs"
+    response_method: str = "predict_proba"
+    average: str = "micro"
+    d2: bool = False
+    #: scikit-learn's default: routing ``sample_weight`` is an error until requested
+    _sample_weight_request: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, ("auto", *TASKS))
+        check_flag("d2", self.d2)
+        check_options(self.input_format, self.average, [a for a in AVERAGES if a != "none"])
+        if not isinstance(self.response_method, str):
+            raise TypeError(
+                f"`response_method` must be a method name (str), got {type(self.response_method).__name__}."
+            )
+        expected = RESPONSE_FORMATS.get(self.response_method, self.input_format)
+        if expected != self.input_format:
             raise ValueError(
-                f"response_method={response_method!r} returns {expected}; got input_format={input_format!r}. "
+                f"response_method={self.response_method!r} returns {expected}; got input_format={self.input_format!r}. "
                 f"Pass input_format={expected!r}."
             )
-        self.task, self.input_format, self.response_method, self.average = task, input_format, response_method, average
-        self.d2 = bool(d2)
-        self.labels = None if labels is None else np.asarray(labels).tolist()
-        self._sample_weight_request: Any = None  # scikit-learn's default: routing it is an error until requested
+        self.d2 = bool(self.d2)
+        self.labels = None if self.labels is None else np.asarray(self.labels).tolist()
 
     def __repr__(self) -> str:
-        defaults = {"task": "auto", "labels": None, "input_format": "probs", "average": "micro", "d2": False}
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v)
+        options = [f for f in fields(self) if f.init and f.name != "response_method"]
+        extra = "".join(f", {f.name}={getattr(self, f.name)!r}" for f in options if getattr(self, f.name) != f.default)
         return f"make_cross_entropy_scorer(response_method={self.response_method!r}{extra})"
 
     def set_score_request(self, *, sample_weight: Any = UNCHANGED) -> CrossEntropyScorer:
