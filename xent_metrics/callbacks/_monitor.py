@@ -136,14 +136,18 @@ class PerClassMonitor(Callback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        remove_filter(self._hint_filter)
-        self._hint_filter = None
+        self._remove_hint_filter()
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.teardown(trainer, pl_module, "")  # Lightning calls no teardown hook when a trainer call fails
+        self._remove_hint_filter()  # Lightning calls no teardown hook when a trainer call fails
+
+    def _remove_hint_filter(self) -> None:
+        remove_filter(self._hint_filter)
+        self._hint_filter = None
 
     # ---- the stage hooks: each names its stage; one method per kind does the work ------------------
+    # (`pl_module: object` where a hook does not read it)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -155,7 +159,7 @@ class PerClassMonitor(Callback):
 
     @override
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: object, outputs: Any, batch: object, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: object, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._update("train", trainer, outputs, batch_idx)
 
