@@ -163,11 +163,14 @@ def test_log_worst_k_logs_only_the_worst_labels_and_the_macro_mean(tmp_path: Pat
     np.testing.assert_allclose(monitor.history["val"][0]["values"], expected, rtol=1e-12)  # full vector kept
 
 
-def test_table_heatmap_and_their_switches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_heatmap_and_their_switches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     monitor = PerClassBCEMonitor(labels=LABELS, stages=["train", "val"], max_table_rows=4)
     run = trainer(tmp_path, [monitor], max_epochs=3)
     run.fit(MultiLabelMLP(lr=0.05), datamodule=tiny_data())
-    out = capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # not printed: Lightning's info log (rank_zero_info) carries the table
+    out = "\n".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("Per-label"))
     first, last = monitor.history["val"][0], monitor.history["val"][-1]
     order = sorted(range(len(LABELS)), key=lambda k: -last["values"][k])
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
@@ -184,8 +187,9 @@ def test_table_heatmap_and_their_switches(tmp_path: Path, capsys: pytest.Capture
 
     quiet = PerClassBCEMonitor(labels=LABELS, stages=["val"], print_table=False, save_heatmap=False)
     run = trainer(tmp_path / "quiet", [quiet], max_epochs=1)
+    caplog.clear()
     run.fit(MultiLabelMLP(), datamodule=tiny_data())
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "" and "Per-label" not in caplog.text
     assert quiet.heatmap_path is None and not list((tmp_path / "quiet").glob("**/*.png"))
 
 

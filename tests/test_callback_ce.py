@@ -85,7 +85,7 @@ def data(n: int = 60, seed: int = 0, classes: int = 3) -> tuple[torch.Tensor, to
 
 
 def test_logged_per_class_ce_equals_float64_reference_table_and_heatmap(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     torch.manual_seed(0)
     recorder, monitor = Recorder(), PerClassCEMonitor(classes=CLASSES)
@@ -115,7 +115,7 @@ def test_logged_per_class_ce_equals_float64_reference_table_and_heatmap(
     sk = [log_loss(target[target == c].numpy(), probs[target == c], labels=[0, 1, 2]) for c in range(3)]
     np.testing.assert_allclose(monitor.history["test"][0]["values"], sk, rtol=1e-6)
 
-    out = capsys.readouterr().out
+    out = "\n".join(r.getMessage() for r in caplog.records)  # the monitor's rank_zero_info messages among them
     assert "Per-class CE, val epoch 1, worst first (change since epoch 0)" in out
     assert re.search(r"#\s+class\s+val CE\s+change\s+train CE", out)
     assert monitor.heatmap_path == tmp_path / "ce_per_class_val.png"

@@ -101,12 +101,14 @@ def _ddp_worker(rank: int, world_size: int, root: str) -> dict:
     out: dict = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        filters = list(warnings.filters)
         for name, unpadded in (("unpadded", True), ("padded", False)):
             strategy = DDPStrategy(process_group_backend="gloo")
             monitor, ce = _run(Path(root) / name, unpadded=unpadded, strategy=strategy, devices=world_size)
             out[name], out[f"{name}_ce"] = monitor.history, ce.history
         strategy = DDPStrategy(process_group_backend="gloo")
         out["two_loaders"] = _validate_two_loaders(strategy, world_size)  # uneven shards: 13 + 12 samples each
+        out["filters_kept"] = warnings.filters == filters  # the monitors' sync-hint filters left with each call
     out["warnings"] = [str(w.message) for w in caught if "Monitor:" in str(w.message)]
     out["sync_hints"] = [str(w.message) for w in caught if "sync_dist=True" in str(w.message)]
     return out
@@ -194,6 +196,7 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
     # Lightning's "use sync_dist=True" hint is silenced for the monitor's (already synced) keys only.
     assert any("'val/other'" in hint for hint in ranks[0]["sync_hints"])
     assert all("/bce" not in hint for hint in ranks[0]["sync_hints"])
+    assert [out["filters_kept"] for out in ranks] == [True, True]
     assert len(rank0) == 4  # one for val, one for test, from each monitor, in the padded run only
     assert all("covers 26 samples for a data set of 25: it repeats 1 sample" in message for message in rank0)
     assert sorted(message.split(":")[0] for message in rank0) == ["PerClassBCEMonitor"] * 2 + ["PerClassCEMonitor"] * 2

@@ -52,15 +52,18 @@ def test_missing_default_config_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
 # Lightning's hints for tiny CPU runs and its CLI's use of deprecated jsonargparse APIs are not ours.
 @pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:lightning.pytorch.cli")
-def test_demo_runs_with_the_default_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_with_the_default_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     overrides = ["--trainer.max_epochs=2", "--data.max_samples=300", f"--trainer.default_root_dir={tmp_path}"]
     cli = demo.main([*overrides, f"--trainer.logger.init_args.save_dir={tmp_path}"], sklearn_part=False)
     out = capsys.readouterr().out
     (monitor,) = [cb for cb in cli.trainer.callbacks if isinstance(cb, PerClassBCEMonitor)]
     assert [len(monitor.history[s]) for s in ("train", "val", "test")] == [2, 2, 1]
-    assert "Per-label BCE, val epoch 1, worst first (change since epoch 0)" in out
-    assert all(name in out for name in TAGS)
-    assert f"Per-label val BCE heatmap: {monitor.heatmap_path}" in out
+    info = "\n".join(r.getMessage() for r in caplog.records)  # the monitor's table: Lightning's info log
+    assert "Per-label BCE, val epoch 1, worst first (change since epoch 0)" in info
+    assert all(name in info for name in TAGS)
+    assert f"Per-label val BCE heatmap: {monitor.heatmap_path}" in info
     assert monitor.heatmap_path is not None and monitor.heatmap_path.is_relative_to(tmp_path)
     with Image.open(monitor.heatmap_path) as image:
         image.verify()

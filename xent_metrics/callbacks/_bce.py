@@ -43,8 +43,9 @@ class PerClassBCEMonitor(PerClassMonitor):
         Log only the ``k`` worst labels of each epoch (plus the macro mean); the table, the heatmap
         and the history still hold every label. For models with thousands of labels.
     print_table : bool, default=True
-        At the end of fit, print the per-label table (worst first, with the change since the first
-        epoch) on rank zero.
+        At the end of fit, show the per-label table (worst first, with the change since the first
+        epoch) on rank zero, through Lightning's info log (``rank_zero_info``: stderr by default),
+        followed by the heatmap's path.
     save_heatmap : bool, default=True
         At the end of fit, save a heatmap of per-label validation BCE over epochs as
         ``{trainer.log_dir}/{prefix}_per_label_val.png`` (training BCE when there is no

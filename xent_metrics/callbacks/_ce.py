@@ -46,7 +46,8 @@ class PerClassCEMonitor(PerClassMonitor):
     log_worst_k : int, optional
         Log only the ``k`` worst classes of an epoch (and the macro mean); all are kept in the history.
     print_table : bool, default=True
-        Print the worst-first table of classes on rank zero at the end of fit.
+        Show the worst-first table of classes on rank zero at the end of fit, through Lightning's info
+        log (as :class:`~xent_metrics.callbacks.PerClassBCEMonitor` does).
     save_heatmap : bool, default=True
         Save ``{trainer.log_dir}/{prefix}_per_class_val.png`` (``train`` without validation) at the end
         of fit, and add it to TensorBoard when a ``TensorBoardLogger`` is attached.

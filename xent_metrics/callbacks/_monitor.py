@@ -8,14 +8,12 @@ and the words they use (label / class, BCE / CE); both are a thin subclass of ``
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
@@ -26,6 +24,7 @@ from xent_metrics.callbacks import _output, _store
 from xent_metrics.callbacks._args import check_options, flatten_loaders
 from xent_metrics.callbacks._render import worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
+from xent_metrics.callbacks._sync_hint import ignore_sync_hint, remove_filter
 
 Stage = Literal["train", "val", "test"]
 _STEP_NAMES = {"train": "training_step", "val": "validation_step", "test": "test_step"}
@@ -73,6 +72,7 @@ class PerClassMonitor(Callback):
         self._loaders: dict[str, list[Metric]] = {}  # per-dataloader metrics while several run
         self._loader_records: dict[str, list[dict[str, Any] | None]] = {}
         self._warned: set[str] = set()
+        self._hint_filter: tuple[object, ...] | None = None  # the warning filter this monitor added, while it runs
 
     def _new_metric(self) -> Metric:
         raise NotImplementedError  # pragma: no cover - every subclass defines it
@@ -80,8 +80,8 @@ class PerClassMonitor(Callback):
     @property
     @override
     def state_key(self) -> str:
-        ids = {"prefix": self.prefix, "preds_key": self.preds_key, "target_key": self.target_key}
-        return f"{type(self).__qualname__}{ids!r}"
+        # Lightning's helper: `{qualname}{kwargs!r}`, the key every checkpoint so far was saved under.
+        return self._generate_state_key(prefix=self.prefix, preds_key=self.preds_key, target_key=self.target_key)
 
     # ---- updates -------------------------------------------------------------------------------
 
@@ -111,7 +111,10 @@ class PerClassMonitor(Callback):
         preds = preds.detach() if isinstance(preds, Tensor) else preds
         return preds, target.detach() if isinstance(target, Tensor) else target
 
-    def _update(self, stage: str, outputs: object, trainer: Any = None, batch_idx: int = 0, loader: int = 0) -> None:
+    def _update(self, stage: str, trainer: pl.Trainer, outputs: object, batch_idx: int, loader: int = 0) -> None:
+        """Every batch end: add the step's output to the stage's metric (to its dataloader's, with several)."""
+        if not self._measures(stage, trainer):
+            return
         preds, target = self._checked(stage, outputs)
         per_loader = self._loaders.get(stage)
         if not per_loader:
@@ -128,67 +131,80 @@ class PerClassMonitor(Callback):
         self.run += 1
         for metric in self.metrics.values():
             metric.to(pl_module.device)
-        if trainer.world_size > 1:
-            # Lightning suggests `sync_dist=True` for every epoch-level value logged without it; ours are already
-            # synced by `compute()` (one collective), and syncing each scalar again would cost K + 1 collectives.
-            keys = rf"({'|'.join(self.stages)})/{re.escape(self.prefix)}(/[^']*)?"
-            message = rf"It is recommended to use `self\.log\('{keys}', \.\.\., sync_dist=True\)`"
-            warnings.filterwarnings("ignore", message=message, category=PossibleUserWarning)
+        if trainer.world_size > 1 and self._hint_filter is None:
+            self._hint_filter = ignore_sync_hint(self.stages, self.prefix)  # until teardown: see _sync_hint.py
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if "train" in self.metrics:
-            self._update("train", outputs)
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._remove_hint_filter()
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._remove_hint_filter()  # Lightning calls no teardown hook when a trainer call fails
+
+    def _remove_hint_filter(self) -> None:
+        remove_filter(self._hint_filter)
+        self._hint_filter = None
+
+    # ---- the stage hooks: each names its stage; one method per kind does the work ------------------
+    # (`pl_module: object` where a hook does not read it)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "val" in self.metrics and not trainer.sanity_checking:
-            self._start_evaluation("val", trainer.val_dataloaders, pl_module)
-
-    @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if "val" in self.metrics and not trainer.sanity_checking:
-            self._update("val", outputs, trainer, batch_idx, dataloader_idx)
+        self._start_evaluation("val", trainer)
 
     @override
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "test" in self.metrics:
-            self._start_evaluation("test", trainer.test_dataloaders, pl_module)
+        self._start_evaluation("test", trainer)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: object, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._update("train", trainer, outputs, batch_idx)
+
+    @override
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: object, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._update("val", trainer, outputs, batch_idx, dataloader_idx)
 
     @override
     def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+        self, trainer: pl.Trainer, pl_module: object, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if "test" in self.metrics:
-            self._update("test", outputs, trainer, batch_idx, dataloader_idx)
+        self._update("test", trainer, outputs, batch_idx, dataloader_idx)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("train", trainer, pl_module)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("val", trainer, pl_module)
+
+    @override
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("test", trainer, pl_module)
+
+    def _measures(self, stage: str, trainer: pl.Trainer) -> bool:
+        """Whether ``stage`` is measured now: one of ``stages``, and never the sanity-check validation."""
+        return stage in self.metrics and not (stage == "val" and trainer.sanity_checking)
 
     # ---- several evaluation dataloaders ------------------------------------------------------------
 
-    def _start_evaluation(self, stage: str, loaders: object, pl_module: pl.LightningModule) -> None:
+    def _start_evaluation(self, stage: str, trainer: pl.Trainer) -> None:
         """Reset the stage; with several dataloaders, give each its own metric (the pooled one merges them)."""
+        if not self._measures(stage, trainer):
+            return
+        loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
         self.metrics[stage].reset()
         self._check_sampler(stage, loaders)
         count = len(flatten_loaders(loaders))
         if count < 2:
             self._loaders.pop(stage, None)
             return
-        self._loaders[stage] = [self._new_metric().to(pl_module.device) for _ in range(count)]
+        self._loaders[stage] = [self._new_metric().to(trainer.lightning_module.device) for _ in range(count)]
         self._loader_records[stage] = [None] * count
 
     def _finish_loaders_before(self, stage: str, loader: int, pl_module: pl.LightningModule) -> None:
@@ -215,21 +231,6 @@ class PerClassMonitor(Callback):
 
     # ---- epoch ends ------------------------------------------------------------------------------
 
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "train" in self.metrics:
-            self._finish("train", trainer, pl_module)
-
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "val" in self.metrics and not trainer.sanity_checking:
-            self._finish("val", trainer, pl_module)
-
-    @override
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "test" in self.metrics:
-            self._finish("test", trainer, pl_module)
-
     def _compute(self, metric: Metric) -> Tensor:
         with warnings.catch_warnings():
             # No data at all: `_warn_empty` says so once per name, not at every epoch.
@@ -252,7 +253,9 @@ class PerClassMonitor(Callback):
         return logged
 
     def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Compute on every rank (a collective), record, log the synced values, reset."""
+        """Every epoch end: compute on every rank (a collective), record, log the synced values, reset."""
+        if not self._measures(stage, trainer):
+            return
         records = self._loader_records.get(stage) if self._loaders.get(stage) else None
         if records is not None:
             self._finish_loaders_before(stage, len(records), pl_module)  # any this rank saw no last batch of

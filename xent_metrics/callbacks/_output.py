@@ -1,4 +1,9 @@
-"""What the per-class monitors show at the end of fit: the table (printed) and the heatmap (a file), or why not."""
+"""What the per-class monitors show at the end of fit: the table and the heatmap (a file), or why not.
+
+Everything said goes through Lightning's ``rank_zero_info``, as Lightning's own ``ModelSummary`` table does: its
+``lightning.pytorch`` logger shows INFO records on stderr by default, and follows the root logger's handlers when
+logging is configured before Lightning is imported.
+"""
 
 from __future__ import annotations
 
@@ -58,13 +63,13 @@ def why_no_file(trainer: pl.Trainer, log_dir: str | None) -> str | None:
 
 
 def end_of_fit(monitor: PerClassMonitor, trainer: pl.Trainer) -> None:
-    """Print the table and save the heatmap (rank zero), or say where the heatmap would have gone."""
+    """Show the table and save the heatmap (rank zero), or say where the heatmap would have gone."""
     log_dir = trainer.log_dir  # a broadcast: every rank must ask
     if not trainer.is_global_zero:
         return
     table = monitor.summary_table() if monitor.print_table else None
     if table is not None:
-        print(table)
+        rank_zero_info(table)
     stage = next((s for s in ("val", "train") if fit_records(monitor, s)), None)
     if not monitor.save_heatmap or stage is None:
         return
@@ -79,7 +84,7 @@ def end_of_fit(monitor: PerClassMonitor, trainer: pl.Trainer) -> None:
         monitor.labels, records, stage=stage, prefix=monitor.prefix, unit=monitor.unit, loss=monitor.loss
     )
     monitor.heatmap_path = save_png(fig, Path(str(log_dir)) / name)
-    print(f"Per-{monitor.unit} {stage} {monitor.loss} heatmap: {monitor.heatmap_path}")
+    rank_zero_info(f"Per-{monitor.unit} {stage} {monitor.loss} heatmap: {monitor.heatmap_path}")
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure(f"{stage}/{monitor.prefix}/heatmap", fig, trainer.global_step, close=False)
