@@ -1,4 +1,4 @@
-"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: tests/packaging/test_wheel.py)."""
+"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: test_wheel.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ ALLOWED = {
 }
 THIRD_PARTY = {
     "functional": {"torch"},
-    "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (tests/metrics/test_plot.py checks)
+    "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (test_plot.py checks)
     "scoring": {"torch", "numpy", "sklearn", "scipy"},
     "callbacks": {"torch", "torchmetrics", "lightning", "numpy", "matplotlib", "typing_extensions", "PIL"},
 }
