@@ -1,4 +1,4 @@
-"""hypothesis strategies and checks shared by the fuzz suites (``tests/test_fuzz_*.py``).
+"""hypothesis strategies and checks shared by the fuzz suites (``tests/*/test_fuzz_*.py``).
 
 Values come from :func:`arrays` (a kind of data, sometimes corrupted with NaN, +-inf or far out-of-range
 values) and are dressed by :func:`as_tensor` in a dtype and a layout: plain, strided, expanded (stride 0),

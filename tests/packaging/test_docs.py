@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("sphinx", reason="the `docs` extra (sphinx, furo, numpydoc) is not installed")
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 PUBLIC_MODULES = ("xent_metrics", "xent_metrics.functional", "xent_metrics.scoring", "xent_metrics.callbacks")
 PAGES = ("index", "metrics", "lightning", "sklearn", "language_models", "accuracy", "api")
 

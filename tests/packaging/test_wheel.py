@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Lightning 2.6 with torch 2.13 calls a deprecated pytree API during fit; not ours (as in pyproject.toml).
 # -W takes the literal start of the message (not a regex): Lightning 2.6 on torch 2.13, exactly that warning.
 WARNINGS = ["-W", "error", "-W", "ignore:`isinstance(treespec, LeafSpec)` is deprecated:FutureWarning"]

@@ -3,6 +3,7 @@ without validation, float64 states (with the MPS fallback), input dtypes, checkp
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from helpers import cases
 from torch.overrides import TorchFunctionMode
 from torchmetrics import Metric
 
@@ -32,13 +34,7 @@ Batch = tuple[torch.Tensor, ...]
 
 def _good(kind: str) -> Batch:
     g = torch.Generator().manual_seed(7)
-    if kind == "binary":
-        return torch.randn(6, generator=g), torch.randint(0, 2, (6,), generator=g)
-    if kind == "multiclass":
-        return torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g)
-    if kind == "multilabel":
-        return torch.randn(6, 3, generator=g), torch.randint(0, 2, (6, 3), generator=g)
-    return torch.randn(2, 3, 5, generator=g), torch.randint(0, 5, (2, 3), generator=g)
+    return cases.batch(kind, 2, 5, generator=g) if kind == "lm" else cases.batch(kind, 6, 3, generator=g)
 
 
 def _bad(kind: str) -> list[tuple[Batch, type[Exception], str]]:
@@ -58,13 +54,7 @@ def _bad(kind: str) -> list[tuple[Batch, type[Exception], str]]:
 
 
 FACTORIES: dict[str, tuple[str, Callable[..., Metric]]] = {
-    "BinaryCrossEntropy": ("binary", BinaryCrossEntropy),
-    "BinaryNormalizedEntropy": ("binary", BinaryNormalizedEntropy),
-    "MulticlassCrossEntropy": ("multiclass", lambda **kw: MulticlassCrossEntropy(3, **kw)),
-    "MulticlassNormalizedEntropy": ("multiclass", lambda **kw: MulticlassNormalizedEntropy(3, **kw)),
-    "MultilabelCrossEntropy": ("multilabel", lambda **kw: MultilabelCrossEntropy(3, **kw)),
-    "MultilabelNormalizedEntropy": ("multilabel", lambda **kw: MultilabelNormalizedEntropy(3, **kw)),
-    "Perplexity": ("lm", Perplexity),
+    name: (cases.kind(name), functools.partial(cases.make, name)) for name in cases.NAMES
 }
 NAMES = sorted(FACTORIES)
 

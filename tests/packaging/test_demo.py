@@ -1,4 +1,4 @@
-"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: tests/test_wheel.py)."""
+"""The main demo: ``python -m xent_metrics.demos`` end to end, in-process (the command itself: test_wheel.py)."""
 
 from __future__ import annotations
 
@@ -71,4 +71,4 @@ def test_demo_runs_with_the_default_config(
 
 
 # `python -m xent_metrics.demos` as a command, from a directory outside the checkout, with the package installed
-# from its wheel: tests/test_wheel.py (it checks what the end-to-end command test here used to).
+# from its wheel: tests/packaging/test_wheel.py (it checks what the end-to-end command test here used to).

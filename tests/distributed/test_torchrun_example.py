@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "torchrun_eval.py"
 WORLD_SIZES = (1, 2, 3)
 LAUNCH_TIMEOUT_S = 180

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import cases
 
 from xent_metrics import MulticlassCrossEntropy, MulticlassNormalizedEntropy, Perplexity
 from xent_metrics.functional import _fused, multiclass_cross_entropy, multiclass_normalized_entropy
@@ -13,9 +14,10 @@ def _batches(dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(30)
     out = []
     for n in (16 * 4 + 5, 16 * 2, 16 + 9):  # full 16-row blocks plus ragged tails of several sizes
-        z = (torch.randn(n, C, generator=gen, dtype=torch.float64) * 4).to(dtype)
+        z, target = cases.batch("multiclass", n, C, generator=gen, dtype=torch.float64)
+        z = (z * 4).to(dtype)
         z[0, 3] = 400.0  # overflows exp: recomputed with the shift
-        out.append((z, torch.randint(0, C, (n,), generator=gen)))
+        out.append((z, target))
     return out
 
 

@@ -42,7 +42,7 @@ def test_sklearn_part_does_not_import_lightning():
 
 
 def test_sklearn_example_runs_and_says_what_it_claims(capsys):
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "sklearn_cross_val.py"), run_name="__main__")
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "sklearn_cross_val.py"), run_name="__main__")
     lines = capsys.readouterr().out.splitlines()
     assert float(re.search(r"max rel\. diff to neg_log_loss (\S+)", lines[0]).group(1)) < 1e-12
     theirs, ours = re.search(r"neg_log_loss \[(.*)\], ours \[(.*)\]", lines[2]).groups()

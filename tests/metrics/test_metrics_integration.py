@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cases
 from torchmetrics import MetricCollection
 from torchmetrics.wrappers import ClasswiseWrapper
 
@@ -26,13 +27,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = RTOL) -> 
 
 def _batches(n_batches: int = 3, classes: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(5)
-    return [
-        (
-            torch.randn(8 + i, classes, generator=g, dtype=torch.float64),
-            torch.randint(0, classes, (8 + i,), generator=g),
-        )
-        for i in range(n_batches)
-    ]
+    return [cases.batch("multiclass", 8 + i, classes, generator=g, dtype=torch.float64) for i in range(n_batches)]
 
 
 def test_metric_collection_forward_and_compute() -> None:

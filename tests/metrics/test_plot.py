@@ -4,6 +4,7 @@ Headless: the Agg backend. Expected values come from torch.nn.functional in floa
 for what a plot must draw of a given `val`).
 """
 
+import functools
 import math
 import subprocess
 import sys
@@ -13,17 +14,15 @@ import matplotlib
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cases
 from torchmetrics import MetricCollection
 from torchmetrics.wrappers import MetricTracker
 
 from xent_metrics import (
     BinaryCrossEntropy,
-    BinaryNormalizedEntropy,
     MulticlassCrossEntropy,
     MulticlassNormalizedEntropy,
     MultilabelCrossEntropy,
-    MultilabelNormalizedEntropy,
-    Perplexity,
 )
 
 matplotlib.use("Agg")
@@ -61,22 +60,30 @@ def _mlce_per_label() -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(ZC.double(), YL.double(), reduction="none").mean(0)
 
 
+def _make(name: str) -> Callable:
+    return functools.partial(cases.make, name, C)
+
+
 CASES: dict[str, tuple[Callable, tuple, Callable[[], float]]] = {
-    "bce": (BinaryCrossEntropy, (Z1, Y1), _bce),
-    "bne": (BinaryNormalizedEntropy, (Z1, Y1), lambda: _bce() / _binary_entropy(Y1.double().mean()).item()),
-    "mce": (lambda: MulticlassCrossEntropy(C), (ZC, YC), _mce),
+    "bce": (_make("BinaryCrossEntropy"), (Z1, Y1), _bce),
+    "bne": (_make("BinaryNormalizedEntropy"), (Z1, Y1), lambda: _bce() / _binary_entropy(Y1.double().mean()).item()),
+    "mce": (_make("MulticlassCrossEntropy"), (ZC, YC), _mce),
     "mne": (
-        lambda: MulticlassNormalizedEntropy(C),
+        _make("MulticlassNormalizedEntropy"),
         (ZC, YC),
         lambda: _mce() / _entropy(torch.bincount(YC, minlength=C).double() / N).item(),
     ),
-    "mlce": (lambda: MultilabelCrossEntropy(C), (ZC, YL), lambda: _mlce_per_label().mean().item()),
+    "mlce": (_make("MultilabelCrossEntropy"), (ZC, YL), lambda: _mlce_per_label().mean().item()),
     "mlne": (
-        lambda: MultilabelNormalizedEntropy(C),
+        _make("MultilabelNormalizedEntropy"),
         (ZC, YL),
         lambda: (_mlce_per_label().sum() / _binary_entropy(YL.double().mean(0)).sum()).item(),
     ),
-    "ppl": (Perplexity, (ZLM, YLM), lambda: math.exp(F.cross_entropy(ZLM.double().movedim(-1, 1), YLM).item())),
+    "ppl": (
+        _make("Perplexity"),
+        (ZLM, YLM),
+        lambda: math.exp(F.cross_entropy(ZLM.double().movedim(-1, 1), YLM).item()),
+    ),
 }
 
 

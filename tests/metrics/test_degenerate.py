@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -17,49 +18,37 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from helpers import cases
 from helpers.fuzz import same_bits
 from scipy.special import log_expit, log_softmax
 from torchmetrics import Metric
 
 from xent_metrics import (
-    BinaryCrossEntropy,
     BinaryNormalizedEntropy,
     MulticlassCrossEntropy,
     MulticlassNormalizedEntropy,
     MultilabelCrossEntropy,
     MultilabelNormalizedEntropy,
-    Perplexity,
 )
 
 NO_DATA = "No samples with non-zero weight were seen"
 ZERO_ENTROPY = "whose weighted base rate is 0 or 1 (zero entropy)"
 K = 3
-# name -> (factory, the shape of preds and target for n samples, the number of results for average="none")
+# name -> (factory, a valid batch of n samples), from the shared case module
 Make = Callable[..., Metric]
+
+
+def _batch(name: str) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    task = cases.kind(name)
+    return functools.partial(cases.batch, task, k=K, positions=(2,) if task == "lm" else ())
+
+
 CLASSES: dict[str, tuple[Make, Callable[[int], tuple[torch.Tensor, torch.Tensor]]]] = {
-    "BinaryCrossEntropy": (BinaryCrossEntropy, lambda n: (torch.randn(n), torch.randint(0, 2, (n,)))),
-    "BinaryNormalizedEntropy": (BinaryNormalizedEntropy, lambda n: (torch.randn(n), torch.randint(0, 2, (n,)))),
-    "MulticlassCrossEntropy": (
-        lambda **kw: MulticlassCrossEntropy(K, **kw),
-        lambda n: (torch.randn(n, K), torch.randint(0, K, (n,))),
-    ),
-    "MulticlassNormalizedEntropy": (
-        lambda **kw: MulticlassNormalizedEntropy(K, **kw),
-        lambda n: (torch.randn(n, K), torch.randint(0, K, (n,))),
-    ),
-    "MultilabelCrossEntropy": (
-        lambda **kw: MultilabelCrossEntropy(K, **kw),
-        lambda n: (torch.randn(n, K), torch.randint(0, 2, (n, K))),
-    ),
-    "MultilabelNormalizedEntropy": (
-        lambda **kw: MultilabelNormalizedEntropy(K, **kw),
-        lambda n: (torch.randn(n, K), torch.randint(0, 2, (n, K))),
-    ),
-    "Perplexity": (Perplexity, lambda n: (torch.randn(n, 2, K), torch.randint(0, K, (n, 2)))),
+    name: (functools.partial(cases.make, name, K), _batch(name)) for name in cases.NAMES
 }
-AVERAGED = [name for name in CLASSES if name.startswith("Multi")]
+AVERAGED = cases.AVERAGED
 CASES = [(name, None) for name in CLASSES if name not in AVERAGED] + [
-    (name, average) for name in AVERAGED for average in ("micro", "macro", "none")
+    (name, average) for name in AVERAGED for average in cases.AVERAGES
 ]
 
 

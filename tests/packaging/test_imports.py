@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "xent_metrics"
+PACKAGE = Path(__file__).resolve().parents[2] / "xent_metrics"
 
 # The first-party layers each module group may import (besides the standard library and its own group).
 ALLOWED = {
@@ -18,7 +18,7 @@ ALLOWED = {
 }
 THIRD_PARTY = {
     "functional": {"torch"},
-    "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (tests/test_plot.py checks)
+    "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (test_plot.py checks)
     "scoring": {"torch", "numpy", "sklearn", "scipy"},
     "callbacks": {"torch", "torchmetrics", "lightning", "numpy", "matplotlib", "typing_extensions", "PIL"},
 }

@@ -24,7 +24,7 @@ from xent_metrics.callbacks import PerClassBCEMonitor, PerClassCEMonitor
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
 
 CLASSES = ["cat", "dog", "fox"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Classifier(pl.LightningModule):

@@ -15,7 +15,7 @@ from xent_metrics.demos.data import DigitTagsDataModule
 from xent_metrics.demos.model import MultiLabelMLP
 from xent_metrics.demos.tags import TAGS
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_the_three_documented_configs_exist() -> None:
@@ -44,7 +44,7 @@ def test_config_instantiates(config: Path, tmp_path: Path, monkeypatch: pytest.M
         assert cli.trainer.max_epochs <= 20 and cli.trainer.num_devices == 1
 
 
-PACKAGED = Path(__file__).resolve().parents[1] / "xent_metrics" / "demos" / "configs"
+PACKAGED = Path(__file__).resolve().parents[2] / "xent_metrics" / "demos" / "configs"
 
 
 def test_the_packaged_configs_are_the_root_configs_byte_for_byte() -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 
 import torch
+from helpers import cases
 from hypothesis import given
 from hypothesis import strategies as st
 from torchmetrics import Metric
 
-from xent_metrics import BinaryCrossEntropy, MulticlassCrossEntropy, MultilabelNormalizedEntropy, Perplexity
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy, multilabel_normalized_entropy
 
 RTOL = 1e-12
@@ -20,29 +21,41 @@ def _perplexity(p: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tens
     return torch.exp(multiclass_cross_entropy(p.movedim(-1, 1), t, ignore_index=-100, sample_weight=w))
 
 
+def _scaled(task: str, k: int) -> Callable[[int, torch.Generator], tuple]:
+    """A valid batch of ``n`` samples drawn from ``g`` (language models: 3 positions), scores scaled by 4."""
+
+    def draw(n: int, g: torch.Generator) -> tuple:
+        preds, target = cases.batch(task, n, k, generator=g)
+        return preds * 4, target
+
+    return draw
+
+
 # task -> (metric factory, functional twin, data maker(n, generator))
 TASKS: dict[str, tuple[Callable[[], Metric], Callable[..., torch.Tensor], Callable[..., tuple]]] = {
     "binary": (
-        lambda: BinaryCrossEntropy(ignore_index=-100, pos_weight=1.5),
+        functools.partial(cases.make, "BinaryCrossEntropy", ignore_index=-100, pos_weight=1.5),
         lambda p, t, w: binary_cross_entropy(p, t, ignore_index=-100, pos_weight=1.5, sample_weight=w),
-        lambda n, g: (torch.randn(n, generator=g) * 4, torch.randint(0, 2, (n,), generator=g)),
+        _scaled("binary", 1),
     ),
     "multiclass": (
-        lambda: MulticlassCrossEntropy(4, ignore_index=-100, label_smoothing=0.05),
+        functools.partial(cases.make, "MulticlassCrossEntropy", 4, ignore_index=-100, label_smoothing=0.05),
         lambda p, t, w: multiclass_cross_entropy(p, t, ignore_index=-100, label_smoothing=0.05, sample_weight=w),
-        lambda n, g: (torch.randn(n, 4, generator=g) * 4, torch.randint(0, 4, (n,), generator=g)),
+        _scaled("multiclass", 4),
     ),
     "multilabel-ne-macro": (
-        lambda: MultilabelNormalizedEntropy(3, ignore_index=-100, average="macro", label_smoothing=0.1),
+        functools.partial(
+            cases.make, "MultilabelNormalizedEntropy", 3, ignore_index=-100, average="macro", label_smoothing=0.1
+        ),
         lambda p, t, w: multilabel_normalized_entropy(
             p, t, ignore_index=-100, average="macro", label_smoothing=0.1, sample_weight=w
         ),
-        lambda n, g: (torch.randn(n, 3, generator=g) * 4, torch.randint(0, 2, (n, 3), generator=g)),
+        _scaled("multilabel", 3),
     ),
     "perplexity": (
-        lambda: Perplexity(ignore_index=-100),
+        functools.partial(cases.make, "Perplexity", ignore_index=-100),
         _perplexity,
-        lambda n, g: (torch.randn(n, 3, 5, generator=g) * 4, torch.randint(0, 5, (n, 3), generator=g)),
+        _scaled("lm", 5),
     ),
 }
 

@@ -3,14 +3,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cases
 
 from xent_metrics import MulticlassCrossEntropy, MulticlassNormalizedEntropy, Perplexity
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(12)
-    z = torch.randn(40, 5, generator=g, dtype=torch.float64)
-    return z, torch.randint(0, 5, (40,), generator=g), torch.rand(40, generator=g, dtype=torch.float64)
+    z, target = cases.batch("multiclass", 40, 5, generator=g, dtype=torch.float64)
+    return z, target, torch.rand(40, generator=g, dtype=torch.float64)
 
 
 def test_layouts_per_configuration() -> None:

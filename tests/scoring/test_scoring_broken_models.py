@@ -1,6 +1,6 @@
 """The scorer on broken models: every bad response is reported with the estimator's class name and the problem.
 
-tests/test_scoring_scorer.py covers NaN in ``predict_proba``, strings, a wrong number of columns or
+tests/scoring/test_scoring_scorer.py covers NaN in ``predict_proba``, strings, a wrong number of columns or
 rows and bad per-output lists. Here: probabilities outside [0, 1], log-probabilities above 0, NaN
 from ``decision_function`` / ``predict_log_proba``, ``None``, ragged, complex and wrongly shaped
 responses, rows that do not sum to 1 (one warning naming the estimator, the score still equal to

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import cases
 from helpers.dist import WorkerError, run_in_processes
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from xent_metrics import (
-    BinaryNormalizedEntropy,
     MulticlassCrossEntropy,
     MulticlassNormalizedEntropy,
     MultilabelCrossEntropy,
@@ -64,14 +64,9 @@ COLLECTIVES = (
 def _batches(kind: str, seed: int) -> list[Batch]:
     g = torch.Generator().manual_seed(seed)
     n = sum(SIZES)
-    if kind == "multiclass":
-        z, y = torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randint(0, 5, (n,), generator=g)
-    elif kind == "multilabel":
-        z, y = torch.randn(n, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (n, 3), generator=g)
-    elif kind == "binary":
-        z, y = torch.randn(n, generator=g, dtype=torch.float64), torch.randint(0, 2, (n,), generator=g)
-    else:  # language model: (n, L, V) logits with a few extreme values, (n, L) token ids
-        z, y = torch.randn(n, 4, 7, generator=g, dtype=torch.float64), torch.randint(0, 7, (n, 4), generator=g)
+    k, positions = {"multiclass": (5, ()), "multilabel": (3, ()), "binary": (1, ()), "lm": (7, (4,))}[kind]
+    z, y = cases.batch(kind, n, k, positions, generator=g, dtype=torch.float64)
+    if kind == "lm":  # language model: (n, L, V) logits with a few extreme values, (n, L) token ids
         z[torch.rand(z.shape, generator=g) < 0.03] = 80.0
     y[torch.rand(y.shape, generator=g) < 0.2] = -100
     w = torch.rand(n, generator=g, dtype=torch.float64) * 2
@@ -93,28 +88,28 @@ CASES: dict[str, tuple[str, int, Callable[..., Metric], Callable[..., torch.Tens
     "multiclass-ce": (
         "multiclass",
         1,
-        lambda **kw: MulticlassCrossEntropy(5, ignore_index=-100, **kw),
+        functools.partial(cases.make, "MulticlassCrossEntropy", 5, ignore_index=-100),
         lambda p, t, w: multiclass_cross_entropy(p, t, ignore_index=-100, sample_weight=w),
     ),
     "multiclass-ne-none": (
         "multiclass",
         2,
-        lambda **kw: MulticlassNormalizedEntropy(5, ignore_index=-100, average="none", **kw),
+        functools.partial(cases.make, "MulticlassNormalizedEntropy", 5, ignore_index=-100, average="none"),
         lambda p, t, w: multiclass_normalized_entropy(p, t, ignore_index=-100, sample_weight=w, average="none"),
     ),
     "multilabel-ce-none": (
         "multilabel",
         3,
-        lambda **kw: MultilabelCrossEntropy(3, ignore_index=-100, average="none", **kw),
+        functools.partial(cases.make, "MultilabelCrossEntropy", 3, ignore_index=-100, average="none"),
         lambda p, t, w: multilabel_cross_entropy(p, t, ignore_index=-100, sample_weight=w, average="none"),
     ),
     "binary-ne": (
         "binary",
         4,
-        lambda **kw: BinaryNormalizedEntropy(ignore_index=-100, **kw),
+        functools.partial(cases.make, "BinaryNormalizedEntropy", ignore_index=-100),
         lambda p, t, w: binary_normalized_entropy(p, t, ignore_index=-100, sample_weight=w),
     ),
-    "perplexity": ("lm", 5, lambda **kw: Perplexity(ignore_index=-100, **kw), _perplexity),
+    "perplexity": ("lm", 5, functools.partial(cases.make, "Perplexity", ignore_index=-100), _perplexity),
 }
 
 
