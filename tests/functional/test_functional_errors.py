@@ -236,10 +236,10 @@ def test_device_mismatch_message() -> None:
     # one real device here: check the message on a stand-in with a cuda device attribute
     from types import SimpleNamespace
 
-    from xent_metrics.functional._validation import _check_device
+    from xent_metrics.functional import _validation
 
     with pytest.raises(ValueError, match=r"`target` is on device cuda:0 but `preds` is on cpu; move both to one"):
-        _check_device("target", SimpleNamespace(device=torch.device("cuda", 0)), Z2)  # type: ignore[arg-type]
+        _validation.check_device("target", SimpleNamespace(device=torch.device("cuda", 0)), Z2)  # type: ignore[arg-type]
 
 
 def test_unknown_task() -> None:

@@ -15,13 +15,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from xent_metrics.functional._validation import (
-    AVERAGES,
-    _check_choice,
-    _check_common_args,
-    _check_count,
-    _check_flag,
-)
+from xent_metrics.functional import _validation
 
 #: Options that only read the sums: they never change what an update adds (see :func:`update_config`).
 _READ_ONLY = ("average", "validate_args")
@@ -38,8 +32,8 @@ class BinaryOptions:
     validate_args: bool = True
 
     def __post_init__(self) -> None:
-        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
-        _check_flag("validate_args", self.validate_args)
+        _validation.check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _validation.check_flag("validate_args", self.validate_args)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 
@@ -56,10 +50,10 @@ class MultilabelOptions:
     validate_args: bool = True
 
     def __post_init__(self) -> None:
-        _check_count("num_labels", self.num_labels)
-        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
-        _check_choice("average", self.average, AVERAGES)
-        _check_flag("validate_args", self.validate_args)
+        _validation.check_count("num_labels", self.num_labels)
+        _validation.check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _validation.check_choice("average", self.average, _validation.AVERAGES)
+        _validation.check_flag("validate_args", self.validate_args)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 
@@ -77,11 +71,11 @@ class MulticlassOptions:
     fused: bool = False
 
     def __post_init__(self) -> None:
-        _check_count("num_classes", self.num_classes)
-        _check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
-        _check_choice("average", self.average, AVERAGES)
-        _check_flag("validate_args", self.validate_args)
-        _check_flag("fused", self.fused)
+        _validation.check_count("num_classes", self.num_classes)
+        _validation.check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
+        _validation.check_choice("average", self.average, _validation.AVERAGES)
+        _validation.check_flag("validate_args", self.validate_args)
+        _validation.check_flag("fused", self.fused)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 
@@ -92,10 +86,10 @@ class LinearOptions(MulticlassOptions):
     block_size: int | None = None
 
     def __post_init__(self) -> None:  # linear_cross_entropy's own order of checks
-        _check_common_args("logits", self.ignore_index, self.label_smoothing)
-        _check_flag("validate_args", self.validate_args)
-        _check_count("block_size", self.block_size)
-        _check_choice("average", self.average, AVERAGES)
+        _validation.check_common_args("logits", self.ignore_index, self.label_smoothing)
+        _validation.check_flag("validate_args", self.validate_args)
+        _validation.check_count("block_size", self.block_size)
+        _validation.check_choice("average", self.average, _validation.AVERAGES)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 

@@ -5,8 +5,8 @@ Every message names the argument, what was seen and what was expected. Wrong typ
 device-to-host sync, so callers run them only when ``validate_args=True``; checks that read only
 metadata (type, dtype, shape) are free and always run.
 
-The rules for scores live here once: :func:`_score_problem` (what each ``input_format`` allows)
-and :func:`_row_sums_off_one` (probability rows that do not sum to 1). The scikit-learn face
+The rules for scores live here once: :func:`score_problem` (what each ``input_format`` allows)
+and :func:`row_sums_off_one` (probability rows that do not sum to 1). The scikit-learn face
 (:mod:`xent_metrics.scoring`) converts arrays to tensors and words the result in its own
 vocabulary (``y_proba``, the estimator's name); it re-declares no rule.
 """
@@ -25,14 +25,14 @@ AVERAGES = ("micro", "macro", "none")
 TASKS = ("binary", "multiclass", "multilabel")
 
 
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
 
 
-def _check_common_args(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
+def check_common_args(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
     """Validate the options every task shares."""
-    _check_choice("input_format", input_format, INPUT_FORMATS)
+    check_choice("input_format", input_format, INPUT_FORMATS)
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"`ignore_index` must be an int or None, got {type(ignore_index).__name__} {ignore_index!r}.")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
@@ -41,14 +41,14 @@ def _check_common_args(input_format: str, ignore_index: int | None, label_smooth
         raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
 
 
-def _check_flag(name: str, value: object) -> bool:
+def check_flag(name: str, value: object) -> bool:
     """Raise ``TypeError`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
     return value
 
 
-def _check_count(name: str, value: int | None) -> None:
+def check_count(name: str, value: int | None) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
@@ -57,7 +57,7 @@ def _check_count(name: str, value: int | None) -> None:
         raise ValueError(f"`{name}` must be a positive int, got {value}.")
 
 
-def _check_tensor(name: str, value: object, meta_ok: bool = False) -> Tensor:
+def check_tensor(name: str, value: object, meta_ok: bool = False) -> Tensor:
     """A real tensor; a meta tensor (no data) only where no value is read (``meta_ok``: ``validate_args=False``)."""
     if not isinstance(value, Tensor):
         raise TypeError(
@@ -73,8 +73,8 @@ def _check_tensor(name: str, value: object, meta_ok: bool = False) -> Tensor:
     return value
 
 
-def _check_float_preds(preds: object, meta_ok: bool = False) -> Tensor:
-    preds = _check_tensor("preds", preds, meta_ok)
+def check_float_preds(preds: object, meta_ok: bool = False) -> Tensor:
+    preds = check_tensor("preds", preds, meta_ok)
     if not preds.is_floating_point():
         raise TypeError(
             f"`preds` must be a floating point tensor (logits, probabilities or log-probabilities), got dtype "
@@ -83,20 +83,20 @@ def _check_float_preds(preds: object, meta_ok: bool = False) -> Tensor:
     return preds
 
 
-def _check_device(name: str, value: Tensor, preds: Tensor, preds_name: str = "preds") -> None:
+def check_device(name: str, value: Tensor, preds: Tensor, preds_name: str = "preds") -> None:
     if value.device != preds.device:
         raise ValueError(
             f"`{name}` is on device {value.device} but `{preds_name}` is on {preds.device}; move both to one."
         )
 
 
-def _bounds(value: Tensor) -> tuple[float, float]:
+def value_bounds(value: Tensor) -> tuple[float, float]:
     """Minimum and maximum of a non-empty tensor in one multi-threaded pass, no copy (NaN if any is NaN)."""
     lo, hi = torch.aminmax(value.detach())
     return float(lo), float(hi)
 
 
-def _check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
+def check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
     """Refuse an ``ignore_index`` an integer ``target`` dtype cannot hold: torch would compare it wrapped.
 
     ``uint8`` targets with ``ignore_index=-1`` would drop every 255, and with ``ignore_index=256`` every 0.
@@ -112,7 +112,7 @@ def _check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
         )
 
 
-def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
+def check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
     """Raise if ``value`` holds NaN or +-inf (forces a host sync); return its bounds (``None`` if empty).
 
     One ``aminmax`` pass finds any NaN (it propagates) or infinity (it is the min or the max); the bad
@@ -120,7 +120,7 @@ def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
     """
     if not value.numel():
         return None
-    bounds = _bounds(value)
+    bounds = value_bounds(value)
     if value.is_floating_point() and not all(map(math.isfinite, bounds)):
         _raise_not_finite(name, value)
     return bounds
@@ -128,17 +128,17 @@ def _check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
 
 def _raise_not_finite(name: str, value: Tensor) -> None:
     raise ValueError(
-        f"`{name}` contains NaN or inf ({_count_not_finite(value)} of {value.numel()} values); expected finite values."
+        f"`{name}` contains NaN or inf ({count_not_finite(value)} of {value.numel()} values); expected finite values."
     )
 
 
-def _count_not_finite(value: Tensor, input_format: str = "logits") -> int:
+def count_not_finite(value: Tensor, input_format: str = "logits") -> int:
     """How many values are NaN or infinite; ``-inf`` (a zero probability) counts only outside ``"log_probs"``."""
     bad = torch.isnan(value) | (value == math.inf) if input_format == "log_probs" else ~torch.isfinite(value)
     return int(torch.count_nonzero(bad))
 
 
-def _score_problem(lo: float, hi: float, input_format: str) -> str | None:
+def score_problem(lo: float, hi: float, input_format: str) -> str | None:
     """The first rule of ``input_format`` that scores with bounds ``[lo, hi]`` break, or ``None``.
 
     The rules every face checks scores by: logits are finite; probabilities are finite and in
@@ -156,7 +156,7 @@ def _score_problem(lo: float, hi: float, input_format: str) -> str | None:
     return "above" if input_format == "log_probs" and hi > 0 else None
 
 
-def _log_probs_above_zero(name: str, hi: float) -> str:
+def log_probs_above_zero(name: str, hi: float) -> str:
     """The message for log-probabilities above 0 (every face words it so)."""
     return (
         f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
@@ -167,45 +167,45 @@ def _log_probs_above_zero(name: str, hi: float) -> str:
 def _check_unit_interval(name: str, value: Tensor, what: str, bounds: tuple[float, float] | None = None) -> None:
     """Raise unless every value lies in [0, 1] (forces a host sync unless ``bounds``, its min and max, are given)."""
     if value.numel():
-        lo, hi = _bounds(value) if bounds is None else bounds
+        lo, hi = value_bounds(value) if bounds is None else bounds
         if lo < 0 or hi > 1:
             raise ValueError(f"`{name}` {what} must lie in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
 
 
-def _check_probabilities(name: str, value: Tensor, what: str) -> None:
+def check_probabilities(name: str, value: Tensor, what: str) -> None:
     """Raise unless ``value`` is finite and in [0, 1]: one ``aminmax`` pass for both checks."""
-    _check_unit_interval(name, value, what, _check_finite(name, value))
+    _check_unit_interval(name, value, what, check_finite(name, value))
 
 
-def _check_preds_values(preds: Tensor, input_format: str) -> None:
+def check_preds_values(preds: Tensor, input_format: str) -> None:
     """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0.
 
-    One ``aminmax`` pass over ``preds`` serves every check (:func:`_score_problem`), so validation
+    One ``aminmax`` pass over ``preds`` serves every check (:func:`score_problem`), so validation
     reads the input once and allocates nothing of its size.
     """
     if not preds.numel():
         return
-    lo, hi = _bounds(preds)
-    problem = _score_problem(lo, hi, input_format)
+    lo, hi = value_bounds(preds)
+    problem = score_problem(lo, hi, input_format)
     if problem is None:
         return
     if input_format == "log_probs":
         if problem == "above":
-            raise ValueError(_log_probs_above_zero("preds", hi))
+            raise ValueError(log_probs_above_zero("preds", hi))
         raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
     if problem in ("nan", "inf"):
         _raise_not_finite("preds", preds)
     _check_unit_interval("preds", preds, "with input_format='probs'", (lo, hi))
 
 
-def _check_sample_weight(
+def check_sample_weight(
     sample_weight: object, allowed_shapes: Sequence[torch.Size], preds: Tensor, validate_values: bool
 ) -> Tensor | None:
     """Return ``sample_weight`` as a tensor after checking its type, shape and (optionally) values."""
     if sample_weight is None:
         return None
-    weight = _check_tensor("sample_weight", sample_weight, not validate_values)
-    _check_device("sample_weight", weight, preds)
+    weight = check_tensor("sample_weight", sample_weight, not validate_values)
+    check_device("sample_weight", weight, preds)
     if tuple(weight.shape) not in [tuple(s) for s in allowed_shapes]:
         expected = " or ".join(str(tuple(s)) for s in dict.fromkeys(tuple(s) for s in allowed_shapes))
         raise ValueError(f"`sample_weight` must have shape {expected}, got {tuple(weight.shape)}.")
@@ -215,7 +215,7 @@ def _check_sample_weight(
 
 
 def _check_weight_values(name: str, weight: Tensor) -> None:
-    bounds = _check_finite(name, weight)
+    bounds = check_finite(name, weight)
     if bounds is None:
         return
     lo, hi = bounds
@@ -225,12 +225,12 @@ def _check_weight_values(name: str, weight: Tensor) -> None:
         raise ValueError(f"`{name}` is zero everywhere ({weight.numel()} values); expected some weight > 0.")
 
 
-def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, validate_values: bool) -> Tensor | None:
+def check_class_weight(name: str, weight: object, size: int, preds: Tensor, validate_values: bool) -> Tensor | None:
     """Check a per-class (``weight``) or per-label (``pos_weight``) vector of length ``size``."""
     if weight is None:
         return None
-    weight = _check_tensor(name, weight, not validate_values)
-    _check_device(name, weight, preds)
+    weight = check_tensor(name, weight, not validate_values)
+    check_device(name, weight, preds)
     if weight.shape != (size,):
         raise ValueError(
             f"`{name}` must have shape ({size},), one value per class or label, got {tuple(weight.shape)}."
@@ -245,7 +245,7 @@ def _check_class_weight(name: str, weight: object, size: int, preds: Tensor, val
 _ROW_SUM_BLOCK = 1 << 20
 
 
-def _row_sums_off_one(preds: Tensor, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
+def row_sums_off_one(preds: Tensor, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
     """The smallest and largest row sum of probability ``preds`` when some row does not sum to 1, else ``None``.
 
     The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
@@ -269,13 +269,44 @@ def _min_max(value: Tensor) -> Tensor:
     return torch.stack([value.min(), value.max()])  # NaN propagates through both
 
 
-def _warn_rows_not_normalized(preds: Tensor) -> None:
+def warn_rows_not_normalized(preds: Tensor) -> None:
     """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1 (summed in float32 or 64)."""
     dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
-    if _row_sums_off_one(preds, dtype) is not None:
+    if row_sums_off_one(preds, dtype) is not None:
         warnings.warn(
             "`preds` probabilities do not sum to one along the class dimension. Make sure to pass probabilities "
             "(input_format='probs'), or pass logits with input_format='logits'.",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:
+    """Binary targets are 0 / 1 (or in [0, 1] when floating), apart from ``ignore_index``."""
+    kept = target if ignore_index is None else target[target != ignore_index]
+    if kept.is_floating_point():
+        check_probabilities(name, kept, "values")
+    elif kept.numel():
+        lo, hi = torch.aminmax(kept.to(torch.int64) if kept.dtype == torch.bool else kept)
+        if lo < 0 or hi > 1:
+            extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+            raise ValueError(f"`{name}` must contain only 0 and 1{extra}, got values in [{int(lo)}, {int(hi)}].")
+
+
+def check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
+    """Class indices lie in [0, C - 1] apart from ``ignore_index``: one ``aminmax`` pass over ``target``.
+
+    Only when that range is out of bounds and an ``ignore_index`` is set are the ignored entries masked
+    out and the range taken again.
+    """
+    if not target.numel():
+        return
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if (lo < 0 or hi >= num_classes) and ignore_index is not None:
+        kept = target[target != ignore_index]
+        lo, hi = (int(v) for v in torch.aminmax(kept)) if kept.numel() else (0, 0)
+    if lo < 0 or hi >= num_classes:
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{lo}, {hi}]."
         )

@@ -7,31 +7,10 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._options import BinaryOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional._validation import (
-    _check_class_weight,
-    _check_device,
-    _check_float_preds,
-    _check_ignore_index_fits,
-    _check_preds_values,
-    _check_probabilities,
-    _check_sample_weight,
-    _check_tensor,
-)
-
-
-def _check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:
-    """Binary targets are 0 / 1 (or in [0, 1] when floating), apart from ``ignore_index``."""
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.is_floating_point():
-        _check_probabilities(name, kept, "values")
-    elif kept.numel():
-        lo, hi = torch.aminmax(kept.to(torch.int64) if kept.dtype == torch.bool else kept)
-        if lo < 0 or hi > 1:
-            extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
-            raise ValueError(f"`{name}` must contain only 0 and 1{extra}, got values in [{int(lo)}, {int(hi)}].")
 
 
 def _binary_tensor_validation(
@@ -43,20 +22,20 @@ def _binary_tensor_validation(
     or ``(N, ...)`` (a scalar batch is one sample).
     """
     validate_args, ignore_index = options.validate_args, options.ignore_index
-    preds = _check_float_preds(preds, not validate_args)
-    target = _check_tensor("target", target, not validate_args)
-    _check_device("target", target, preds)
-    _check_ignore_index_fits(target, ignore_index)
+    preds = _validation.check_float_preds(preds, not validate_args)
+    target = _validation.check_tensor("target", target, not validate_args)
+    _validation.check_device("target", target, preds)
+    _validation.check_ignore_index_fits(target, ignore_index)
     if preds.shape != target.shape:
         raise ValueError(
             f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
             f"{tuple(target.shape)}."
         )
     shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
-    weight = _check_sample_weight(sample_weight, shapes, preds, validate_args)
+    weight = _validation.check_sample_weight(sample_weight, shapes, preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, options.input_format)
-        _check_binary_target_values(target, ignore_index)
+        _validation.check_preds_values(preds, options.input_format)
+        _validation.check_binary_target_values(target, ignore_index)
     if preds.ndim == 0:
         return preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1)
     return preds.unsqueeze(1), target.unsqueeze(1), weight
@@ -68,10 +47,10 @@ def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validat
         return None
     if isinstance(pos_weight, int | float) and not isinstance(pos_weight, bool):
         pos_weight = torch.tensor([float(pos_weight)], dtype=torch.float64, device=preds.device)
-    pos = _check_tensor("pos_weight", pos_weight)
+    pos = _validation.check_tensor("pos_weight", pos_weight)
     if pos.numel() != 1:
         raise ValueError(f"`pos_weight` for the binary task must be a scalar, got shape {tuple(pos.shape)}.")
-    return _check_class_weight("pos_weight", pos.reshape(1), 1, preds, validate_args)
+    return _validation.check_class_weight("pos_weight", pos.reshape(1), 1, preds, validate_args)
 
 
 def _binary_sums(preds: object, target: object, sample_weight: object, options: BinaryOptions) -> Tensor:

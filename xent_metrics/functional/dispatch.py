@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from xent_metrics.functional._validation import TASKS, _check_choice
+from xent_metrics.functional import _validation
 from xent_metrics.functional.binary import binary_cross_entropy, binary_normalized_entropy
 from xent_metrics.functional.multiclass import multiclass_cross_entropy, multiclass_normalized_entropy
 from xent_metrics.functional.multilabel import multilabel_cross_entropy, multilabel_normalized_entropy
@@ -57,7 +57,7 @@ def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) 
     >>> cross_entropy(torch.tensor([0.9, 0.3]), torch.tensor([1, 0]), task="binary", input_format="probs")
     tensor(0.2310, dtype=torch.float64)
     """
-    _check_choice("task", task, TASKS)
+    _validation.check_choice("task", task, _validation.TASKS)
     return _CROSS_ENTROPY[task](preds, target, **options)
 
 
@@ -76,5 +76,5 @@ def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: 
     >>> normalized_entropy(torch.zeros(2), torch.tensor([1, 0]), task="binary")
     tensor(1., dtype=torch.float64)
     """
-    _check_choice("task", task, TASKS)
+    _validation.check_choice("task", task, _validation.TASKS)
     return _NORMALIZED_ENTROPY[task](preds, target, **options)

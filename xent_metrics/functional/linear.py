@@ -16,20 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xent_metrics.functional import _chunks
+from xent_metrics.functional import _chunks, _validation
 from xent_metrics.functional._chunks import needs_grad
 from xent_metrics.functional._options import LinearOptions, MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, new_sums
-from xent_metrics.functional._validation import (
-    _check_class_weight,
-    _check_device,
-    _check_finite,
-    _check_ignore_index_fits,
-    _check_sample_weight,
-    _check_tensor,
-)
-from xent_metrics.functional.multiclass import _check_class_indices
 
 #: Bytes of block logits: 8 MiB (64 tokens of a 32000-token vocabulary in float32). At N = 8192, d = 512,
 #: V = 32000 the peak extra memory stays under torch's chunked ``F.linear_cross_entropy`` (the ``linear_ce``
@@ -55,23 +46,23 @@ def block_rows(num_classes: int, itemsize: int, block_size: int | None = None) -
 
 def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
     """``linear_weight`` / ``linear_bias``: a tensor of ``hidden``'s dtype, on its device."""
-    value = _check_tensor(name, value, meta_ok=hidden.is_meta)
+    value = _validation.check_tensor(name, value, meta_ok=hidden.is_meta)
     if value.dtype != hidden.dtype:
         raise TypeError(
             f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
             f"e.g. `{name}.to(hidden.dtype)`."
         )
-    _check_device(name, value, hidden, "hidden")
+    _validation.check_device(name, value, hidden, "hidden")
     return value
 
 
 def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
-    hidden = _check_tensor("hidden", hidden, meta_ok=not validate_args)
+    hidden = _validation.check_tensor("hidden", hidden, meta_ok=not validate_args)
     if not hidden.is_floating_point():
         raise TypeError(f"`hidden` must be a floating point tensor (the head's input features), got {hidden.dtype}.")
     if hidden.ndim < 2:
         raise ValueError(f"`hidden` must have shape (N, d) or (B, L, d), features last, got {tuple(hidden.shape)}.")
-    target = _check_tensor("target", target, meta_ok=not validate_args)
+    target = _validation.check_tensor("target", target, meta_ok=not validate_args)
     if tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(
             f"`target` must hold one class index per row of `hidden`, shape {tuple(hidden.shape[:-1])} for hidden "
@@ -79,7 +70,7 @@ def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[
         )
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}.")
-    _check_device("target", target, hidden, "hidden")
+    _validation.check_device("target", target, hidden, "hidden")
     return hidden, target
 
 
@@ -112,18 +103,18 @@ def _linear_tensor_validation(
             f"`linear_bias` must have shape ({classes},), one value per row of `linear_weight`, got "
             f"{tuple(bias.shape)}."
         )
-    _check_ignore_index_fits(target, options.ignore_index)
+    _validation.check_ignore_index_fits(target, options.ignore_index)
     if isinstance(sample_weight, Tensor):
-        _check_device("sample_weight", sample_weight, hidden, "hidden")
+        _validation.check_device("sample_weight", sample_weight, hidden, "hidden")
     shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
-    sample = _check_sample_weight(sample_weight, shapes, hidden, options.validate_args)
+    sample = _validation.check_sample_weight(sample_weight, shapes, hidden, options.validate_args)
     if sample is not None and sample.shape != target.shape:
         sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
     if options.validate_args:
         for name, value in (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias)):
             if value is not None:
-                _check_finite(name, value)
-        _check_class_indices(target, classes, options.ignore_index)
+                _validation.check_finite(name, value)
+        _validation.check_class_indices(target, classes, options.ignore_index)
     return hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1)
 
 
@@ -299,7 +290,7 @@ def linear_cross_entropy(
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:
         if isinstance(weight, Tensor):
-            _check_device("weight", weight, checked[0], "hidden")
-        _check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
+            _validation.check_device("weight", weight, checked[0], "hidden")
+        _validation.check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
     sums = linear_sums(*checked, options, block_size)
     return cross_entropy_from_sums(sums, average, warn=validate_args)

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
-from xent_metrics.functional._validation import (
-    _check_class_weight,
-    _check_device,
-    _check_float_preds,
-    _check_ignore_index_fits,
-    _check_preds_values,
-    _check_probabilities,
-    _check_sample_weight,
-    _check_tensor,
-    _warn_rows_not_normalized,
-)
 
 
 def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
@@ -73,42 +62,23 @@ def _multiclass_tensor_validation(
     ``None`` for a Metric (which checked its own at construction).
     """
     validate_args, ignore_index = options.validate_args, options.ignore_index
-    preds = _check_float_preds(preds, not validate_args)
-    target = _check_tensor("target", target, not validate_args)
-    _check_device("target", target, preds)
-    _check_ignore_index_fits(target, ignore_index)
+    preds = _validation.check_float_preds(preds, not validate_args)
+    target = _validation.check_tensor("target", target, not validate_args)
+    _validation.check_device("target", target, preds)
+    _validation.check_ignore_index_fits(target, ignore_index)
     soft = _check_shapes(preds, target, options.num_classes, ignore_index)
     positions = preds.shape[:1] + preds.shape[2:]
-    sample = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    _check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
+    sample = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
+    _validation.check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, options.input_format)
+        _validation.check_preds_values(preds, options.input_format)
         if soft:
-            _check_probabilities("target", target, "probabilities")
+            _validation.check_probabilities("target", target, "probabilities")
         else:
-            _check_class_indices(target, preds.shape[1], ignore_index)
+            _validation.check_class_indices(target, preds.shape[1], ignore_index)
         if options.input_format == "probs":
-            _warn_rows_not_normalized(preds)
+            _validation.warn_rows_not_normalized(preds)
     return preds, target, sample
-
-
-def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    """Class indices lie in [0, C - 1] apart from ``ignore_index``: one ``aminmax`` pass over ``target``.
-
-    Only when that range is out of bounds and an ``ignore_index`` is set are the ignored entries masked
-    out and the range taken again.
-    """
-    if not target.numel():
-        return
-    lo, hi = (int(v) for v in torch.aminmax(target))
-    if (lo < 0 or hi >= num_classes) and ignore_index is not None:
-        kept = target[target != ignore_index]
-        lo, hi = (int(v) for v in torch.aminmax(kept)) if kept.numel() else (0, 0)
-    if lo < 0 or hi >= num_classes:
-        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        raise ValueError(
-            f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{lo}, {hi}]."
-        )
 
 
 def _multiclass_sums(preds: object, target: object, sample_weight: object, options: MulticlassOptions) -> Tensor:

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._options import MultilabelOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional._validation import (
-    _check_class_weight,
-    _check_device,
-    _check_float_preds,
-    _check_ignore_index_fits,
-    _check_preds_values,
-    _check_sample_weight,
-    _check_tensor,
-)
-from xent_metrics.functional.binary import _check_binary_target_values
 
 
 def _multilabel_tensor_validation(
@@ -28,10 +19,10 @@ def _multilabel_tensor_validation(
     ``None`` for a Metric (which checked its own at construction).
     """
     validate_args, ignore_index, num_labels = options.validate_args, options.ignore_index, options.num_labels
-    preds = _check_float_preds(preds, not validate_args)
-    target = _check_tensor("target", target, not validate_args)
-    _check_device("target", target, preds)
-    _check_ignore_index_fits(target, ignore_index)
+    preds = _validation.check_float_preds(preds, not validate_args)
+    target = _validation.check_tensor("target", target, not validate_args)
+    _validation.check_device("target", target, preds)
+    _validation.check_ignore_index_fits(target, ignore_index)
     if preds.ndim < 2:
         raise ValueError(
             f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
@@ -48,11 +39,11 @@ def _multilabel_tensor_validation(
             f"num_labels={num_labels}."
         )
     positions = preds.shape[:1] + preds.shape[2:]
-    weight = _check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    _check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
+    weight = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
+    _validation.check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
     if validate_args:
-        _check_preds_values(preds, options.input_format)
-        _check_binary_target_values(target, ignore_index)
+        _validation.check_preds_values(preds, options.input_format)
+        _validation.check_binary_target_values(target, ignore_index)
     return preds, target, weight
 
 

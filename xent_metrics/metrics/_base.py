@@ -167,4 +167,3 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
                 f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
             )
         return value.to(device=self.sums.device, dtype=self.sums.dtype)
-

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._sums import NUM_SUMS
-from xent_metrics.functional._validation import _check_class_weight
 
 if TYPE_CHECKING:
     from xent_metrics.metrics._base import SumsMetric
@@ -88,7 +88,7 @@ def fixed_weight(name: str, value: object, size: int, device: torch.device, dtyp
     """Check a per-class / per-label weight once, at construction, and keep it in the state dtype."""
     if value is None:
         return None
-    weight = _check_class_weight(name, value, size, value, validate_values=True)  # type: ignore[arg-type]
+    weight = _validation.check_class_weight(name, value, size, value, validate_values=True)  # type: ignore[arg-type]
     assert weight is not None
     return weight.detach().to(device=device, dtype=dtype).clone()
 

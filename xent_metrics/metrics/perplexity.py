@@ -8,16 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._options import MulticlassOptions, update_config
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import LOSS, cross_entropy_from_sums
-from xent_metrics.functional._validation import (
-    _check_choice,
-    _check_common_args,
-    _check_count,
-    _check_float_preds,
-    _check_tensor,
-)
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
@@ -28,8 +22,8 @@ UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
 
 def _check_units(units: str, num_bytes: int | None) -> None:
     """``units`` is known; ``num_bytes`` (a positive int) is given exactly when the units need it."""
-    _check_choice("units", units, UNITS)
-    _check_count("num_bytes", num_bytes)
+    _validation.check_choice("units", units, UNITS)
+    _validation.check_count("num_bytes", num_bytes)
     if (units == "bits_per_byte") != (num_bytes is not None):
         raise ValueError(
             f"`num_bytes` (the UTF-8 byte count of the evaluated text) goes with units='bits_per_byte' and only "
@@ -39,8 +33,8 @@ def _check_units(units: str, num_bytes: int | None) -> None:
 
 def _vocab_last(preds: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
     """Check the language-model layout ``(..., V)`` / ``(...)`` and return ``preds`` with V in dimension 1."""
-    preds = _check_float_preds(preds, not validate_args)
-    target = _check_tensor("target", target, not validate_args)
+    preds = _validation.check_float_preds(preds, not validate_args)
+    target = _validation.check_tensor("target", target, not validate_args)
     if preds.ndim < 2 or preds.shape[-1] < 2 or tuple(target.shape) != tuple(preds.shape[:-1]):
         raise ValueError(
             "`preds` must have shape (..., V) with the vocabulary last and V >= 2, e.g. (B, L, V), and `target` "
@@ -176,7 +170,9 @@ class Perplexity(HeadSumsMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _check_common_args(input_format, ignore_index, 0.0)  # before the units, as always: the same error wins
+        _validation.check_common_args(
+            input_format, ignore_index, 0.0
+        )  # before the units, as always: the same error wins
         _check_units(units, num_bytes)
         self.options = MulticlassOptions(None, input_format, None, ignore_index, 0.0, "micro", validate_args, fused)
         self.units = units

@@ -6,7 +6,7 @@ import numpy as np
 
 from xent_metrics.functional._sums import d2_from_sums, multiclass_d2_from_sums
 from xent_metrics.scoring._inputs import MULTILABEL, check_options, target_type
-from xent_metrics.scoring._loss import _classes_path, _multilabel_path
+from xent_metrics.scoring._loss import classes_path, multilabel_path
 
 
 def _check_no_negative_weight(sample_weight: object) -> None:
@@ -98,7 +98,7 @@ def d2_cross_entropy_score(
     """
     check_options(input_format, average)
     if target_type(y_true) == MULTILABEL:
-        sums = _multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
+        sums = multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
         _check_no_negative_weight(sample_weight)
         value = d2_from_sums(sums, average)
         return value.numpy().copy() if average == "none" else float(value)
@@ -107,6 +107,6 @@ def d2_cross_entropy_score(
             f"`average` must be 'micro' for binary or multiclass `y_true` (one D² over all samples), got "
             f"{average!r}; per-label averages are for multilabel indicator targets."
         )
-    sums = _classes_path(y_true, y_proba, labels, sample_weight, input_format)
+    sums = classes_path(y_true, y_proba, labels, sample_weight, input_format)
     _check_no_negative_weight(sample_weight)
     return float(multiclass_d2_from_sums(sums, "micro"))

@@ -21,33 +21,24 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from torch import Tensor
 
-from xent_metrics.functional._validation import (
-    AVERAGES,
-    INPUT_FORMATS,
-    _bounds,
-    _check_choice,
-    _check_flag,
-    _log_probs_above_zero,
-    _row_sums_off_one,
-    _score_problem,
-)
+from xent_metrics.functional import _validation
 
-#: :data:`INPUT_FORMATS`, ``"probs"`` (``predict_proba``, the default here) first: this face lists them so.
-SCORE_FORMATS = ("probs", *(f for f in INPUT_FORMATS if f != "probs"))
+#: :data:`_validation.INPUT_FORMATS`, ``"probs"`` (``predict_proba``, the default here) first: this face lists them so.
+SCORE_FORMATS = ("probs", *(f for f in _validation.INPUT_FORMATS if f != "probs"))
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
 CLASS_TARGETS = ("binary", "multiclass")
 MULTILABEL = "multilabel-indicator"
 
 
-def check_options(input_format: str, average: str, averages: Sequence[str] = AVERAGES) -> None:
+def check_options(input_format: str, average: str, averages: Sequence[str] = _validation.AVERAGES) -> None:
     """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``."""
-    _check_choice("input_format", input_format, SCORE_FORMATS)
-    _check_choice("average", average, averages)
+    _validation.check_choice("input_format", input_format, SCORE_FORMATS)
+    _validation.check_choice("average", average, averages)
 
 
 def check_flag(name: str, value: object) -> None:
     """Raise ``TypeError`` unless ``value`` is a bool; a numpy bool is converted first."""
-    _check_flag(name, bool(value) if isinstance(value, np.bool_) else value)
+    _validation.check_flag(name, bool(value) if isinstance(value, np.bool_) else value)
 
 
 def target_type(y_true: object) -> str:
@@ -113,7 +104,7 @@ def response_checked() -> Iterator[None]:
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
-    The rules are :func:`~xent_metrics.functional._validation._score_problem`'s (probabilities in
+    The rules are :func:`~xent_metrics.functional._validation.score_problem`'s (probabilities in
     ``[0, 1]``, finite logits, log-probabilities ``<= 0`` with ``-inf`` allowed), from one
     multi-threaded min/max pass, worded as ``check_array`` words them. Integer input becomes
     float64, as in ``log_loss``.
@@ -121,14 +112,14 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
     scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
     if _RESPONSE_CHECKED.get():
         return scores
-    lo, hi = _bounds(as_tensor(scores))
-    problem = _score_problem(lo, hi, input_format)
+    lo, hi = _validation.value_bounds(as_tensor(scores))
+    problem = _validation.score_problem(lo, hi, input_format)
     if problem == "nan":
         raise ValueError(f"Input {name} contains NaN.")
     if problem == "inf" or hi == -math.inf:  # all -inf: refused here, also for log-probabilities (as always)
         raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
     if problem is not None and input_format == "log_probs":
-        raise ValueError(_log_probs_above_zero(name, hi))
+        raise ValueError(_validation.log_probs_above_zero(name, hi))
     if problem == "above":
         raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
     if problem == "below":
@@ -140,7 +131,7 @@ def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
     if _RESPONSE_CHECKED.get():
         return
-    bounds = _row_sums_off_one(as_tensor(probs))
+    bounds = _validation.row_sums_off_one(as_tensor(probs))
     if bounds is not None:
         warnings.warn(
             f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "

@@ -28,7 +28,7 @@ from xent_metrics.scoring._inputs import (
 )
 
 
-def _classes_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
+def classes_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
     y = class_targets(y_true)
     scores = check_scores(y_proba, input_format)
     check_lengths(y.shape[0], scores)
@@ -98,7 +98,7 @@ def _multilabel_list_sums(
     return per_output_sums(outputs, as_tensor(target), input_format, _tensor(weight))
 
 
-def _multilabel_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
+def multilabel_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
     target = indicator_targets(y_true)
     weight = check_sample_weight(weight_in, target.shape[0])
     if isinstance(y_proba, list | tuple) and y_proba and all(getattr(p, "ndim", 0) == 2 for p in y_proba):
@@ -247,8 +247,8 @@ def cross_entropy_loss(
     if average == "macro" and not normalize:
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
     if target_type(y_true) == MULTILABEL:
-        sums = _multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
+        sums = multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
         return _result(sums, average, normalize, sums.shape[1], "labels")
     return _result(
-        _classes_path(y_true, y_proba, labels, sample_weight, input_format), average, normalize, 1, "classes"
+        classes_path(y_true, y_proba, labels, sample_weight, input_format), average, normalize, 1, "classes"
     )

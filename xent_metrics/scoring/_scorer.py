@@ -9,7 +9,7 @@ import numpy as np
 import sklearn
 from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
-from xent_metrics.functional._validation import AVERAGES, TASKS, _check_choice, _count_not_finite, _score_problem
+from xent_metrics.functional import _validation
 from xent_metrics.scoring._d2 import d2_cross_entropy_score
 from xent_metrics.scoring._inputs import (
     MULTILABEL,
@@ -77,13 +77,13 @@ def _check_response(estimator: object, method: str, response: object, input_form
 
 
 def _check_response_values(where: str, values: np.ndarray, input_format: str) -> None:
-    """The rules of :func:`~xent_metrics.functional._validation._score_problem`, worded to name the estimator."""
+    """The rules of :func:`~xent_metrics.functional._validation.score_problem`, worded to name the estimator."""
     lo, hi = float(values.min()), float(values.max())
-    problem = _score_problem(lo, hi, input_format)
+    problem = _validation.score_problem(lo, hi, input_format)
     if problem in ("nan", "inf"):
         raise ValueError(
-            f"{where} returned NaN or inf in {_count_not_finite(as_tensor(values), input_format)} of {values.size} "
-            "values; the estimator is numerically broken on this data (cannot score it)."
+            f"{where} returned NaN or inf in {_validation.count_not_finite(as_tensor(values), input_format)} of "
+            f"{values.size} values; the estimator is numerically broken on this data (cannot score it)."
         )
     if problem is not None and input_format == "probs":
         raise ValueError(
@@ -126,9 +126,9 @@ class CrossEntropyScorer:
     _sample_weight_request: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        _check_choice("task", self.task, ("auto", *TASKS))
+        _validation.check_choice("task", self.task, ("auto", *_validation.TASKS))
         check_flag("d2", self.d2)
-        check_options(self.input_format, self.average, [a for a in AVERAGES if a != "none"])
+        check_options(self.input_format, self.average, [a for a in _validation.AVERAGES if a != "none"])
         if not isinstance(self.response_method, str):
             raise TypeError(
                 f"`response_method` must be a method name (str), got {type(self.response_method).__name__}."
