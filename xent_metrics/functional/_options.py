@@ -37,6 +37,15 @@ class BinaryOptions:
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 
+def _check_averaged(options: MultilabelOptions | MulticlassOptions, count_name: str, count: int | None) -> None:
+    """The checks a per-label / per-class task shares, in the order the functions ran them; smoothing made a float."""
+    _validation.check_count(count_name, count)
+    _validation.check_common_args(options.input_format, options.ignore_index, options.label_smoothing)
+    _validation.check_choice("average", options.average, _validation.AVERAGES)
+    _validation.check_flag("validate_args", options.validate_args)
+    object.__setattr__(options, "label_smoothing", float(options.label_smoothing))
+
+
 @dataclass(frozen=True)
 class MultilabelOptions:
     """The options of the multilabel task: :func:`~xent_metrics.functional.multilabel_cross_entropy`'s keywords."""
@@ -50,11 +59,7 @@ class MultilabelOptions:
     validate_args: bool = True
 
     def __post_init__(self) -> None:
-        _validation.check_count("num_labels", self.num_labels)
-        _validation.check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
-        _validation.check_choice("average", self.average, _validation.AVERAGES)
-        _validation.check_flag("validate_args", self.validate_args)
-        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+        _check_averaged(self, "num_labels", self.num_labels)
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,8 @@ class MulticlassOptions:
     fused: bool = False
 
     def __post_init__(self) -> None:
-        _validation.check_count("num_classes", self.num_classes)
-        _validation.check_common_args(self.input_format, self.ignore_index, self.label_smoothing)
-        _validation.check_choice("average", self.average, _validation.AVERAGES)
-        _validation.check_flag("validate_args", self.validate_args)
+        _check_averaged(self, "num_classes", self.num_classes)
         _validation.check_flag("fused", self.fused)
-        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
 
 @dataclass(frozen=True)
