@@ -1,6 +1,8 @@
 # Two set-up commands, each self-contained on a fresh machine:
 #   make demo   installs (CPU torch first) and runs the main demo
 #   make test   installs (CPU torch first) and runs the whole test suite
+#   make test-floors  the same install, then a fast subset of the suite in a second venv with the lowest
+#               torchmetrics, Lightning and scikit-learn pyproject.toml declares (.ci/test-floors; CI runs it too)
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 
@@ -27,3 +29,9 @@ bench:
 .PHONY: docs
 docs:
 	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# A fast subset of the suite against the declared floors of torchmetrics, Lightning and scikit-learn, in a second
+# venv (.ci/floors-venv) that leaves this environment's versions alone.
+.PHONY: test-floors
+test-floors: install
+	PYTHON=$(PYTHON) bash .ci/test-floors
