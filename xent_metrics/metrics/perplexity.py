@@ -11,7 +11,7 @@ from torch import Tensor
 from xent_metrics.functional import _validation
 from xent_metrics.functional._options import MulticlassOptions, update_config
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import LOSS, cross_entropy_from_sums
+from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
@@ -193,5 +193,5 @@ class Perplexity(HeadSumsMetric):
         if self.units == "bits_per_token":
             return ce / math.log(2)
         assert self.num_bytes is not None  # checked with the units in __init__
-        bits = sums[LOSS].sum() / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
+        bits = loss_sum_from_sums(sums) / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
         return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units
