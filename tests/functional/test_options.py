@@ -92,6 +92,14 @@ def test_one_options_object_holds_what_the_metric_exposes() -> None:
     metric.weight = metric.weight * 2  # what a device move does: the options are replaced, not mutated
     assert metric.options is not before and torch.equal(before.weight, weight.double())
     torch.testing.assert_close(metric.weight, weight.double() * 2)
+    # the replaced options are what an update reads (a new, non-proportional weight changes the micro value)
+    micro = MulticlassCrossEntropy(3, weight=weight)
+    micro.weight = torch.tensor([1.7, 0.3, 0.9], dtype=torch.float64)
+    z = torch.tensor([[0.3, -1.2, 2.1], [1.1, 0.4, -0.7], [0.2, 0.9, 0.05], [-0.6, 1.3, 0.8]], dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 1])
+    micro.update(z, t)
+    expected = torch.nn.functional.cross_entropy(z, t, weight=micro.weight)
+    torch.testing.assert_close(micro.compute(), expected, rtol=1e-14, atol=0)
 
 
 def test_config_tag_is_shared_by_cross_entropy_and_normalized_entropy_of_the_same_options() -> None:

@@ -39,13 +39,18 @@ def _rel(got: float, ref: float) -> float:
 
 # ------------------------------------------------------------------- 1. soft targets not summing to 1
 def _soft_reference(z: torch.Tensor, y: torch.Tensor, s: torch.Tensor, w: torch.Tensor, ls: float) -> tuple:
-    """torch's soft-target rule, per class: each sample's weight split over classes by its target row."""
+    """The micro value by torch (per-row ``F.cross_entropy``, weighted by ``s``, over ``sum(s)``); per class, the
+    documented definition (torch has no per-class soft-target reduction): each sample's weight split over the
+    classes by its (smoothed) target row, so the shares add up to ``s`` and recombine to the torch micro value.
+    """
+    rows = F.cross_entropy(z.double(), y.double(), weight=w, label_smoothing=ls, reduction="none")
+    micro = (s * rows).sum() / s.sum()
     lp = F.log_softmax(z.double(), 1)
     y = y.double() * (1 - ls) + ls / z.shape[1]
     loss = -(s[:, None] * w[None, :] * y * lp)
     share = s[:, None] * y / y.sum(1, keepdim=True)
-    micro = loss.sum() / s.sum()
     per_class = loss.sum(0) / share.sum(0)
+    torch.testing.assert_close((share.sum(0) * per_class).sum() / s.sum(), micro, rtol=1e-13, atol=0)
     return micro, per_class
 
 
@@ -168,9 +173,11 @@ def test_a_zero_weight_removes_an_infinite_loss_in_binary_and_multilabel() -> No
         log_p[:, None].repeat(1, 2), y[:, None].repeat(1, 2), sample_weight=s, input_format="log_probs", average="none"
     )
     torch.testing.assert_close(ml, expected.repeat(2), rtol=1e-12, atol=0)
-    assert MultilabelCrossEntropy(2, input_format="log_probs")(
+    forward = MultilabelCrossEntropy(2, input_format="log_probs")(
         log_p[:, None].repeat(1, 2), y[:, None].repeat(1, 2), s
-    ).isfinite()
+    )
+    assert forward.isfinite()
+    assert forward.item() == pytest.approx(expected.item(), rel=1e-12)  # micro over two equal labels
 
 
 # ---------------------------------------------------------------- 5. MetricCollection compute groups
@@ -267,3 +274,24 @@ def test_small_probabilities_of_negatives_keep_their_digits(dtype: torch.dtype) 
     )
     for value, ref in zip(per_label.tolist(), exact, strict=True):
         assert _rel(value, ref) <= rtol
+
+
+def test_soft_per_class_values_of_a_zero_row_and_a_row_summing_to_1_7_worked_by_hand() -> None:
+    """Row 1 has targets (0, 0, 0): its weight 0.3 is split equally (0.1 a class) and adds no loss. Row 2 has
+    targets (0.9, 0.8, 0), summing to 1.7: its weight 1.0 is split 0.9/1.7, 0.8/1.7, 0. Log-probabilities by mpmath.
+    """
+    z = [[0.3, -1.2, 2.1], [1.1, 0.4, -0.7]]
+    with mpmath.workdps(40):
+        row = [mpmath.mpf(v) for v in z[1]]
+        log_norm = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+        nll = [float(log_norm - v) for v in row]  # -log softmax(z_2)_c
+    expected = torch.tensor(
+        [0.9 * nll[0] / (0.1 + 0.9 / 1.7), 0.8 * nll[1] / (0.1 + 0.8 / 1.7), 0.0], dtype=torch.float64
+    )
+    zt = torch.tensor(z, dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.8, 0.0]], dtype=torch.float64)
+    s = torch.tensor([0.3, 1.0], dtype=torch.float64)
+    got = multiclass_cross_entropy(zt, y, sample_weight=s, average="none")
+    torch.testing.assert_close(got, expected, rtol=1e-14, atol=0)
+    micro = (0.9 * nll[0] + 0.8 * nll[1]) / 1.3  # torch's mean: over sum(s), whatever the rows sum to
+    assert multiclass_cross_entropy(zt, y, sample_weight=s).item() == pytest.approx(micro, rel=1e-14)

@@ -114,3 +114,29 @@ def test_the_metric_behaviour_is_methods_of_sumsmetric(name: str) -> None:
 @pytest.mark.parametrize("name", ["_wrap_update", "_wrap_compute", "_sync_dist", "_apply", "_load_from_state_dict"])
 def test_the_torchmetrics_hooks_are_methods_of_the_adapter(name: str) -> None:
     assert getattr(SumsMetric, name).__qualname__ == f"TorchmetricsAdapter.{name}"
+
+
+def _torchmetrics_private_names() -> set[str]:
+    """The single-underscore names torchmetrics' ``Metric`` defines, read from torchmetrics (not from the adapter).
+
+    Class members ``Metric`` itself defines, and instance attributes a fresh ``Metric`` has that a bare
+    ``nn.Module`` does not.
+    """
+    module_attrs = set(vars(torch.nn.Module()))
+    names = set(vars(Metric)) | (set(vars(_BareMetric())) - module_attrs)
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def test_every_private_name_the_package_uses_is_listed_and_in_the_adapter_only() -> None:
+    """Built from torchmetrics itself: a use the adapter forgot to list, or one elsewhere, fails here."""
+    names = _torchmetrics_private_names()
+    assert {"_computed", "_update_count", "_wrap_update"} <= names  # the scan reads what it should
+    listed = {name for _, name in PRIVATE_NAMES}
+    used = {}  # module -> names used as an attribute (``x._name``) or a key (``"_name"``)
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        hits = {name for name in names if re.search(rf"(?:\.|[\"']){re.escape(name)}\b", source)}
+        if hits:
+            used[str(path.relative_to(PACKAGE))] = hits
+    assert set(used) == {"metrics/_torchmetrics.py"}, used
+    assert used["metrics/_torchmetrics.py"] <= listed, used["metrics/_torchmetrics.py"] - listed

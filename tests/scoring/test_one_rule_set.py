@@ -15,12 +15,24 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy
 from xent_metrics.scoring import cross_entropy_loss, make_cross_entropy_scorer
 
-POOL = [0.3, 0.0, 1.0, -0.2, 1.3, -2.0, math.nan, math.inf, -math.inf]
+#: The edges sit one float64 step outside (or on) a bound: a check loosened by any tolerance lets one through.
+EDGES = [float(np.nextafter(1.0, 2.0)), -5e-324, -0.0, 5e-324]
+POOL = [0.3, 0.0, 1.0, -0.2, 1.3, -2.0, math.nan, math.inf, -math.inf, *EDGES]
 METHOD = {"probs": "predict_proba", "logits": "decision_function", "log_probs": "predict_log_proba"}
+
+
+def _torch_accepts_probabilities(values: list[float]) -> bool:
+    """Whether ``F.binary_cross_entropy`` (float64) takes ``values`` as probabilities: an independent reading."""
+    try:
+        F.binary_cross_entropy(torch.tensor(values, dtype=torch.float64), torch.ones(len(values), dtype=torch.float64))
+    except RuntimeError:
+        return False
+    return True
 
 
 def allowed(values: list[float], input_format: str) -> bool:
@@ -62,6 +74,8 @@ def test_every_face_refuses_exactly_what_the_rules_refuse(input_format: str) -> 
     for pair in itertools.product(POOL, repeat=2):
         values = list(pair)
         expected = allowed(values, input_format)
+        if input_format == "probs":
+            assert expected == _torch_accepts_probabilities(values), values  # the written rule is torch's
         preds = torch.tensor(values, dtype=torch.float64)
         functional = _outcome(binary_cross_entropy, preds, torch.tensor(target), input_format=input_format)
         assert (functional is None) == expected, (values, functional)
