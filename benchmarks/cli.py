@@ -113,10 +113,10 @@ def _write(results: dict[str, Any], out: Path | None, suffix: str) -> Path:
 
 
 def _long_run(args: argparse.Namespace, started: float) -> None:
-    from benchmarks.longrun import CLASS_NAMES, long_run_table
+    from benchmarks.longrun import class_names, long_run_table
 
     results: dict[str, Any] = {"machine": _machine("cpu", False), "updates": args.updates, "long_run": {}}
-    for name in CLASS_NAMES:
+    for name in class_names():
         _log(started, f"long run: {name}, {args.updates:,} updates ...")
         spec = {"kind": "longrun", "case": name, "updates": args.updates, "threads": 1}
         results["long_run"][name] = run_child(spec, 3600)

@@ -69,3 +69,10 @@ def test_the_linear_ce_case_runs_tiny_and_is_exact() -> None:
     result = time_case(case, "cpu", repeats=1, floor=False)
     assert not result["errors"], result["errors"]
     assert result["facts"][f"rel_err[{OURS}]"] < 1e-5  # against F.cross_entropy(F.linear(...)) in float64
+
+
+def test_the_long_run_measures_every_exported_metric_class() -> None:
+    import xent_metrics.metrics
+    from benchmarks.longrun import class_names
+
+    assert sorted(class_names()) == sorted(xent_metrics.metrics.__all__)
