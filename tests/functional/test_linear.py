@@ -70,7 +70,7 @@ def _kwargs(data: dict, bias: bool, smoothing: float, class_w: bool, sample: str
 
 @pytest.mark.parametrize(
     ("bias", "smoothing", "class_w", "sample"),
-    itertools.product([False, True], [0.0, 0.3], [False, True], [None, "token", "sequence"]),
+    list(itertools.product([False, True], [0.0, 0.3], [False, True], [None, "token", "sequence"])),
 )
 def test_float64_equals_the_full_logits_reference(
     bias: bool, smoothing: float, class_w: bool, sample: str | None
