@@ -1,16 +1,25 @@
 # Two set-up commands, each self-contained on a fresh machine:
-#   make demo   installs (CPU torch first) and runs the main demo
-#   make test   installs (CPU torch first) and runs the whole test suite
+#   make demo   installs (torch first, pinned) and runs the main demo
+#   make test   installs (torch first, pinned) and runs the whole test suite
+# The test environment is a lock: every test and dev dependency at the exact version in $(LOCK), generated from
+# pyproject.toml's ranges by `make lock`. torch stays out of the lock: it is installed first, at TORCH_VERSION, from
+# pip's configured index (PyPI: on Linux a CUDA build of several GB) or from TORCH_INDEX, for instance PyTorch's
+# CPU-only wheel index:  make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 #   make test-floors  the same install, then a fast subset of the suite in a second venv with the lowest
 #               torchmetrics, Lightning and scikit-learn pyproject.toml declares (.ci/test-floors; CI runs it too)
+#   make lock         refresh $(LOCK) to the newest releases pyproject.toml allows (pip-tools' pip-compile)
+#   make test-newest  the suite in a second venv (.ci/newest-venv) without the lock: run it when refreshing the lock
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+LOCK = requirements/dev.lock.txt
+TORCH_INSTALL = pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench lock test-newest
 
 install:
-	$(PYTHON) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	$(PYTHON) -m $(TORCH_INSTALL)
+	$(PYTHON) -m pip install --quiet --constraint $(LOCK) -e ".[dev]"
 
 demo: install
 	$(PYTHON) -m xent_metrics.demos
@@ -24,6 +33,24 @@ lint:
 
 bench:
 	$(PYTHON) benchmarks/run.py --quick
+
+# pip and setuptools (pip-tools' defaults), torch (installed first, above) and this project stay out of the lock;
+# the lock names no index, find-links or local path, so it installs on any machine.
+lock:
+	$(PYTHON) -m pip install --quiet --constraint $(LOCK) "pip-tools>=7.4"
+	pin=$$(mktemp) && echo "torch==$(TORCH_VERSION)" > $$pin && \
+	CUSTOM_COMPILE_COMMAND="make lock" $(PYTHON) -m piptools compile --quiet --upgrade --extra dev --strip-extras \
+		--unsafe-package pip --unsafe-package setuptools --unsafe-package torch --unsafe-package xent-metrics \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host --constraint $$pin \
+		--output-file $(LOCK) pyproject.toml; status=$$?; rm -f $$pin; exit $$status
+
+test-newest:
+	rm -rf .ci/newest-venv
+	$(PYTHON) -m venv .ci/newest-venv
+	.ci/newest-venv/bin/python -m $(TORCH_INSTALL)
+	.ci/newest-venv/bin/python -m pip install --quiet -e ".[dev]"
+	.ci/newest-venv/bin/python -m pip list --format=freeze > .ci/newest-venv/versions.txt
+	.ci/newest-venv/bin/python -m pytest -p no:cacheprovider
 
 # The Sphinx site (needs the `docs` extra): docs/_build/html, every warning an error.
 .PHONY: docs

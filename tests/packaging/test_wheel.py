@@ -1,8 +1,9 @@
 """The wheel, installed in a fresh virtual environment outside the checkout: the demo, the examples, the doctests.
 
 The wheel is built from this checkout with ``pip wheel --no-build-isolation`` (hatchling comes with the ``test``
-extra, so no network is needed). The venv reuses the installed torch / Lightning / scikit-learn
-(``--system-site-packages``), but ``xent_metrics`` must come from the wheel: every command runs with the venv's
+extra, so no network is needed). The venv reuses the running environment's torch / Lightning / scikit-learn
+(``.ci/overlay_venv.py``: from system Python, an activated venv or CI alike), but ``xent_metrics`` must come from
+the wheel: every command runs with the venv's
 Python, from a temporary directory, without ``PYTHONPATH``, and the test checks where the package was imported from.
 """
 
@@ -44,7 +45,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert {f"xent_metrics/demos/configs/{p.name}" for p in (ROOT / "configs").glob("*.yaml")} <= set(names)
     assert "xent_metrics/py.typed" in names and not [n for n in names if n.startswith(("tests/", "configs/"))]
 
-    _run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(base / "venv")], base)
+    _run([sys.executable, str(ROOT / ".ci" / "overlay_venv.py"), str(base / "venv"), "--without-pip"], base)
     python = base / "venv" / "bin" / "python"
     # The outer pip installs into the venv (pip >= 23.1: --python); --ignore-installed: never touch a checkout's
     # editable install that the system site-packages may hold.
