@@ -34,15 +34,19 @@ lint:
 bench:
 	$(PYTHON) benchmarks/run.py --quick
 
-# pip and setuptools (pip-tools' defaults), torch (installed first, above) and this project stay out of the lock;
-# the lock names no index, find-links or local path, so it installs on any machine.
+# pip-compile runs in its own venv (.ci/lock-venv: pip-tools 7.7 needs pip >= 26.2, the test environment keeps its
+# pip). pip and setuptools (pip-tools' defaults), torch (installed first, above) and this project stay out of the
+# lock; the lock names no index, find-links or local path, so it installs on any machine.
+PIP_TOOLS ?= pip-tools==7.7.0
 lock:
-	$(PYTHON) -m pip install --quiet --constraint $(LOCK) "pip-tools>=7.4"
+	rm -rf .ci/lock-venv
+	$(PYTHON) -m venv .ci/lock-venv
+	.ci/lock-venv/bin/python -m pip install --quiet "$(PIP_TOOLS)"
 	pin=$$(mktemp) && echo "torch==$(TORCH_VERSION)" > $$pin && \
-	CUSTOM_COMPILE_COMMAND="make lock" $(PYTHON) -m piptools compile --quiet --upgrade --extra dev --strip-extras \
-		--unsafe-package pip --unsafe-package setuptools --unsafe-package torch --unsafe-package xent-metrics \
-		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host --constraint $$pin \
-		--output-file $(LOCK) pyproject.toml; status=$$?; rm -f $$pin; exit $$status
+	CUSTOM_COMPILE_COMMAND="make lock" .ci/lock-venv/bin/python -m piptools compile --quiet --upgrade --extra dev \
+		--strip-extras --unsafe-package pip --unsafe-package setuptools --unsafe-package torch \
+		--unsafe-package xent-metrics --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		--constraint $$pin --output-file $(LOCK) pyproject.toml; status=$$?; rm -f $$pin; exit $$status
 
 test-newest:
 	rm -rf .ci/newest-venv
