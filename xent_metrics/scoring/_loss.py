@@ -187,7 +187,8 @@ def cross_entropy_loss(
     labels : array-like or list of array-like, optional
         Class labels: all the classes (sorted as the columns of ``y_proba``); inferred from ``y_true``
         when None. Multilabel with a list ``y_proba``: the classes of each output, i.e. the fitted
-        estimator's ``classes_``.
+        estimator's ``classes_``; an output's missing class gets probability 0 in its dtype (clipped to
+        ``eps``), or ``log(eps)`` as log-probabilities.
     sample_weight : array-like of shape (n_samples,), optional
         Weight of each sample (shared by its labels). As ``log_loss``, some weight must be non-zero.
     input_format : {"probs", "logits", "log_probs"}, default="probs"

@@ -319,8 +319,10 @@ def make_cross_entropy_scorer(
         between ``task`` and ``y_true`` raises.
     labels : array-like, optional
         All classes. Without it the estimator's ``classes_`` are the label space and a test class the
-        estimator never saw raises; with it, classes a training fold lacked get probability 0
-        (clipped to ``eps``). Binary / multiclass only.
+        estimator never saw raises; with it, classes a training fold lacked get probability 0 in the
+        response's dtype, clipped to that dtype's ``eps`` (a float32 ``predict_proba`` keeps float32's:
+        the score is ``log_loss`` of the padded array), or ``log(eps)`` as log-probabilities: the same
+        score. Binary / multiclass only.
     input_format : {"probs", "logits", "log_probs"}, default="probs"
         How the response is read; must match ``response_method`` when that is a standard method.
     response_method : str, default="predict_proba"
