@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 
-from xent_metrics.scoring import make_cross_entropy_scorer
+from xent_metrics.scoring import make_cross_entropy_scorer, neg_cross_entropy_scorer
 
 LABELS = np.array(["ant", "bee", "cat", "dog"])
 #: log_loss computes float32 and float16 in that dtype (we sum in float64): their rounding, with a margin.
@@ -120,6 +120,20 @@ def test_integer_response_is_padded_as_float64():
     y = np.array([0, 1, 2, 0])
     expected = -log_loss(y, _padded(proba, [2]), labels=[0, 1, 2])
     assert_allclose(make_cross_entropy_scorer(labels=[0, 1, 2])(Canned([0, 1], proba), None, y), expected, rtol=1e-12)
+
+
+def test_float32_response_rows_are_checked_at_float32_tolerance():
+    """The scorer read a float32 response as float64 to check it: every float32 ``predict_proba`` warned."""
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet(np.ones(3), size=200).astype(np.float32)
+    assert np.abs(proba.astype(np.float64).sum(1) - 1).max() > 1e-8 + np.sqrt(np.finfo(np.float64).eps)
+    y = rng.integers(0, 3, size=200)
+    expected = -log_loss(y, proba)  # no warning: float32 rows are within float32's tolerance
+    assert_allclose(neg_cross_entropy_scorer(Canned([0, 1, 2], proba), None, y), expected, rtol=RTOL[np.float32])
+    proba[0] *= np.float32(0.999)  # off by 1e-3, outside float32's sqrt(eps) = 3.5e-4: both warn
+    expected = -_log_loss(y, proba, warns=True)
+    with pytest.warns(UserWarning, match=r"`Canned\.predict_proba\(X\)` rows sum to values in \[0\.999"):
+        assert_allclose(neg_cross_entropy_scorer(Canned([0, 1, 2], proba), None, y), expected, rtol=RTOL[np.float32])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
