@@ -255,12 +255,15 @@ def _scorer_reference(y_true: Any, raw: Any, fitted: list, classes: list, sample
 
 
 def _padded(response: Any, fitted: list, classes: list) -> Any:
-    """The response with a zero-probability column for each class the estimator never saw."""
+    """The response with a zero-probability column for each class the estimator never saw, in its float dtype.
+
+    ``log_loss`` then clips the padded array with that dtype's eps (an int or bool response is read as float64).
+    """
     if len(fitted) == len(classes):
         return response
     with quiet():
         scores = np.asarray(response)
-    full = np.zeros((scores.shape[0], len(classes)), dtype=np.float64)
+    full = np.zeros((scores.shape[0], len(classes)), dtype=scores.dtype if scores.dtype.kind == "f" else np.float64)
     full[:, np.searchsorted(np.asarray(classes), np.asarray(fitted))] = scores
     return full
 

@@ -141,6 +141,26 @@ def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
         )
 
 
+def score_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype scores are read in: their own when float16, float32 or float64, else float64 (as ``log_loss``)."""
+    return dtype if dtype in FLOAT_DTYPES else np.dtype(np.float64)
+
+
+def pad_classes(scores: np.ndarray, columns: np.ndarray, width: int, input_format: str) -> np.ndarray:
+    """Return ``(n, width)`` scores: ``scores``' columns at ``columns``, probability 0 for every other class.
+
+    The padded array keeps the scores' dtype (:func:`score_dtype`), so the loss clips it with that
+    dtype's ``eps``, as ``log_loss`` clips the same array: widening a float32 ``predict_proba`` to
+    float64 would move ``eps`` from 1.2e-7 to 2.2e-16, and with it the loss of every clipped value,
+    the classes the estimator saw included. Log-probabilities get ``log(eps)``, that clipped zero (not ``-inf``).
+    """
+    dtype = score_dtype(scores.dtype)
+    zero = 0.0 if input_format == "probs" else math.log(np.finfo(dtype).eps)
+    padded = np.full((scores.shape[0], width), zero, dtype=dtype)
+    padded[:, columns] = scores
+    return padded
+
+
 def check_sample_weight(sample_weight: object, num_samples: int) -> np.ndarray | None:
     """Return ``sample_weight`` as a float64 ``(n,)`` array. Like ``log_loss``, some weight must be non-zero."""
     if sample_weight is None:

@@ -22,6 +22,7 @@ from xent_metrics.scoring._inputs import (
     class_targets,
     encode,
     indicator_targets,
+    pad_classes,
     resolve_classes,
     target_type,
     warn_rows_not_normalized,
@@ -66,9 +67,7 @@ def _binary_columns(scores: np.ndarray, classes: object, output: int, input_form
             f"labels[{output}] must list the distinct classes (0 or 1) of the {scores.shape[1]} column(s) of `{name}`, "
             f"got {known.tolist()}."
         )
-    padded = np.full((scores.shape[0], 2), 0.0 if input_format == "probs" else -np.inf, dtype=scores.dtype)
-    padded[:, known.astype(np.int64)] = scores
-    return padded
+    return pad_classes(scores, known.astype(np.int64), 2, input_format)
 
 
 def _multilabel_list_sums(
@@ -188,7 +187,8 @@ def cross_entropy_loss(
     labels : array-like or list of array-like, optional
         Class labels: all the classes (sorted as the columns of ``y_proba``); inferred from ``y_true``
         when None. Multilabel with a list ``y_proba``: the classes of each output, i.e. the fitted
-        estimator's ``classes_``.
+        estimator's ``classes_``; an output's missing class gets probability 0 in its dtype (clipped to
+        ``eps``), or ``log(eps)`` as log-probabilities.
     sample_weight : array-like of shape (n_samples,), optional
         Weight of each sample (shared by its labels). As ``log_loss``, some weight must be non-zero.
     input_format : {"probs", "logits", "log_probs"}, default="probs"

@@ -18,7 +18,9 @@ from xent_metrics.scoring._inputs import (
     check_options,
     class_targets,
     indicator_targets,
+    pad_classes,
     response_checked,
+    score_dtype,
     target_type,
     warn_rows_not_normalized,
 )
@@ -26,7 +28,6 @@ from xent_metrics.scoring._loss import cross_entropy_loss
 
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
-_PAD = {"probs": 0.0, "log_probs": -np.inf}
 
 
 def _name(estimator: object) -> str:
@@ -95,14 +96,17 @@ def _check_response_values(where: str, values: np.ndarray, input_format: str) ->
 
 
 def _as_float(where: str, part: object) -> np.ndarray:
-    """The response as a float64 array, or ``ValueError`` naming where it came from."""
+    """The response as a float array in the dtype it is scored in, or ``ValueError`` naming where it came from.
+
+    A float32 response stays float32: its rows are checked against float32's tolerance, as ``log_loss`` checks them.
+    """
     if part is None:
         raise ValueError(f"{where} returned None, not an array of scores; cannot score it.")
     try:
         values = np.asarray(part)
         if values.dtype.kind == "c":
             raise TypeError(f"complex dtype {values.dtype}")
-        return values.astype(np.float64, copy=False)
+        return values.astype(score_dtype(values.dtype), copy=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where} returned non-numeric values ({type(part).__name__}): {err}") from err
 
@@ -266,15 +270,13 @@ class CrossEntropyScorer:
             )
 
     def _pad(self, estimator: object, scores: np.ndarray, fitted: np.ndarray, space: np.ndarray) -> np.ndarray:
-        """Scatter the fitted classes' columns into the label space; absent classes get probability 0."""
+        """Scatter the fitted classes' columns into the label space; absent classes get probability 0, clipped."""
         if self.input_format == "logits":
             raise ValueError(
                 f"{_name(estimator)} saw classes {fitted.tolist()} of labels {space.tolist()}: decision_function "
                 "margins cannot be extended to unseen classes; use response_method='predict_proba'."
             )
-        full = np.full((scores.shape[0], space.shape[0]), _PAD[self.input_format], dtype=np.float64)
-        full[:, np.searchsorted(space, fitted)] = scores
-        return full
+        return pad_classes(scores, np.searchsorted(space, fitted), space.shape[0], self.input_format)
 
     def _multilabel(self, estimator: object, response: Any, y_true: object, sample_weight: object) -> float:
         target = indicator_targets(y_true)
@@ -317,8 +319,10 @@ def make_cross_entropy_scorer(
         between ``task`` and ``y_true`` raises.
     labels : array-like, optional
         All classes. Without it the estimator's ``classes_`` are the label space and a test class the
-        estimator never saw raises; with it, classes a training fold lacked get probability 0
-        (clipped to ``eps``). Binary / multiclass only.
+        estimator never saw raises; with it, classes a training fold lacked get probability 0 in the
+        response's dtype, clipped to that dtype's ``eps`` (a float32 ``predict_proba`` keeps float32's:
+        the score is ``log_loss`` of the padded array), or ``log(eps)`` as log-probabilities: the same
+        score. Binary / multiclass only.
     input_format : {"probs", "logits", "log_probs"}, default="probs"
         How the response is read; must match ``response_method`` when that is a standard method.
     response_method : str, default="predict_proba"
