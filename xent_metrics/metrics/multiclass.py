@@ -108,8 +108,10 @@ class MulticlassCrossEntropy(_MulticlassMetric):
     ----------
     sums : Tensor of shape (3, C), or (3, 1) for ``average="micro"``
         float64 loss, weight and target-mass sums per class (their totals for ``"micro"``); summed
-        across processes with one ``all_reduce`` and saved in ``state_dict``. A ``(3, C)`` state
-        saved by an earlier version loads into a ``"micro"`` metric as its totals.
+        across processes with one ``all_reduce`` and saved in ``state_dict`` with its layout. A
+        ``"micro"`` metric takes the ``(3, C)`` state of a per-class one of the same options (in
+        ``merge_state`` or ``load_state_dict``) as its totals; the reverse is refused. See
+        :mod:`xent_metrics.metrics._layout`.
 
     Raises
     ------
