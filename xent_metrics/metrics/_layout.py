@@ -104,7 +104,7 @@ class Layout:
         columns = saved is not None and self.per_class != self.shape and saved == str(self._per_class_layout())
         if saved is not None and saved != str(self) and not columns:
             raise ValueError(f"{where} holds the sums of {saved}; this metric is {self}. {_FIX}")
-        shapes = (self.per_class if columns else self.shape,)
+        shapes: tuple[tuple[int, ...], ...] = (self.per_class if columns else self.shape,)
         if saved is None:  # unknown: taken on its shape
             shapes = tuple(dict.fromkeys((self.shape, self.per_class)))
         if not isinstance(value, Tensor) or tuple(value.shape) not in shapes or not value.is_floating_point():

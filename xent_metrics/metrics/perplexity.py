@@ -90,7 +90,8 @@ class Perplexity(HeadSumsMetric):
         With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
         tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
         ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
-        loss by the same count.
+        loss by the same count. ``merge_state`` and ``load_state_dict`` take only the state of a
+        ``Perplexity`` of the same ``units`` and ``num_bytes`` (the count of everything pooled).
     **kwargs
         torchmetrics' ``Metric`` options.
 
