@@ -15,6 +15,7 @@ same update options, and for ``Perplexity`` the same units and byte count; a mic
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import math
@@ -27,30 +28,13 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cases
 from torchmetrics import Metric
-
-from xent_metrics import (
-    BinaryCrossEntropy,
-    BinaryNormalizedEntropy,
-    MulticlassCrossEntropy,
-    MulticlassNormalizedEntropy,
-    MultilabelCrossEntropy,
-    MultilabelNormalizedEntropy,
-    Perplexity,
-)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 C, K, V, ROWS = 4, 3, 5, 15
 EPS = torch.finfo(torch.float64).eps
-CLASSES: dict[str, tuple[type[Metric], str]] = {
-    "BinaryCrossEntropy": (BinaryCrossEntropy, "binary"),
-    "BinaryNormalizedEntropy": (BinaryNormalizedEntropy, "binary"),
-    "MulticlassCrossEntropy": (MulticlassCrossEntropy, "multiclass"),
-    "MulticlassNormalizedEntropy": (MulticlassNormalizedEntropy, "multiclass"),
-    "MultilabelCrossEntropy": (MultilabelCrossEntropy, "multilabel"),
-    "MultilabelNormalizedEntropy": (MultilabelNormalizedEntropy, "multilabel"),
-    "Perplexity": (Perplexity, "lm"),
-}
+CLASSES = cases.CLASSES  # name: (class, task)
 #: Per task, each option that changes an update (one at a time) and its constructor keywords.
 OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "binary": {
@@ -261,9 +245,11 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _fed(config: Config, data: tuple[Batch, ...]) -> Metric:
+@functools.cache
+def _fed(config: Config, seed: int) -> Metric:
+    """``config``'s metric fed its batches of ``seed``; cached: a receiver takes a deep copy, a giver is only read."""
     metric = config.make()
-    for preds, target, weight in data:
+    for preds, target, weight in batches(config, seed):
         metric.update(preds, target, weight)
     return metric
 
@@ -271,7 +257,8 @@ def _fed(config: Config, data: tuple[Batch, ...]) -> Metric:
 def outcome(receiver: Config, giver: Config, how: str) -> str:
     """Merge or load ``giver``'s state into ``receiver``'s; check it and return "exact" or "refused"."""
     mine, theirs = batches(receiver, seed=1), batches(giver, seed=2)
-    metric, other = _fed(receiver, mine), _fed(giver, theirs)
+    metric, other = copy.deepcopy(_fed(receiver, 1)), _fed(giver, 2)
+    given = other.sums.clone()
     before = metric.sums.clone()
     def act() -> None:
         metric.merge_state(other) if how == "merge" else metric.load_state_dict(other.state_dict())
@@ -284,6 +271,7 @@ def outcome(receiver: Config, giver: Config, how: str) -> str:
         assert re.search(re.escape(str(other.layout)), str(refusal.value)), "the incoming layout is not named"
         return "refused"
     act()
+    assert torch.equal(other.sums, given), "the giver changed"
     expected = reference(receiver, mine + theirs if how == "merge" else theirs)
     torch.testing.assert_close(metric.compute(), expected, rtol=1e-12, atol=0)
     return "exact"
