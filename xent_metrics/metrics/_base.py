@@ -4,9 +4,10 @@ A subclass validates its options in ``__init__`` and creates the state with
 :func:`~xent_metrics.metrics._state.add_sums_state`; it defines ``_batch_sums(preds, target,
 sample_weight)`` (validate a batch, then return its ``(3, K)`` sums without touching the state) and
 ``_value_from_sums(sums)`` (the result from sums). Everything else is methods of ``SumsMetric``: the
-``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves and
-checkpoint loading. Where torchmetrics' private machinery must be touched (its update and compute
-wrappers, sync, caches), that happens in :mod:`._torchmetrics`, the base class here.
+``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves, and
+merging, saving and loading states through the metric's layout (:mod:`._layout`). Where torchmetrics'
+private machinery must be touched (its update and compute wrappers, sync, caches), that happens in
+:mod:`._torchmetrics`, the base class here.
 """
 
 from __future__ import annotations
