@@ -3,10 +3,11 @@
 Every Metric class (with its options: weights, ``ignore_index``, smoothing, averages) and
 ``PerClassBCEMonitor`` is fed the first half of its batches and saved; a **fresh Python process**
 loads the file with ``weights_only=True`` (no pickled objects), restores new instances, feeds the
-second half and saves the results, again as plain tensors. They must equal, bit for bit, an
-uninterrupted run in this process. Older layouts: a monitor state without the history (or other
-keys) loads; a metric or monitor state without ``sums``, or with ``sums`` of another shape, is
-refused with a message naming the key (``strict=False`` reports the missing key instead).
+second half and saves the results, again as plain tensors (and each metric's layout text). They must
+equal, bit for bit, an uninterrupted run in this process. Older layouts: a monitor state without the
+history (or other keys, or the metrics' layout) loads; a metric or monitor state without ``sums``, or
+with ``sums`` of another shape or layout, is refused with a message naming the key (``strict=False``
+reports the missing key instead).
 """
 
 from __future__ import annotations
@@ -183,6 +184,21 @@ def test_a_monitor_state_without_history_or_version_loads() -> None:
     assert torch.equal(restored.metrics["train"].sums, source.metrics["train"].sums)
     restored.load_state_dict({})  # the oldest: nothing saved at all
     assert restored.history == {"train": [], "val": []}
+
+
+def test_a_monitor_state_saves_the_layout_and_an_older_one_without_it_loads(tmp_path: Path) -> None:
+    source = _fed_monitor()
+    torch.save(source.state_dict(), tmp_path / "monitor.pt")
+    state = torch.load(tmp_path / "monitor.pt", weights_only=True)
+    assert state["in_progress"]["train"]["layout"] == str(source.metrics["train"].layout)
+    older = {**state, "in_progress": {stage: {"sums": s["sums"]} for stage, s in state["in_progress"].items()}}
+    restored = _monitor()
+    restored.load_state_dict(older)
+    assert torch.equal(restored.metrics["train"].sums, source.metrics["train"].sums)
+    probs = PerClassBCEMonitor(labels=LABELS, stages=["train", "val"], input_format="probs")  # another update
+    with pytest.raises(ValueError, match=r"in_progress\['train'\] does not fit .*holds the sums of .*'logits'"):
+        probs.load_state_dict(state)
+    assert torch.equal(probs.metrics["train"].sums, torch.zeros(3, 3, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(

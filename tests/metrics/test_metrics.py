@@ -44,4 +44,4 @@ def test_update_equals_forward_and_state_is_float64(case: Case) -> None:
     assert by_update.sums.dtype == torch.float64
     totals_only = type(by_update).__name__ == "MulticlassCrossEntropy" and by_update.average == "micro"
     assert by_update.sums.shape == (3, 1 if totals_only else case.ndim_k)  # micro CE keeps (3, 1) totals
-    assert list(by_update.state_dict()) == ["sums"]
+    assert list(by_update.state_dict()) == ["sums", "layout"]  # the sums, and the text of what they mean

@@ -105,7 +105,9 @@ def test_no_other_module_of_the_package_touches_a_private_name() -> None:
     assert not touching, f"only metrics/_torchmetrics.py may touch torchmetrics' private names, found {touching}"
 
 
-@pytest.mark.parametrize("name", ["update", "compute", "forward", "_move_sums", "_loadable_sums"])
+@pytest.mark.parametrize(
+    "name", ["update", "compute", "forward", "merge_state", "state_dict", "_move_sums", "_loadable_sums"]
+)
 def test_the_metric_behaviour_is_methods_of_sumsmetric(name: str) -> None:
     """The behaviour is defined in the class ("go to definition" lands there), not installed free functions."""
     assert getattr(SumsMetric, name).__qualname__ == f"SumsMetric.{name}"

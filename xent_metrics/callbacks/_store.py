@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from xent_metrics.metrics._layout import LAYOUT
+
 if TYPE_CHECKING:
     from xent_metrics.callbacks._monitor import PerClassMonitor
 
@@ -21,12 +23,17 @@ def state_dict(monitor: PerClassMonitor) -> dict[str, Any]:
         "labels": list(monitor.labels),
         "history": copy.deepcopy(monitor.history),
         "in_progress": {
-            stage: {name: torch.as_tensor(state).detach().cpu().clone() for name, state in metric.state_dict().items()}
+            stage: {name: _saved(state) for name, state in metric.state_dict().items()}
             for stage, metric in monitor.metrics.items()
         },
         "warned": sorted(monitor._warned),
         "run": monitor.run,
     }
+
+
+def _saved(state: object) -> object:
+    """A metric's state as saved: a tensor on the CPU, or the layout's text as is."""
+    return state if isinstance(state, str) else torch.as_tensor(state).detach().cpu().clone()
 
 
 def load_state_dict(monitor: PerClassMonitor, state: dict[str, Any]) -> None:
@@ -54,7 +61,7 @@ def _load_in_progress(monitor: PerClassMonitor, stage: str, states: object) -> N
     if not isinstance(states, Mapping):
         raise ValueError(f"{where} must map state names to tensors (e.g. {{'sums': tensor}}), got {states!r}.")
     metric = monitor.metrics[stage]
-    missing = [name for name in metric.state_dict() if name not in states]
+    missing = [name for name in metric.state_dict() if name not in states and name != LAYOUT]  # older: no layout
     if missing:
         names = ", ".join(f"`{name}`" for name in missing)
         raise ValueError(f"{where} has no {names} (it holds {sorted(states)}); it was saved by another layout.")

@@ -10,15 +10,11 @@ checked against a batch (their size and device) by the tensor validation, or onc
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from xent_metrics.functional import _validation
-
-#: Options that only read the sums: they never change what an update adds (see :func:`update_config`).
-_READ_ONLY = ("average", "validate_args")
 
 
 @dataclass(frozen=True)
@@ -93,12 +89,3 @@ class LinearOptions(MulticlassOptions):
         _validation.check_choice("average", self.average, _validation.AVERAGES)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
-
-def update_config(kind: str, options: BinaryOptions | MultilabelOptions | MulticlassOptions) -> tuple:
-    """``kind`` and every option that changes what an update adds: a Metric's config tag (``average`` left out).
-
-    Two metrics of the same options (a cross-entropy and a normalized entropy) get the same tag and
-    may share a ``MetricCollection`` compute group; any other update-relevant option gives another.
-    """
-    fields = dataclasses.fields(options)
-    return (kind, *(getattr(options, f.name) for f in fields if f.name not in _READ_ONLY))

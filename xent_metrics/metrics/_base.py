@@ -4,9 +4,10 @@ A subclass validates its options in ``__init__`` and creates the state with
 :func:`~xent_metrics.metrics._state.add_sums_state`; it defines ``_batch_sums(preds, target,
 sample_weight)`` (validate a batch, then return its ``(3, K)`` sums without touching the state) and
 ``_value_from_sums(sums)`` (the result from sums). Everything else is methods of ``SumsMetric``: the
-``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves and
-checkpoint loading. Where torchmetrics' private machinery must be touched (its update and compute
-wrappers, sync, caches), that happens in :mod:`._torchmetrics`, the base class here.
+``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves, and
+merging, saving and loading states through the metric's layout (:mod:`._layout`). Where torchmetrics'
+private machinery must be touched (its update and compute wrappers, sync, caches), that happens in
+:mod:`._torchmetrics`, the base class here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
-from xent_metrics.metrics import _plot, _state, _torchmetrics
+from xent_metrics.functional._sums import NUM_SUMS
+from xent_metrics.metrics import _layout, _plot, _state, _torchmetrics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,6 +40,11 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
     input_format: str
     ignore_index: int | None
     validate_args: bool
+    options: Any
+    #: The task named in the layout: "binary", "multiclass", "multilabel" or "perplexity".
+    _task: str
+    #: The state's width and the per-class width its columns sum (equal but for a state of totals).
+    _widths: tuple[int, int]
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch (shapes: see the class's Notes); a batch that is refused changes nothing."""
@@ -64,6 +72,57 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         value = self._value_from_sums(batch)
         _torchmetrics.cache_forward(self, value)
         return value
+
+    @property
+    def layout(self) -> _layout.Layout:
+        """The state layout: the class, the options that change what an update adds, the shape (see :mod:`._layout`)."""
+        width, per_class = self._widths
+        update = _layout.update_text(self._task, self.options)
+        return _layout.Layout(self._reader(), update, (NUM_SUMS, width), (NUM_SUMS, per_class))
+
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Add another metric's sums (or a state dict's) to this metric's, where their layouts are compatible.
+
+        The result is the metric on the union of both metrics' data: same class, same options that
+        change an update (``average`` may differ), or per-class sums into a micro cross-entropy's totals.
+        A dict holds ``"sums"`` and, as ``state_dict()`` saves it, ``"layout"``; a dict without a layout
+        is taken on its shape (see :mod:`._layout`).
+
+        Raises
+        ------
+        TypeError
+            ``incoming_state`` is neither a metric of this package nor a dict.
+        ValueError
+            The layouts are incompatible (the message names both), or the dict holds no ``"sums"``.
+            The state is left exactly as it was.
+        """
+        saved: object
+        if isinstance(incoming_state, SumsMetric):
+            value, saved = incoming_state.sums, str(incoming_state.layout)
+        elif isinstance(incoming_state, dict):
+            if _state.STATE not in incoming_state:
+                raise ValueError(
+                    f"`merge_state` needs the sums of the incoming state under 'sums' (as `state_dict()` saves "
+                    f"them), got the keys {sorted(incoming_state)}."
+                )
+            value, saved = incoming_state[_state.STATE], incoming_state.get(_layout.LAYOUT)
+        else:
+            name = type(incoming_state).__name__
+            raise TypeError(f"`merge_state` takes a metric of this package or its `state_dict()`, got {name}.")
+        merged = self.sums + self.layout.pooled(value, saved, "`merge_state`'s incoming state", self.sums)
+        _torchmetrics.replace_sums(self, merged)
+
+    def state_dict(  # type: ignore[override]
+        self, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
+        """Return torchmetrics' state dict (the ``sums``) and the layout's text under ``"layout"``."""
+        out = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        out[prefix + _layout.LAYOUT] = str(self.layout)
+        return out
+
+    def _reader(self) -> str:
+        """The class, with the options that must agree for a merge although they only read the sums."""
+        return type(self).__name__
 
     def plot(
         self,
@@ -151,19 +210,9 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
             if isinstance(value, Tensor):
                 setattr(self, name, value.to(device=device, dtype=dtype))
 
-    def _loadable_sums(self, value: object, key: str) -> Tensor:
-        """Refuse ``sums`` of another shape (another number of classes); return it in the state's device and dtype.
+    def _loadable_sums(self, value: object, saved: object, key: str) -> Tensor:
+        """``state_dict[key]``, saved with layout text ``saved`` (None: none saved), as this metric's sums.
 
-        A metric that keeps ``(3, 1)`` totals (``MulticlassCrossEntropy(average="micro")``) loads a
-        ``(3, C)`` per-class state (the layout before it kept totals) as its totals.
+        Refused (``ValueError`` naming both layouts) where the layouts are incompatible; see :mod:`._layout`.
         """
-        expected = tuple(self.sums.shape)
-        if getattr(self, "_per_class", True) is False and isinstance(value, Tensor) and value.ndim == 2:
-            value = value.sum(1, keepdim=True)  # per-class sums of an older layout: their totals are this state
-        if not isinstance(value, Tensor) or tuple(value.shape) != expected or not value.is_floating_point():
-            seen = f"shape {tuple(value.shape)} ({value.dtype})" if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(
-                f"`state_dict[{key!r}]` must be a floating tensor of shape {expected} for this "
-                f"{type(self).__name__}, got {seen}. Was it saved by a metric with another number of classes or labels?"
-            )
-        return value.to(device=self.sums.device, dtype=self.sums.dtype)
+        return self.layout.pooled(value, saved, f"`state_dict[{key!r}]`", self.sums)

@@ -10,7 +10,6 @@ methods of :class:`~._base.SumsMetric`.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import TYPE_CHECKING
 
@@ -47,33 +46,22 @@ def state_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
-def add_sums_state(metric: SumsMetric, num: int, dtype: torch.dtype, config: tuple) -> None:
-    """Register the ``(3, num)`` state, summed across processes and saved in ``state_dict``, and its config tag.
+def add_sums_state(metric: SumsMetric, width: int, dtype: torch.dtype, per_class: int | None = None) -> None:
+    """Register the ``(3, width)`` state, summed across processes and saved in ``state_dict``, and its group tag.
 
-    ``config`` holds every option that changes what an update adds (input format, weights,
-    ``ignore_index``, smoothing, ...), not those that only read the sums (``average``, CE or NE). It
-    names a second, empty and unsaved state, ``config_<digest>``: ``MetricCollection`` puts two
-    metrics in one compute group (and then updates only the first) when their state *names* and
-    values agree after the first update, so metrics whose updates differ never share one, while CE
-    and NE of the same options still do.
+    ``per_class`` is the class count of the per-class state whose column sums a state of totals
+    (``width=1``) holds. The layout (:attr:`~._base.SumsMetric.layout`) is then declared; it names a
+    second, empty and unsaved state (:meth:`~._layout.Layout.group_tag`): ``MetricCollection`` puts
+    two metrics in one compute group (and then updates only the first) when their state *names* and
+    values agree after the first update, so metrics whose updates or shapes differ never share one,
+    while a per-class CE and an NE of the same options still do.
     """
-    default = torch.zeros(NUM_SUMS, num, dtype=dtype, device=metric.device)
+    metric._widths = (width, width if per_class is None else per_class)
+    default = torch.zeros(NUM_SUMS, width, dtype=dtype, device=metric.device)
     metric.add_state(STATE, default, dist_reduce_fx="sum", persistent=True)
-    tag = config_state_name(config)
+    tag = metric.layout.group_tag()
     metric.add_state(tag, torch.zeros(0, dtype=dtype, device=metric.device), dist_reduce_fx="sum", persistent=False)
     metric._config_state = tag
-
-
-def config_state_name(config: tuple) -> str:
-    """``config_`` and a digest of the options (tensors by their float64 values)."""
-    digest = hashlib.sha256()
-    for part in config:
-        if isinstance(part, Tensor):
-            digest.update(part.detach().to("cpu", torch.float64).numpy().tobytes())
-        else:
-            digest.update(repr(part).encode())
-        digest.update(b"|")
-    return f"config_{digest.hexdigest()[:16]}"
 
 
 def check_required_count(name: str, value: object) -> None:

@@ -16,8 +16,8 @@ What :class:`TorchmetricsAdapter` replaces, and why:
 - ``_sync_dist``: the ``sums`` state is reduced with one ``all_reduce`` (:mod:`._sync`).
 - ``_apply``: ``.to(device)`` moves ``sums``; ``.to(dtype)``, ``.half()``, ``set_dtype`` never change
   its dtype (:meth:`~._base.SumsMetric._move_sums` says how).
-- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsMetric._loadable_sums`, and a
-  state dict without it reports it missing.
+- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsMetric._loadable_sums` with the
+  saved layout (:mod:`._layout`), and a state dict without it reports it missing.
 
 A speed-up kept here alone: torchmetrics keeps its bookkeeping (``_update_count``, ``_computed``,
 ``_forward_cache``, ``_is_synced``) and the ``sums`` state as plain instance attributes, and writing
@@ -38,6 +38,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import _squeeze_if_scalar, apply_to_collection
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from xent_metrics.metrics._layout import LAYOUT
 from xent_metrics.metrics._state import STATE
 from xent_metrics.metrics._sync import summed_over_processes
 
@@ -91,8 +92,8 @@ class TorchmetricsAdapter(Metric):
         """Put ``sums`` (and what moves with it) on ``device``, in the dtype it keeps there."""
         raise NotImplementedError
 
-    def _loadable_sums(self, value: object, key: str) -> Tensor:
-        """Check ``state_dict[key]`` and return it in the state's device and dtype."""
+    def _loadable_sums(self, value: object, saved: object, key: str) -> Tensor:
+        """Check ``state_dict[key]`` against the layout text ``saved`` (None: none); return it as this state's sums."""
         raise NotImplementedError
 
     def _wrap_update(self, update: Callable) -> Callable:
@@ -177,15 +178,17 @@ class TorchmetricsAdapter(Metric):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        """Load ``sums`` through ``_loadable_sums``; a state dict without it reports it missing.
+        """Load ``sums`` through ``_loadable_sums`` with the saved layout; a state dict without ``sums`` reports it.
 
         ``load_state_dict`` then raises naming it, or returns it with ``strict=False``, as ``nn.Module``
-        does for a parameter (torchmetrics alone would load nothing and say nothing). A loaded ``sums``
-        drops the cached result.
+        does for a parameter (torchmetrics alone would load nothing and say nothing). The saved layout
+        (``"layout"``) is read here, not loaded: a checkpoint without one is taken on its shape. A
+        loaded ``sums`` drops the cached result.
         """
         key = prefix + STATE
+        saved = state_dict.pop(prefix + LAYOUT, None)
         if key in state_dict:
-            state_dict[key] = self._loadable_sums(state_dict[key], key)
+            state_dict[key] = self._loadable_sums(state_dict[key], saved, key)
             _instance_dict(self)["_computed"] = None
         elif self._persistent[STATE]:
             missing_keys.append(key)
@@ -201,9 +204,14 @@ def is_synced(metric: Metric) -> bool:
 
 def record_update(metric: Metric, sums: Tensor) -> None:
     """Replace ``sums`` after an update made outside the update wrapper (``forward``): count it, drop the cache."""
+    _instance_dict(metric)["_update_count"] += 1
+    replace_sums(metric, sums)
+
+
+def replace_sums(metric: Metric, sums: Tensor) -> None:
+    """Put ``sums`` in place of the state (a merge, or an update) and drop the cached result."""
     attrs = _instance_dict(metric)
     attrs["_computed"] = None
-    attrs["_update_count"] += 1
     attrs[STATE] = sums
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import BinaryOptions, update_config
+from xent_metrics.functional._options import BinaryOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional.binary import _binary_pos_weight, _binary_tensor_validation
 from xent_metrics.metrics import _state
@@ -21,6 +21,7 @@ class _BinaryMetric(SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    _task = "binary"
     options: BinaryOptions
     input_format: OptionAttribute[str] = OptionAttribute()
     pos_weight: OptionAttribute[Tensor | None] = OptionAttribute()
@@ -45,7 +46,7 @@ class _BinaryMetric(SumsMetric):
         pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
         pos = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
         self.options = dataclasses.replace(options, pos_weight=pos)
-        _state.add_sums_state(self, 1, dtype, update_config("binary", self.options))
+        _state.add_sums_state(self, 1, dtype)
 
     def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)

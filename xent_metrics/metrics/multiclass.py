@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._options import MulticlassOptions, update_config
+from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
@@ -20,6 +20,7 @@ class _MulticlassMetric(HeadSumsMetric):
     """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("weight",)
+    _task = "multiclass"
     #: Whether the value needs per-class sums whatever ``average`` is (NE: the class prior).
     _needs_class_sums: bool = True
     num_classes: OptionAttribute[int] = OptionAttribute()
@@ -54,7 +55,7 @@ class _MulticlassMetric(HeadSumsMetric):
         self.options = dataclasses.replace(options, weight=cls)
         self._per_class = self._needs_class_sums or average != "micro"  # else a (3, 1) state of totals
         classes = num_classes if self._per_class else 1
-        _state.add_sums_state(self, classes, dtype, update_config("multiclass", self.options))
+        _state.add_sums_state(self, classes, dtype, per_class=num_classes)
 
     def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         preds, target, sample = _multiclass_tensor_validation(preds, target, sample_weight, self.options, None)
@@ -107,8 +108,10 @@ class MulticlassCrossEntropy(_MulticlassMetric):
     ----------
     sums : Tensor of shape (3, C), or (3, 1) for ``average="micro"``
         float64 loss, weight and target-mass sums per class (their totals for ``"micro"``); summed
-        across processes with one ``all_reduce`` and saved in ``state_dict``. A ``(3, C)`` state
-        saved by an earlier version loads into a ``"micro"`` metric as its totals.
+        across processes with one ``all_reduce`` and saved in ``state_dict`` with its layout. A
+        ``"micro"`` metric takes the ``(3, C)`` state of a per-class one of the same options (in
+        ``merge_state`` or ``load_state_dict``) as its totals; the reverse is refused. See
+        :mod:`xent_metrics.metrics._layout`.
 
     Raises
     ------

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import MultilabelOptions, update_config
+from xent_metrics.functional._options import MultilabelOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
 from xent_metrics.functional.multilabel import _multilabel_tensor_validation
 from xent_metrics.metrics import _state
@@ -20,6 +20,7 @@ class _MultilabelMetric(SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    _task = "multilabel"
     options: MultilabelOptions
     num_labels: OptionAttribute[int] = OptionAttribute()
     input_format: OptionAttribute[str] = OptionAttribute()
@@ -49,7 +50,7 @@ class _MultilabelMetric(SumsMetric):
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
         self.options = dataclasses.replace(options, pos_weight=pos)
-        _state.add_sums_state(self, num_labels, dtype, update_config("multilabel", self.options))
+        _state.add_sums_state(self, num_labels, dtype)
 
     def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         _state.check_device(self, preds)

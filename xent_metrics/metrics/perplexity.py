@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
-from xent_metrics.functional._options import MulticlassOptions, update_config
+from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
@@ -90,7 +90,8 @@ class Perplexity(HeadSumsMetric):
         With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
         tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
         ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
-        loss by the same count.
+        loss by the same count. ``merge_state`` and ``load_state_dict`` take only the state of a
+        ``Perplexity`` of the same ``units`` and ``num_bytes`` (the count of everything pooled).
     **kwargs
         torchmetrics' ``Metric`` options.
 
@@ -153,6 +154,7 @@ class Perplexity(HeadSumsMetric):
     """
 
     plot_lower_bound = 1.0
+    _task = "perplexity"
     input_format: OptionAttribute[str] = OptionAttribute()
     ignore_index: OptionAttribute[int | None] = OptionAttribute()
     validate_args: OptionAttribute[bool] = OptionAttribute()
@@ -177,14 +179,17 @@ class Perplexity(HeadSumsMetric):
         self.options = MulticlassOptions(None, input_format, None, ignore_index, 0.0, "micro", validate_args, fused)
         self.units = units
         self.num_bytes = num_bytes
-        config = update_config("perplexity", self.options)  # units and num_bytes only read the sums
-        _state.add_sums_state(self, 1, _state.state_dtype(self.device), config)
+        _state.add_sums_state(self, 1, _state.state_dtype(self.device))
 
     def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         """Validate a batch of ``(..., V)`` scores and return its ``(3, 1)`` sums (loss, weight, weight)."""
         moved, target = _vocab_last(preds, target, self.options.validate_args)
         moved, target, sample = _multiclass_tensor_validation(moved, target, sample_weight, self.options, None)
         return softmax_ce_sums(moved, target, self.options, sample, per_class=False)
+
+    def _reader(self) -> str:
+        """The units and the byte count only read the sums, but states of other ones never pool."""
+        return f"Perplexity(units={self.units!r}, num_bytes={self.num_bytes!r})"
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         ce = cross_entropy_from_sums(sums, "micro")
