@@ -52,6 +52,11 @@ class PerClassBCEMonitor(PerClassMonitor):
         validation), and add it to TensorBoard when a ``TensorBoardLogger`` is attached.
     max_table_rows : int, optional, default=30
         The most labels the table prints (the worst ones); ``None`` prints all.
+    heatmap_max_labels : int, optional, default=50
+        The most labels the heatmap draws, each named. With more labels it draws the worst
+        ``log_worst_k`` (the logged ones; the worst ``heatmap_max_labels`` when that is unset or
+        larger) of the last epoch and says in its title how many are not shown. ``None`` draws every
+        label (unnamed above 60). The image is at most 1600 px tall either way.
 
     Raises
     ------
