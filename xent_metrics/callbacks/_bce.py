@@ -40,8 +40,9 @@ class PerClassBCEMonitor(PerClassMonitor):
     prefix : str, default="bce"
         The middle part of the logged keys.
     log_worst_k : int, optional
-        Log only the ``k`` worst labels of each epoch (plus the macro mean); the table, the heatmap
-        and the history still hold every label. For models with thousands of labels.
+        Log only the ``k`` worst labels of each epoch (plus the macro mean); the table and the
+        history still hold every label, the heatmap every label up to ``heatmap_max_labels``. For
+        models with thousands of labels.
     print_table : bool, default=True
         At the end of fit, show the per-label table (worst first, with the change since the first
         epoch) on rank zero, through Lightning's info log (``rank_zero_info``: stderr by default),
