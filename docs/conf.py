@@ -17,6 +17,8 @@ release = version = xent_metrics.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    # MathJax 3 from the package (copied into _static/mathjax): formulas render offline, no script from a CDN.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "public_api",
 ]

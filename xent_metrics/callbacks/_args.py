@@ -41,7 +41,9 @@ def check_labels(
     return list(labels)
 
 
-def check_options(stages: object, prefix: object, log_worst_k: object, max_table_rows: object) -> list[str]:
+def check_options(
+    stages: object, prefix: object, log_worst_k: object, max_table_rows: object, heatmap_max_labels: object
+) -> list[str]:
     """Check the display options; return the stages in train, val, test order."""
     if stages is None:
         stages = list(STAGES)
@@ -49,7 +51,8 @@ def check_options(stages: object, prefix: object, log_worst_k: object, max_table
         raise ValueError(f"`stages` must be a non-empty list drawn from {list(STAGES)}, got {stages!r}.")
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f"`prefix` must be a non-empty str, got {prefix!r}.")
-    for name, value in (("log_worst_k", log_worst_k), ("max_table_rows", max_table_rows)):
+    counts = {"log_worst_k": log_worst_k, "max_table_rows": max_table_rows, "heatmap_max_labels": heatmap_max_labels}
+    for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(f"`{name}` must be an int or None, got {type(value).__name__} {value!r}.")
         if value is not None and value < 1:

@@ -40,8 +40,9 @@ class PerClassBCEMonitor(PerClassMonitor):
     prefix : str, default="bce"
         The middle part of the logged keys.
     log_worst_k : int, optional
-        Log only the ``k`` worst labels of each epoch (plus the macro mean); the table, the heatmap
-        and the history still hold every label. For models with thousands of labels.
+        Log only the ``k`` worst labels of each epoch (plus the macro mean); the table and the
+        history still hold every label, the heatmap every label up to ``heatmap_max_labels``. For
+        models with thousands of labels.
     print_table : bool, default=True
         At the end of fit, show the per-label table (worst first, with the change since the first
         epoch) on rank zero, through Lightning's info log (``rank_zero_info``: stderr by default),
@@ -52,6 +53,11 @@ class PerClassBCEMonitor(PerClassMonitor):
         validation), and add it to TensorBoard when a ``TensorBoardLogger`` is attached.
     max_table_rows : int, optional, default=30
         The most labels the table prints (the worst ones); ``None`` prints all.
+    heatmap_max_labels : int, optional, default=50
+        The most labels the heatmap draws, each named. With more labels it draws the worst
+        ``log_worst_k`` (the logged ones; the worst ``heatmap_max_labels`` when that is unset or
+        larger) of the last epoch and says in its title how many are not shown. ``None`` draws every
+        label (unnamed above 60). The image is at most 1600 px tall either way.
 
     Raises
     ------

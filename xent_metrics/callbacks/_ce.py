@@ -53,6 +53,10 @@ class PerClassCEMonitor(PerClassMonitor):
         of fit, and add it to TensorBoard when a ``TensorBoardLogger`` is attached.
     max_table_rows : int, optional, default=30
         How many classes the table prints at most (``None``: all).
+    heatmap_max_labels : int, optional, default=50
+        How many classes the heatmap draws at most, named; with more, the worst ``log_worst_k`` (or
+        the worst ``heatmap_max_labels``) of the last epoch, the title saying how many are not shown.
+        ``None``: all (unnamed above 60). The image is at most 1600 px tall.
 
     Raises
     ------

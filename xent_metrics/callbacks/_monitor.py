@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from xent_metrics.callbacks import _output, _store
 from xent_metrics.callbacks._args import check_options, flatten_loaders
-from xent_metrics.callbacks._render import worst_first
+from xent_metrics.callbacks._render import HEATMAP_MAX_LABELS, worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
 from xent_metrics.callbacks._sync_hint import ignore_sync_hint, remove_filter
 
@@ -58,12 +58,14 @@ class PerClassMonitor(Callback):
         print_table: bool = True,
         save_heatmap: bool = True,
         max_table_rows: int | None = 30,
+        heatmap_max_labels: int | None = HEATMAP_MAX_LABELS,
     ) -> None:
         self.labels, self.input_format = labels, input_format
-        self.stages = check_options(stages, prefix, log_worst_k, max_table_rows)
+        self.stages = check_options(stages, prefix, log_worst_k, max_table_rows, heatmap_max_labels)
         self.ignore_index = ignore_index
         self.preds_key, self.target_key, self.prefix = preds_key, target_key, prefix
         self.log_worst_k, self.max_table_rows = log_worst_k, max_table_rows
+        self.heatmap_max_labels = heatmap_max_labels
         self.print_table, self.save_heatmap = print_table, save_heatmap
         self.metrics: dict[str, Metric] = {stage: self._new_metric() for stage in self.stages}
         self.history: dict[str, list[dict[str, Any]]] = {stage: [] for stage in self.stages}

@@ -81,7 +81,14 @@ def end_of_fit(monitor: PerClassMonitor, trainer: pl.Trainer) -> None:
         return
     records = fit_records(monitor, stage)
     fig = heatmap_figure(
-        monitor.labels, records, stage=stage, prefix=monitor.prefix, unit=monitor.unit, loss=monitor.loss
+        monitor.labels,
+        records,
+        stage=stage,
+        prefix=monitor.prefix,
+        unit=monitor.unit,
+        loss=monitor.loss,
+        max_labels=monitor.heatmap_max_labels,
+        worst_k=monitor.log_worst_k,
     )
     monitor.heatmap_path = save_png(fig, Path(str(log_dir)) / name)
     rank_zero_info(f"Per-{monitor.unit} {stage} {monitor.loss} heatmap: {monitor.heatmap_path}")

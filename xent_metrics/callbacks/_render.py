@@ -89,6 +89,32 @@ def format_table(
     return "\n".join(line.rstrip() for line in lines)
 
 
+HEATMAP_MAX_LABELS = 50  # the default: rows the heatmap names one by one; more are the worst of them
+MAX_HEIGHT_IN = 16.0  # 1600 px at the 100 dpi of save_png, however many rows
+
+
+def heatmap_rows(last: Sequence[float], max_labels: int | None, worst_k: int | None = None) -> list[int]:
+    """The rows the heatmap draws, worst last epoch first: all of them up to ``max_labels``, else the worst few.
+
+    Above ``max_labels`` rows it keeps the worst ``min(worst_k, max_labels)`` (``worst_k``: the
+    monitor's ``log_worst_k``, so the heatmap shows what was logged), or the worst ``max_labels``.
+    ``max_labels=None`` keeps every row.
+
+    Examples
+    --------
+    >>> heatmap_rows([0.1, 0.9, 0.5, 0.7], max_labels=3)
+    [1, 3, 2]
+    >>> heatmap_rows([0.1, 0.9, 0.5, 0.7], max_labels=3, worst_k=1)
+    [1]
+    >>> heatmap_rows([0.1, 0.9, 0.5, 0.7], max_labels=None, worst_k=1)
+    [1, 3, 2, 0]
+    """
+    order = worst_first(last)
+    if max_labels is None or len(order) <= max_labels:
+        return order
+    return order[: max_labels if worst_k is None else min(worst_k, max_labels)]
+
+
 def heatmap_figure(
     labels: Sequence[str],
     records: Sequence[dict[str, Any]],
@@ -97,19 +123,25 @@ def heatmap_figure(
     prefix: str,
     unit: str = "label",
     loss: str = "BCE",
+    max_labels: int | None = HEATMAP_MAX_LABELS,
+    worst_k: int | None = None,
 ) -> Any:
     """Build a matplotlib ``Figure``: one row per label or class (worst last epoch on top), one column per epoch.
 
+    Above ``max_labels`` labels only the worst are drawn (see :func:`heatmap_rows`), named, and the
+    title says how many are not shown; the figure is at most 16 inches (1600 px) tall.
     Uses ``matplotlib.figure.Figure`` directly (no pyplot, no global backend change); saving it as
     PNG goes through the Agg renderer.
     """
     from matplotlib.figure import Figure  # lazy: matplotlib is only needed at the end of fit
 
     grid = np.array([r["values"] for r in records], dtype=np.float64).T  # (K, E)
-    order = worst_first(list(grid[:, -1]))
+    order = heatmap_rows(list(grid[:, -1]), max_labels, worst_k)
     grid = grid[order]
     n_labels, n_epochs = grid.shape
-    fig = Figure(figsize=(min(3.0 + 0.6 * n_epochs, 24.0), min(1.8 + 0.32 * n_labels, 40.0)), layout="constrained")
+    fig = Figure(
+        figsize=(min(3.0 + 0.6 * n_epochs, 24.0), min(1.8 + 0.32 * n_labels, MAX_HEIGHT_IN)), layout="constrained"
+    )
     ax = fig.add_subplot()
     image = ax.imshow(grid, aspect="auto", cmap="magma_r", interpolation="nearest")
     fig.colorbar(image, ax=ax, label=f"{stage} {loss} (lower is better)")
@@ -125,7 +157,11 @@ def heatmap_figure(
         for (i, j), value in np.ndenumerate(grid):
             color = "white" if value > middle else "black"
             ax.text(j, i, _fmt(value)[:5], ha="center", va="center", fontsize=7, color=color)
-    ax.set_title(f"Per-{unit} {stage} {loss} over epochs ({prefix})")
+    title = f"Per-{unit} {stage} {loss} over epochs ({prefix})"
+    hidden = len(labels) - n_labels
+    if hidden:
+        title += f"\nworst {n_labels} of {len(labels)} {_plural(unit)}; {hidden} not shown"
+    ax.set_title(title)
     return fig
 
 
