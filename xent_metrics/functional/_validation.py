@@ -176,8 +176,8 @@ def log_probs_above_zero(name: str, lo: float, hi: float) -> str:
     """
     hint = "probs" if 0 <= lo and hi <= 1 else "logits"
     return (
-        f"`{name}` with input_format='log_probs' must be <= 0 (log-probabilities are never positive), got a "
-        f"maximum of {hi:.6g}. Did you mean input_format='{hint}'?"
+        f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
+        f" Did you mean input_format='{hint}'?"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
@@ -32,10 +33,11 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
     if target.shape == hard_shape:
         raise TypeError(f"`target` class indices must have an integer dtype, got {target.dtype}.")
     if target.shape == preds.shape:
+        indices = "target.long().argmax(1)" if target.dtype == torch.bool else "target.argmax(1)"  # no bool argmax
         raise ValueError(
             f"`target` looks one-hot: {target.dtype} of the shape of `preds` {tuple(preds.shape)}, where class "
             f"indices of shape {tuple(hard_shape)} or float probabilities of shape {tuple(preds.shape)} are expected. "
-            "Pass `target.argmax(1)` (class indices) or `target.float()` (soft targets)."
+            f"Pass `{indices}` (class indices) or `target.float()` (soft targets)."
         )
     raise ValueError(
         f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
