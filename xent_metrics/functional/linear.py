@@ -285,16 +285,9 @@ def linear_cross_entropy(
     >>> linear_cross_entropy(hidden, head, torch.tensor([0, 3, -100]), ignore_index=-100)  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = LinearOptions(
-        None,
-        "logits",
-        weight,
-        ignore_index,
-        label_smoothing,
-        average,  # type: ignore[arg-type]  # None is read as "none"
-        validate_args,
-        False,
-        block_size,
+    options = LinearOptions(  # average=None is read as "none" there
+        None, "logits", weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        validate_args, False, block_size
     )
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:

@@ -209,15 +209,9 @@ def multiclass_cross_entropy(
     >>> multiclass_cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = MulticlassOptions(
-        num_classes,
-        input_format,
-        weight,
-        ignore_index,
-        label_smoothing,
-        average,  # type: ignore[arg-type]  # None is read as "none"
-        bool(validate_args),
-        fused,
+    options = MulticlassOptions(  # average=None is read as "none" there
+        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args), fused
     )
     return cross_entropy_from_sums(
         _multiclass_sums(preds, target, sample_weight, options), options.average, warn=validate_args
@@ -260,15 +254,9 @@ def multiclass_normalized_entropy(
     >>> multiclass_normalized_entropy(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]))
     tensor(1., dtype=torch.float64)
     """
-    options = MulticlassOptions(
-        num_classes,
-        input_format,
-        weight,
-        ignore_index,
-        label_smoothing,
-        average,  # type: ignore[arg-type]  # None is read as "none"
-        bool(validate_args),
-        fused,
+    options = MulticlassOptions(  # average=None is read as "none" there
+        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args), fused
     )
     sums = _multiclass_sums(preds, target, sample_weight, options)
     return multiclass_normalized_entropy_from_sums(sums, options.average, warn=validate_args)

@@ -136,14 +136,9 @@ def multilabel_cross_entropy(
     >>> multilabel_cross_entropy(logits, labels, average="none")
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
-    options = MultilabelOptions(
-        num_labels,
-        input_format,
-        pos_weight,
-        ignore_index,
-        label_smoothing,
-        average,  # type: ignore[arg-type]  # None is read as "none"
-        bool(validate_args),
+    options = MultilabelOptions(  # average=None is read as "none" there
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args)
     )
     sums = _multilabel_sums(preds, target, sample_weight, options)
     return cross_entropy_from_sums(sums, options.average, entries="labels", warn=validate_args)
@@ -186,14 +181,9 @@ def multilabel_normalized_entropy(
     >>> multilabel_normalized_entropy(probs, torch.tensor([[1, 0], [0, 1]]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    options = MultilabelOptions(
-        num_labels,
-        input_format,
-        pos_weight,
-        ignore_index,
-        label_smoothing,
-        average,  # type: ignore[arg-type]  # None is read as "none"
-        bool(validate_args),
+    options = MultilabelOptions(  # average=None is read as "none" there
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args)
     )
     return normalized_entropy_from_sums(
         _multilabel_sums(preds, target, sample_weight, options), options.average, warn=validate_args

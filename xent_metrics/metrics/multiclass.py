@@ -46,15 +46,9 @@ class _MulticlassMetric(HeadSumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
-        options = MulticlassOptions(
-            num_classes,
-            input_format,
-            None,
-            ignore_index,
-            label_smoothing,
-            average,  # type: ignore[arg-type]  # None is read as "none"
-            validate_args,
-            fused,
+        options = MulticlassOptions(  # average=None is read as "none" there
+            num_classes, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+            validate_args, fused
         )
         dtype = _state.state_dtype(self.device)
         cls = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)

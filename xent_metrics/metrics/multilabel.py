@@ -43,14 +43,9 @@ class _MultilabelMetric(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
-        options = MultilabelOptions(
-            num_labels,
-            input_format,
-            None,
-            ignore_index,
-            label_smoothing,
-            average,  # type: ignore[arg-type]  # None is read as "none"
-            validate_args,
+        options = MultilabelOptions(  # average=None is read as "none" there
+            num_labels, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+            validate_args
         )
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
