@@ -11,6 +11,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xent_metrics import MulticlassCrossEntropy, MulticlassNormalizedEntropy, Perplexity
 from xent_metrics.functional import (
@@ -139,3 +141,23 @@ def test_every_multiclass_face_warns() -> None:
     for face in faces:
         with pytest.warns(UserWarning, match=WARNS):
             face()
+
+
+@settings(deadline=None)
+@given(
+    n=st.integers(1, 6),
+    c=st.integers(2, 6),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from([torch.float64, torch.float32, torch.float16, torch.bfloat16]),
+)
+def test_fuzz_softmax_rows_given_as_logits_always_warn(n: int, c: int, seed: int, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    p = torch.softmax(torch.randn(n, c, generator=gen, dtype=torch.float64) * 3, 1)  # rows of a real model
+    p = p.to(dtype)
+    if bool(((p == 0) | (p == 1)).all()) or (p.double().sum(1) - 1).abs().max().item() > _tolerance(dtype):
+        return  # all rows one-hot after rounding, or a low-precision row whose rounding left the tolerance
+    y = torch.randint(0, c, (n,), generator=gen)
+    with pytest.warns(UserWarning, match=WARNS):
+        got = multiclass_cross_entropy(p, y)
+    assert got.item() == pytest.approx(F.cross_entropy(p.double(), y).item(), rel=1e-6)
+    _silent(multiclass_cross_entropy, p, y, input_format="probs")
