@@ -1,8 +1,9 @@
 """Probability rows given as logits (the default ``input_format``) warn, in the multiclass task only.
 
 The rule: with ``validate_args=True``, every value in [0, 1], some strictly between 0 and 1 and every row
-summing to 1 within ``1e-8 + sqrt(eps)`` of the dtype. Each case sits on or one step off a bound; values
-come from torch float64 (``F.cross_entropy``, ``F.nll_loss``), never from the package.
+summing to 1 within ``1e-8 + sqrt(eps)`` of the dtype (``eps`` for float16 and bfloat16). Each case sits on
+or one step off a bound; values come from torch float64 (``F.cross_entropy``, ``F.nll_loss``), never from
+the package.
 """
 
 import math
@@ -29,7 +30,9 @@ Y = torch.tensor([1, 2, 0, 1])
 
 
 def _tolerance(dtype: torch.dtype) -> float:
-    return 1e-8 + math.sqrt(torch.finfo(dtype).eps)  # the tolerance the warning states
+    """The tolerance the docstring and the warning state: eps for the 16-bit floats, else 1e-8 + sqrt(eps)."""
+    eps = torch.finfo(dtype).eps
+    return eps if dtype in (torch.float16, torch.bfloat16) else 1e-8 + math.sqrt(eps)
 
 
 def _silent(fn, *args, **kwargs):
@@ -54,13 +57,15 @@ def test_probability_rows_given_as_logits_warn_and_the_value_is_the_logits_one(d
     assert right.item() == pytest.approx(as_probs, rel=1e-12 if dtype == torch.float64 else 1e-2)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(("offset", "warns"), [(0.9, True), (-0.9, True), (1.1, False), (-1.1, False)])
 def test_row_sums_inside_the_tolerance_warn_and_just_outside_do_not(
     dtype: torch.dtype, offset: float, warns: bool
 ) -> None:
     p = P.clone()
-    p[2, 0] += offset * _tolerance(dtype)  # row 2 sums to 1 + offset * tolerance, in float64
+    # row 2 sums to 1 + offset * tolerance: 0.5 and 0.4375 are exact in every dtype, and the last value's
+    # rounding (its ulp is 1/16 of the tolerance or less in every dtype) keeps the offset within 0.9 or 1.1 +- 0.03
+    p[2] = torch.tensor([0.5, 0.4375, 0.0625 + offset * _tolerance(dtype)], dtype=torch.float64)
     p = p.to(dtype)
     row = p[2].double().sum().item()
     assert (abs(row - 1) <= _tolerance(dtype)) == warns  # the case is on the side of the bound it claims

@@ -268,18 +268,21 @@ def row_sum_tolerance(dtype: torch.dtype) -> float:
     return 1e-8 + math.sqrt(torch.finfo(dtype).eps)
 
 
-def row_sums_off_one(preds: Tensor, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
+def row_sums_off_one(
+    preds: Tensor, dtype: torch.dtype | None = None, tol: float | None = None
+) -> tuple[float, float] | None:
     """The smallest and largest row sum of probability ``preds`` when some row does not sum to 1, else ``None``.
 
     The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
-    sqrt(eps)``, ``eps`` of ``preds``' dtype; a NaN sum fails). Rows are summed over dim 1 in ``dtype``
+    sqrt(eps)``, ``eps`` of ``preds``' dtype, unless ``tol`` is given; a NaN sum fails). Rows are
+    summed over dim 1 in ``dtype``
     (``None``: torch's default for ``preds``' dtype), up to :data:`_ROW_SUM_BLOCK` rows at a time,
     each block reduced to its minimum and maximum, so the check reads ``preds`` once and its
     temporaries are bounded by a few MiB whatever the shape; one host sync.
     """
     if preds.numel() == 0:
         return None
-    tol = row_sum_tolerance(preds.dtype)
+    tol = row_sum_tolerance(preds.dtype) if tol is None else tol
     per_row = math.prod(preds.shape[2:])  # positions per sample: their sums are rows too
     step = max(1, _ROW_SUM_BLOCK // max(1, per_row))
     blocks = [_min_max(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
@@ -310,12 +313,24 @@ def warn_rows_not_normalized(preds: Tensor) -> None:
         )
 
 
+def probs_as_logits_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a row of logits may sum and still look like probabilities (:func:`warn_probs_as_logits`).
+
+    :func:`row_sum_tolerance` for float32 and float64; ``eps`` for float16 and bfloat16, twice what
+    rounding a probability row to them can move its sum (``eps / 2``): there ``sqrt(eps)`` is 0.03 and
+    0.09, wide enough for a row of random logits (``[0.25, 0.38, 0.39]`` sums to 1.02).
+    """
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.finfo(dtype).eps
+    return row_sum_tolerance(dtype)
+
+
 def warn_probs_as_logits(preds: Tensor, bounds: tuple[float, float] | None) -> None:
     """Warn when ``(N, C, ...)`` logits look like probability rows: probabilities read as logits give a wrong value.
 
     The rule: every value lies in ``[0, 1]``, some value strictly between 0 and 1 (one-hot rows are
-    not probabilities read wrongly) and every row sums to 1 within :func:`row_sum_tolerance` (the
-    tolerance of the ``'probs'`` row check). ``bounds`` are ``preds``' minimum and maximum from the
+    not probabilities read wrongly) and every row sums to 1 within :func:`probs_as_logits_tolerance`
+    (summed in float32 or float64). ``bounds`` are ``preds``' minimum and maximum from the
     value check: logits outside ``[0, 1]``, nearly all real ones, cost nothing more; others one pass
     over the row sums (and, where 0 and 1 are both present, one over the values), one host sync each.
     """
@@ -323,11 +338,12 @@ def warn_probs_as_logits(preds: Tensor, bounds: tuple[float, float] | None) -> N
         return
     lo, hi = bounds
     inside = 0 < lo < 1 or 0 < hi < 1 or (lo == 0 and hi == 1 and _any_inside_unit_interval(preds))
-    if not inside or row_sums_off_one(preds, _row_sum_dtype(preds)) is not None:
+    tol = probs_as_logits_tolerance(preds.dtype)
+    if not inside or row_sums_off_one(preds, _row_sum_dtype(preds), tol) is not None:
         return
     warnings.warn(
         f"`preds` look like probabilities, not logits: every value lies in [{lo:.6g}, {hi:.6g}] and every row sums "
-        f"to 1 (within {row_sum_tolerance(preds.dtype):.3g} for {preds.dtype}), but input_format='logits' applies "
+        f"to 1 (within {tol:.3g} for {preds.dtype}), but input_format='logits' applies "
         "a softmax to them, which gives a wrong cross-entropy. Pass input_format='probs' (or validate_args=False "
         "for logits that really are so).",
         UserWarning,

@@ -136,7 +136,8 @@ def multiclass_cross_entropy(
         warn, as there); log-probabilities (the ``nll_loss`` convention) must be ``<= 0`` (``-inf``,
         a zero probability, is allowed) and are not renormalised. With ``validate_args=True``,
         logits that look like probability rows (every value in ``[0, 1]``, some strictly between,
-        every row summing to 1 within ``1e-8 + sqrt(eps)``) warn: pass ``input_format="probs"``.
+        every row summing to 1 within ``1e-8 + sqrt(eps)``, or ``eps`` for float16 and bfloat16)
+        warn: pass ``input_format="probs"``.
     weight : Tensor of shape (C,), optional
         Class weights. Hard targets: each sample weighs ``weight[target]`` in numerator and
         denominator. Soft targets: ``loss_i = -sum_c weight_c y_ic log p_ic`` and the mean is over
