@@ -1,6 +1,7 @@
 """One test per error and warning of the functional core: type, message and the fix it names."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -250,8 +251,70 @@ def test_unknown_task() -> None:
 
 
 def test_probability_rows_not_summing_to_one_warn() -> None:
-    with pytest.warns(UserWarning, match="`preds` probabilities do not sum to one along the class dimension"):
+    with pytest.warns(UserWarning, match="`preds` probabilities do not sum to one along the class dimension") as rec:
         multiclass_cross_entropy(torch.tensor([[0.2, 0.2], [0.5, 0.5]]), torch.tensor([0, 1]), input_format="probs")
+    message = str(rec[0].message)
+    assert "rows sum to values in [0.4, 1]" in message
+    assert "clipped to [eps, 1 - eps] and not renormalised" in message
+    assert "input_format='probs'" not in message  # it is set already; the other fix is named
+    assert "If they are logits, pass input_format='logits'" in message
+
+
+@pytest.mark.parametrize(("offset", "warns"), [(0.9, False), (-0.9, False), (1.1, True), (-1.1, True)])
+def test_row_sum_warning_bounds_and_values_clipped_not_renormalised(offset: float, warns: bool) -> None:
+    tol = 1e-8 + math.sqrt(torch.finfo(torch.float64).eps)
+    p = torch.tensor([[0.3, 0.7], [0.6, 0.4 + offset * tol]], dtype=torch.float64)
+    y = torch.tensor([1, 1])
+    assert (abs(p[1].sum().item() - 1) > tol) == warns
+    expected = -(math.log(0.7) + math.log(0.4 + offset * tol)) / 2  # each row as given: no renormalisation
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = multiclass_cross_entropy(p, y, input_format="probs")
+    assert [str(w.message).startswith("`preds` probabilities do not sum to one") for w in seen] == [True] * warns
+    assert got.item() == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("fn", "preds", "target", "hint"),
+    [
+        (multiclass_cross_entropy, [[0.2, 0.8], [1.0, 0.0]], [1, 0], "probs"),  # in [0, 1]: probabilities
+        (multiclass_cross_entropy, [[0.0, 1.0 + 2**-52]], [1], "logits"),  # one ulp above 1
+        (multiclass_cross_entropy, [[-(2**-60), 0.5]], [1], "logits"),  # a hair below 0
+        (multiclass_cross_entropy, [[0.5, -0.1]], [0], "logits"),
+        (binary_cross_entropy, [0.3, 0.9], [0, 1], "probs"),
+        (binary_cross_entropy, [2.5, -1.0], [0, 1], "logits"),
+        (multilabel_cross_entropy, [[0.3, 0.9]], [[0, 1]], "probs"),
+    ],
+)
+def test_positive_log_probabilities_are_refused_with_the_format_they_look_like(fn, preds, target, hint) -> None:
+    p = torch.tensor(preds, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=rf"input_format='log_probs' must be <= 0, .*Did you mean input_format='{hint}'"
+    ):
+        fn(p, torch.tensor(target), input_format="log_probs")
+
+
+def test_log_probabilities_at_zero_and_minus_inf_are_accepted() -> None:
+    p = torch.tensor([[0.0, -math.inf], [math.log(0.3), math.log(0.7)]], dtype=torch.float64)
+    got = multiclass_cross_entropy(p, torch.tensor([0, 1]), input_format="log_probs")
+    assert got.item() == pytest.approx(-math.log(0.7) / 2, rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_integer_one_hot_targets_say_one_hot_and_name_both_fixes(dtype: torch.dtype) -> None:
+    one_hot = torch.nn.functional.one_hot(Y2, 3).to(dtype)
+    widen = r"\.long\(\)" if dtype == torch.bool else ""  # torch has no argmax of bool
+    match = (
+        rf"`target` looks one-hot: {dtype} of the shape of `preds` \(4, 3\).*"
+        rf"Pass `target{widen}.argmax\(1\)` \(class indices\) or "
+        r"`target.float\(\)` \(soft targets\)"
+    )
+    with pytest.raises(ValueError, match=match):
+        multiclass_cross_entropy(Z2, one_hot)
+    z = torch.tensor([[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [0.0, 0.7, 0.2], [-2.0, 3.0, 0.5]], dtype=torch.float64)
+    reference = torch.nn.functional.cross_entropy(z, Y2).item()
+    assert multiclass_cross_entropy(z, one_hot.long().argmax(1)).item() == pytest.approx(reference, rel=1e-14)
+    assert multiclass_cross_entropy(z, one_hot.float()).item() == pytest.approx(reference, rel=1e-7)
 
 
 def test_validate_args_false_runs_no_value_check() -> None:

@@ -193,3 +193,99 @@ def test_hidden_state_update_reaches_the_loss_kernel_in_at_most_four_calls() -> 
     metric = Perplexity()
     run = lambda: metric.update(hidden, target.view(2, 3), linear_weight=head)  # noqa: E731
     assert _calls_to_kernel(run, "update") <= 4
+
+
+# ------------------------------------------------------------------------ average=None is "none"
+def _per_class_ce(z: torch.Tensor, t: torch.Tensor, s: torch.Tensor, ignore: int) -> torch.Tensor:
+    """torch float64: each class's weighted mean of ``F.cross_entropy`` over the rows of that true class."""
+    keep = t != ignore
+    nll = torch.nn.functional.cross_entropy(z[keep], t[keep], reduction="none")
+    return torch.stack([(nll * s[keep])[t[keep] == c].sum() / s[keep][t[keep] == c].sum() for c in range(z.shape[1])])
+
+
+def _entropy(prior: torch.Tensor) -> torch.Tensor:
+    """The entropy of a class prior (a vector summing to 1)."""
+    return -(prior * prior.log()).sum()
+
+
+def _binary_entropy(rate: torch.Tensor) -> torch.Tensor:
+    """Each label's entropy of its base rate, elementwise."""
+    return -(rate * rate.log() + (1 - rate) * (-rate).log1p())
+
+
+def test_average_none_is_none_in_every_function_against_torch_and_sklearn() -> None:
+    from sklearn.metrics import log_loss
+
+    gen = torch.Generator().manual_seed(71)
+    z = torch.randn(40, 4, generator=gen, dtype=torch.float64) * 3
+    z[0, 2] += 600.0  # a confident row
+    t = torch.tensor([0, 1, 2, 3] * 10)
+    t[5] = t[9] = -1  # ignored
+    s = torch.rand(40, generator=gen, dtype=torch.float64)
+    s[3] = 0.0  # a zero weight
+    got = multiclass_cross_entropy(z, t, sample_weight=s, ignore_index=-1, average=None)
+    expected = _per_class_ce(z, t, s, -1)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    keep = t != -1
+    prior = torch.stack([s[keep][t[keep] == c].sum() for c in range(4)]) / s[keep].sum()
+    ne = multiclass_normalized_entropy(z, t, sample_weight=s, ignore_index=-1, average=None)
+    torch.testing.assert_close(ne, expected / _entropy(prior), rtol=1e-12, atol=0)
+    head = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    hidden = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    lin = linear_cross_entropy(hidden, head, t, sample_weight=s, ignore_index=-1, average=None)
+    torch.testing.assert_close(lin, _per_class_ce(hidden @ head.T, t, s, -1), rtol=1e-12, atol=0)
+    p = torch.rand(40, 3, generator=gen, dtype=torch.float64) * 0.98 + 0.01
+    y = (torch.rand(40, 3, generator=gen) < 0.4).long()
+    ml = multilabel_cross_entropy(p, y, input_format="probs", sample_weight=s, average=None)
+    columns = [log_loss(y[:, k].numpy(), p[:, k].numpy(), sample_weight=s.numpy(), labels=[0, 1]) for k in range(3)]
+    torch.testing.assert_close(ml, torch.tensor(columns, dtype=torch.float64), rtol=1e-12, atol=0)
+    rate = (s[:, None] * y).sum(0) / s.sum()
+    mlne = multilabel_normalized_entropy(p, y, input_format="probs", sample_weight=s, average=None)
+    torch.testing.assert_close(mlne, ml / _binary_entropy(rate), rtol=1e-12, atol=0)
+
+
+def test_average_none_is_none_in_every_metric_class_and_its_attribute() -> None:
+    gen = torch.Generator().manual_seed(72)
+    z = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    t = torch.tensor([0, 1, 2] * 10)
+    y = (torch.rand(30, 3, generator=gen) < 0.5).long()
+    ones = torch.ones(30, dtype=torch.float64)
+    metrics = [
+        (MulticlassCrossEntropy(3, average=None), t, _per_class_ce(z, t, ones, -1)),
+        (MultilabelCrossEntropy(3, average=None), y, None),
+    ]
+    for metric, target, expected in metrics:
+        assert metric.average == "none" and metric.options.average == "none"
+        metric.update(z[:13], target[:13])
+        metric.update(z[13:], target[13:])
+        if expected is None:  # per label: torch's BCE with logits on each column
+            expected = torch.stack(
+                [torch.nn.functional.binary_cross_entropy_with_logits(z[:, k], y[:, k].double()) for k in range(3)]
+            )
+        torch.testing.assert_close(metric.compute(), expected, rtol=1e-12, atol=0)
+    micro = MulticlassCrossEntropy(3)
+    micro.average = None  # type: ignore[assignment]  # the attribute takes the same spelling
+    assert micro.average == "none"
+    ne = MulticlassNormalizedEntropy(3, average=None)
+    ne.update(z, t)
+    assert ne.compute().shape == (3,)
+
+
+def test_average_none_in_scoring_and_its_refusal_by_the_scorer() -> None:
+    import numpy as np
+    from sklearn.metrics import d2_log_loss_score, log_loss
+
+    from xent_metrics.scoring import cross_entropy_loss, d2_cross_entropy_score, make_cross_entropy_scorer
+
+    rng = np.random.default_rng(73)
+    proba = rng.dirichlet([1.0, 2.0, 0.5], size=30)
+    y = np.array([0, 1, 2] * 10)
+    got = cross_entropy_loss(y, proba, average=None)
+    expected = [log_loss(y[y == c], proba[y == c], labels=[0, 1, 2]) for c in range(3)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    indicator = (rng.uniform(size=(30, 2)) < 0.4).astype(int)
+    scores = rng.uniform(0.05, 0.95, size=(30, 2))
+    got = d2_cross_entropy_score(indicator, scores, average=None)
+    np.testing.assert_allclose(got, [d2_log_loss_score(indicator[:, k], scores[:, k]) for k in range(2)], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"`average` must be one of \['micro', 'macro'\], got None \(torchmetrics'"):
+        make_cross_entropy_scorer(average=None)

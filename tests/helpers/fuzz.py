@@ -3,6 +3,10 @@
 Values come from :func:`arrays` (a kind of data, sometimes corrupted with NaN, +-inf or far out-of-range
 values) and are dressed by :func:`as_tensor` in a dtype and a layout: plain, strided, expanded (stride 0),
 a numpy array, a Python list, complex, and (where the caller allows it) the meta device or 0-d.
+
+Logits are never generated all inside ``[0, 1]`` (:func:`not_probability_rows`): such a batch may be
+probability rows given as logits, which warn by design (tested in ``test_functional_errors.py``), and
+:func:`quiet` lets that warning through as an error, so every fuzzer checks that real logits never raise it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ BAD_LAYOUTS = [*LAYOUTS, "meta", "meta", "0-d"]
 Batch = tuple[Any, Any, Any]
 #: An error message names the argument it is about, in backticks (the house style).
 NAMED_ARGUMENT = re.compile(r"`(preds|target|sample_weight|weight|pos_weight|ignore_index|input_format)`")
+#: The start of the warning for probability rows given as logits (never raised by fuzzed logits).
+PROBS_AS_LOGITS = r"`preds` look like probabilities, not logits"
 
 
 class Invalid(Exception):
@@ -58,7 +64,19 @@ def arrays(draw: st.DrawFn, shape: tuple[int, ...], kind: str, corrupt: bool = T
     if corrupt and size and draw(st.integers(0, 3)) == 0:  # corrupt a few entries
         bad = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 2.0, 1e30, -100.0, 0.5]))
         values[rng.integers(0, size, size=max(1, size // 5))] = bad
-    return values.reshape(shape)
+    return not_probability_rows(values).reshape(shape) if kind == "logits" else values.reshape(shape)
+
+
+def not_probability_rows(values: np.ndarray) -> np.ndarray:
+    """``values`` with its first entry moved below 0 when every value lies in ``[0, 1]`` (others untouched).
+
+    Fuzzed logits are then never read as probability rows by the multiclass check, in any layout (the first
+    entry is in the first row, which an expanded layout keeps).
+    """
+    flat = values.reshape(-1)
+    if flat.size and bool(np.all((flat >= 0) & (flat <= 1))):
+        flat[0] = -1.0 - flat[0]
+    return values
 
 
 @st.composite
@@ -98,9 +116,13 @@ def as_tensor(
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence warnings (no-data and row-sum warnings are tested elsewhere) and numpy floating-point noise."""
+    """Silence warnings (no-data and row-sum warnings are tested elsewhere) and numpy floating-point noise.
+
+    The warning for probability rows given as logits stays an error: fuzzed logits never are such rows.
+    """
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.filterwarnings("error", message=PROBS_AS_LOGITS, category=UserWarning)
         yield
 
 
@@ -160,6 +182,8 @@ def batches(draw: st.DrawFn, stream: Stream) -> Batch:
         preds_shape = draw(st.sampled_from([preds_shape[:-1], (n + 1, *preds_shape[1:]), (*preds_shape, 2)]))
     preds_kind = stream.fmt if corrupt != "preds" else draw(st.sampled_from(["logits", "probs", "log_probs"]))
     values = draw(arrays(preds_shape, preds_kind, corrupt=corrupt == "preds"))
+    if stream.fmt == "logits":  # probabilities, log-probabilities and corrupted values are logits here too
+        values = not_probability_rows(values)
     preds = draw(
         as_tensor(values, stream.preds_dtype, ["plain", "strided", "expanded"])
         if corrupt != "preds"

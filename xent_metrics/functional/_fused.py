@@ -12,8 +12,8 @@ a row (another ``exp`` implementation and summation order), so sums agree across
 splits to about 1e-9 relative, not to the last float64 bit as the eager path does.
 
 Compiling needs a C++ compiler (CPU) or Triton (CUDA) and takes seconds to tens of seconds once per
-process and shape (inductor caches its code on disk); where it fails, a ``RuntimeWarning`` says why
-and the eager kernel runs.
+process and shape (inductor caches its code on disk); where it fails, one ``RuntimeWarning`` per
+process says why and the eager kernel runs: compiling is tried once per process, not once per block.
 """
 
 from __future__ import annotations
@@ -48,28 +48,35 @@ def fused_step(row_numel: int, chunk_elements: int | None) -> int:
 
 
 def fused_nll_kernel() -> Callable[[Tensor, Tensor], Tensor] | None:
-    """A function ``(z, t) -> float64 nll per row`` running the compiled kernels, or ``None`` where compiling fails.
+    """A function ``(z, t) -> float64 nll per row`` running the compiled kernels, or ``None`` where compiling failed.
 
     The compiled kernel returns each row's ``exp(z_t)`` and the sum of the other exponentials; the
     loss and the recompute of out-of-range rows are the eager kernel's
-    (:func:`~xent_metrics.functional._nll.nll_from_terms`).
+    (:func:`~xent_metrics.functional._nll.nll_from_terms`). Compiling is tried once per process: after
+    a failure this returns ``None`` and every later block and call runs the eager kernel, unwarned.
     """
     if "kernel" not in _STATE:
         try:
             _STATE["terms"] = torch.compile(_ratio_terms, dynamic=False, fullgraph=True)
             _STATE["kernel"] = _run
-        except Exception as error:  # no compiler, unsupported platform: run eagerly, once warned
+        except Exception as error:  # an unsupported platform; a missing compiler only shows on the first call
             _disable(error)
     return _STATE["kernel"]  # type: ignore[return-value]
 
 
 def _run(z: Tensor, t: Tensor) -> Tensor:
-    """Run the compiled kernel for ``z``'s device; a failure of the (lazy) compilation falls back to eager."""
+    """Run the compiled kernel; the first failure of its (lazy) compilation disables it, and the eager kernel runs.
+
+    A call's blocks share this function: once disabled, the blocks left run eagerly without a new try.
+    """
+    terms = _STATE["terms"] if _STATE["kernel"] is not None else None
+    if terms is None:
+        return nll_from_logits(z, t)
     try:
         with warnings.catch_warnings():  # torch's own deprecation notices while it compiles are not ours
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
-            own, rest = _STATE["terms"](z, t)  # type: ignore[operator]
+            own, rest = terms(z, t)  # type: ignore[operator]
     except Exception as error:  # the compile happens on the first call
         _disable(error)
         return nll_from_logits(z, t)
@@ -77,10 +84,13 @@ def _run(z: Tensor, t: Tensor) -> Tensor:
 
 
 def _disable(error: Exception) -> None:
-    _STATE["kernel"] = None
+    """Run eagerly from now on, in this process, after one ``RuntimeWarning`` naming the error's first line."""
+    _STATE["kernel"], _STATE["terms"] = None, None
+    reason = (str(error).strip().splitlines() or [""])[0]
     warnings.warn(
-        f"fused=True: torch.compile of the cross-entropy kernel failed ({type(error).__name__}: {error}); "
-        "running the eager kernel instead. Install a C++ compiler (CPU) or Triton (CUDA) to use the fused path.",
+        f"fused=True: torch.compile of the cross-entropy kernel failed ({type(error).__name__}: {reason}); "
+        "running the eager kernel instead for the rest of this process (compiling is not tried again). "
+        "Install a C++ compiler (CPU) or Triton (CUDA) to use the fused path.",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -37,7 +37,7 @@ def _check_averaged(options: MultilabelOptions | MulticlassOptions, count_name: 
     """The checks a per-label / per-class task shares, in the order the functions ran them; smoothing made a float."""
     _validation.check_count(count_name, count)
     _validation.check_common_args(options.input_format, options.ignore_index, options.label_smoothing)
-    _validation.check_choice("average", options.average, _validation.AVERAGES)
+    object.__setattr__(options, "average", _validation.check_average(options.average))
     _validation.check_flag("validate_args", options.validate_args)
     object.__setattr__(options, "label_smoothing", float(options.label_smoothing))
 
@@ -86,6 +86,6 @@ class LinearOptions(MulticlassOptions):
         _validation.check_common_args("logits", self.ignore_index, self.label_smoothing)
         _validation.check_flag("validate_args", self.validate_args)
         _validation.check_count("block_size", self.block_size)
-        _validation.check_choice("average", self.average, _validation.AVERAGES)
+        object.__setattr__(self, "average", _validation.check_average(self.average))
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 

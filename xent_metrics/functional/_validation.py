@@ -30,6 +30,19 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
 
 
+def check_average(average: object, choices: Sequence[str] = AVERAGES) -> str:
+    """Return ``average`` checked against ``choices``, ``None`` read as ``"none"`` (torchmetrics' spelling)."""
+    if average is None:
+        if "none" in choices:
+            return "none"
+        raise ValueError(
+            f"`average` must be one of {list(choices)}, got None (torchmetrics' spelling of 'none', per-class "
+            "values, which are not taken here)."
+        )
+    check_choice("average", average, choices)
+    return average  # type: ignore[return-value]
+
+
 def check_common_args(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
     """Validate the options every task shares."""
     check_choice("input_format", input_format, INPUT_FORMATS)
@@ -156,11 +169,15 @@ def score_problem(lo: float, hi: float, input_format: str) -> str | None:
     return "above" if input_format == "log_probs" and hi > 0 else None
 
 
-def log_probs_above_zero(name: str, hi: float) -> str:
-    """The message for log-probabilities above 0 (every face words it so)."""
+def log_probs_above_zero(name: str, lo: float, hi: float) -> str:
+    """The message for log-probabilities above 0 (every face words it so).
+
+    Values all in ``[0, 1]`` look like probabilities (the hint is ``'probs'``), others like logits.
+    """
+    hint = "probs" if 0 <= lo and hi <= 1 else "logits"
     return (
         f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
-        " Did you mean input_format='logits'?"
+        f" Did you mean input_format='{hint}'?"
     )
 
 
@@ -177,25 +194,26 @@ def check_probabilities(name: str, value: Tensor, what: str) -> None:
     _check_unit_interval(name, value, what, check_finite(name, value))
 
 
-def check_preds_values(preds: Tensor, input_format: str) -> None:
+def check_preds_values(preds: Tensor, input_format: str) -> tuple[float, float] | None:
     """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0.
 
     One ``aminmax`` pass over ``preds`` serves every check (:func:`score_problem`), so validation
-    reads the input once and allocates nothing of its size.
+    reads the input once and allocates nothing of its size. Returns that pass's bounds (``None`` if empty).
     """
     if not preds.numel():
-        return
+        return None
     lo, hi = value_bounds(preds)
     problem = score_problem(lo, hi, input_format)
     if problem is None:
-        return
+        return lo, hi
     if input_format == "log_probs":
         if problem == "above":
-            raise ValueError(log_probs_above_zero("preds", hi))
+            raise ValueError(log_probs_above_zero("preds", lo, hi))
         raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
     if problem in ("nan", "inf"):
         _raise_not_finite("preds", preds)
     _check_unit_interval("preds", preds, "with input_format='probs'", (lo, hi))
+    return lo, hi  # not reached: every problem raised
 
 
 def check_sample_weight(
@@ -245,18 +263,26 @@ def check_class_weight(name: str, weight: object, size: int, preds: Tensor, vali
 _ROW_SUM_BLOCK = 1 << 20
 
 
-def row_sums_off_one(preds: Tensor, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
+def row_sum_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a probability row may sum: ``1e-8 + sqrt(eps)`` (torch's ``isclose``, scikit-learn's rule)."""
+    return 1e-8 + math.sqrt(torch.finfo(dtype).eps)
+
+
+def row_sums_off_one(
+    preds: Tensor, dtype: torch.dtype | None = None, tol: float | None = None
+) -> tuple[float, float] | None:
     """The smallest and largest row sum of probability ``preds`` when some row does not sum to 1, else ``None``.
 
     The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
-    sqrt(eps)``, ``eps`` of ``preds``' dtype; a NaN sum fails). Rows are summed over dim 1 in ``dtype``
+    sqrt(eps)``, ``eps`` of ``preds``' dtype, unless ``tol`` is given; a NaN sum fails). Rows are
+    summed over dim 1 in ``dtype``
     (``None``: torch's default for ``preds``' dtype), up to :data:`_ROW_SUM_BLOCK` rows at a time,
     each block reduced to its minimum and maximum, so the check reads ``preds`` once and its
     temporaries are bounded by a few MiB whatever the shape; one host sync.
     """
     if preds.numel() == 0:
         return None
-    tol = 1e-8 + math.sqrt(torch.finfo(preds.dtype).eps)
+    tol = row_sum_tolerance(preds.dtype) if tol is None else tol
     per_row = math.prod(preds.shape[2:])  # positions per sample: their sums are rows too
     step = max(1, _ROW_SUM_BLOCK // max(1, per_row))
     blocks = [_min_max(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
@@ -269,16 +295,67 @@ def _min_max(value: Tensor) -> Tensor:
     return torch.stack([value.min(), value.max()])  # NaN propagates through both
 
 
+def _row_sum_dtype(preds: Tensor) -> torch.dtype:
+    return torch.float64 if preds.dtype == torch.float64 else torch.float32
+
+
 def warn_rows_not_normalized(preds: Tensor) -> None:
     """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1 (summed in float32 or 64)."""
-    dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
-    if row_sums_off_one(preds, dtype) is not None:
+    bounds = row_sums_off_one(preds, _row_sum_dtype(preds))
+    if bounds is not None:
         warnings.warn(
-            "`preds` probabilities do not sum to one along the class dimension. Make sure to pass probabilities "
-            "(input_format='probs'), or pass logits with input_format='logits'.",
+            f"`preds` probabilities do not sum to one along the class dimension: rows sum to values in "
+            f"[{bounds[0]:.6g}, {bounds[1]:.6g}] (tolerance {row_sum_tolerance(preds.dtype):.3g} for "
+            f"{preds.dtype}). They are clipped to [eps, 1 - eps] and not renormalised, as scikit-learn's log_loss "
+            "does. If they are logits, pass input_format='logits'.",
             UserWarning,
             stacklevel=3,
         )
+
+
+def probs_as_logits_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a row of logits may sum and still look like probabilities (:func:`warn_probs_as_logits`).
+
+    :func:`row_sum_tolerance` for float32 and float64; ``eps`` for float16 and bfloat16, twice what
+    rounding a probability row to them can move its sum (``eps / 2``): there ``sqrt(eps)`` is 0.03 and
+    0.09, wide enough for a row of random logits (``[0.25, 0.38, 0.39]`` sums to 1.02).
+    """
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.finfo(dtype).eps
+    return row_sum_tolerance(dtype)
+
+
+def warn_probs_as_logits(preds: Tensor, bounds: tuple[float, float] | None) -> None:
+    """Warn when ``(N, C, ...)`` logits look like probability rows: probabilities read as logits give a wrong value.
+
+    The rule: every value lies in ``[0, 1]``, some value strictly between 0 and 1 (one-hot rows are
+    not probabilities read wrongly) and every row sums to 1 within :func:`probs_as_logits_tolerance`
+    (summed in float32 or float64). ``bounds`` are ``preds``' minimum and maximum from the
+    value check: logits outside ``[0, 1]``, nearly all real ones, cost nothing more; others one pass
+    over the row sums (and, where 0 and 1 are both present, one over the values), one host sync each.
+    """
+    if bounds is None or bounds[0] < 0 or bounds[1] > 1:
+        return
+    lo, hi = bounds
+    inside = 0 < lo < 1 or 0 < hi < 1 or (lo == 0 and hi == 1 and _any_inside_unit_interval(preds))
+    tol = probs_as_logits_tolerance(preds.dtype)
+    if not inside or row_sums_off_one(preds, _row_sum_dtype(preds), tol) is not None:
+        return
+    warnings.warn(
+        f"`preds` look like probabilities, not logits: every value lies in [{lo:.6g}, {hi:.6g}] and every row sums "
+        f"to 1 (within {tol:.3g} for {preds.dtype}), but input_format='logits' applies "
+        "a softmax to them, which gives a wrong cross-entropy. Pass input_format='probs' (or validate_args=False "
+        "for logits that really are so).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _any_inside_unit_interval(preds: Tensor) -> bool:
+    """Whether some value lies strictly between 0 and 1, in row blocks (temporaries of a few MiB); one host sync."""
+    step = max(1, _ROW_SUM_BLOCK // max(1, preds[:1].numel()))
+    found = [((block > 0) & (block < 1)).any() for block in preds.split(step)]
+    return bool(torch.stack(found).any())
 
 
 def check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:

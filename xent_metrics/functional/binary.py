@@ -90,7 +90,8 @@ def binary_cross_entropy(
         How ``preds`` is read; never guessed from the values. Logits go through softplus,
         ``max(z, 0) + log1p(exp(-|z|))``, so no value overflows; probabilities are clipped to
         ``[eps, 1 - eps]`` with ``eps = torch.finfo(preds.dtype).eps``, exactly as scikit-learn's
-        ``log_loss``; log-probabilities are used as given (``-inf`` on the true class gives ``inf``).
+        ``log_loss``; log-probabilities must be ``<= 0`` (a positive one raises) and are not
+        clipped: ``-inf`` on the true class gives ``inf``.
     pos_weight : float or Tensor of shape (1,), optional
         Multiplies the positive term only (torch semantics).
     sample_weight : Tensor of shape (N,) or (N, ...), optional

@@ -203,7 +203,7 @@ def linear_cross_entropy(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    average: str = "micro",
+    average: str | None = "micro",
     validate_args: bool = True,
     block_size: int | None = None,
 ) -> Tensor:
@@ -236,7 +236,8 @@ def linear_cross_entropy(
         are removed before the projection, so they cost nothing.
     label_smoothing : float in [0, 1), default=0.0
         Targets become ``(1 - eps) onehot + eps / V`` (torch's rule), on the blockwise path.
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         As in :func:`multiclass_cross_entropy`: the weighted mean over tokens, the mean per true
         class (shape ``(V,)``), or the mean of those.
     validate_args : bool, default=True
@@ -284,8 +285,9 @@ def linear_cross_entropy(
     >>> linear_cross_entropy(hidden, head, torch.tensor([0, 3, -100]), ignore_index=-100)  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = LinearOptions(
-        None, "logits", weight, ignore_index, label_smoothing, average, validate_args, False, block_size
+    options = LinearOptions(  # average=None is read as "none" there
+        None, "logits", weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        validate_args, False, block_size
     )
     checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
     if weight is not None:
@@ -293,4 +295,4 @@ def linear_cross_entropy(
             _validation.check_device("weight", weight, checked[0], "hidden")
         _validation.check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
     sums = linear_sums(*checked, options, block_size)
-    return cross_entropy_from_sums(sums, average, warn=validate_args)
+    return cross_entropy_from_sums(sums, options.average, warn=validate_args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
@@ -31,6 +32,13 @@ def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore
         return True
     if target.shape == hard_shape:
         raise TypeError(f"`target` class indices must have an integer dtype, got {target.dtype}.")
+    if target.shape == preds.shape:
+        indices = "target.long().argmax(1)" if target.dtype == torch.bool else "target.argmax(1)"  # no bool argmax
+        raise ValueError(
+            f"`target` looks one-hot: {target.dtype} of the shape of `preds` {tuple(preds.shape)}, where class "
+            f"indices of shape {tuple(hard_shape)} or float probabilities of shape {tuple(preds.shape)} are expected. "
+            f"Pass `{indices}` (class indices) or `target.float()` (soft targets)."
+        )
     raise ValueError(
         f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
         f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
@@ -71,7 +79,9 @@ def _multiclass_tensor_validation(
     sample = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
     _validation.check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
     if validate_args:
-        _validation.check_preds_values(preds, options.input_format)
+        bounds = _validation.check_preds_values(preds, options.input_format)
+        if options.input_format == "logits":
+            _validation.warn_probs_as_logits(preds, bounds)
         if soft:
             _validation.check_probabilities("target", target, "probabilities")
         else:
@@ -97,7 +107,7 @@ def multiclass_cross_entropy(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    average: str = "micro",
+    average: str | None = "micro",
     validate_args: bool = True,
     fused: bool = False,
 ) -> Tensor:
@@ -123,7 +133,11 @@ def multiclass_cross_entropy(
         Logits go through log-sum-exp (a logit of -200 on the true class costs 200, not inf);
         probabilities are clipped to ``[eps, 1 - eps]`` with ``eps = torch.finfo(preds.dtype).eps``
         and not renormalised, exactly as scikit-learn's ``log_loss`` (rows that do not sum to 1
-        warn, as there); log-probabilities (the ``nll_loss`` convention) are used as given.
+        warn, as there); log-probabilities (the ``nll_loss`` convention) must be ``<= 0`` (``-inf``,
+        a zero probability, is allowed) and are not renormalised. With ``validate_args=True``,
+        logits that look like probability rows (every value in ``[0, 1]``, some strictly between,
+        every row summing to 1 within ``1e-8 + sqrt(eps)``, or ``eps`` for float16 and bfloat16)
+        warn: pass ``input_format="probs"``.
     weight : Tensor of shape (C,), optional
         Class weights. Hard targets: each sample weighs ``weight[target]`` in numerator and
         denominator. Soft targets: ``loss_i = -sum_c weight_c y_ic log p_ic`` and the mean is over
@@ -134,7 +148,8 @@ def multiclass_cross_entropy(
         Targets equal to it drop out; not allowed with soft targets.
     label_smoothing : float in [0, 1), default=0.0
         Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over samples (``F.cross_entropy(reduction="mean")``);
         ``"none"``: the mean per true class (``nan`` for a class with no weight); ``"macro"``: the
         unweighted mean of those, skipping classes with no weight (with a warning). With soft
@@ -166,9 +181,15 @@ def multiclass_cross_entropy(
     TypeError
         ``preds`` not floating, floating class indices, or an argument of the wrong type.
     ValueError
-        Shape mismatch, wrong ``num_classes``, class index out of range, probabilities outside
-        ``[0, 1]``, NaN or inf, negative or all-zero weights, ``ignore_index`` with soft targets,
-        an unknown option.
+        Shape mismatch, wrong ``num_classes``, class index out of range, integer (one-hot) targets
+        of the shape of ``preds``, probabilities outside ``[0, 1]``, log-probabilities above 0, NaN
+        or inf, negative or all-zero weights, ``ignore_index`` with soft targets, an unknown option.
+
+    Warns
+    -----
+    UserWarning
+        Probability rows that do not sum to 1 (``input_format="probs"``); logits that look like
+        probability rows (``input_format="logits"``, ``validate_args=True``).
 
     See Also
     --------
@@ -189,10 +210,13 @@ def multiclass_cross_entropy(
     >>> multiclass_cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = MulticlassOptions(
-        num_classes, input_format, weight, ignore_index, label_smoothing, average, bool(validate_args), fused
+    options = MulticlassOptions(  # average=None is read as "none" there
+        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args), fused
     )
-    return cross_entropy_from_sums(_multiclass_sums(preds, target, sample_weight, options), average, warn=validate_args)
+    return cross_entropy_from_sums(
+        _multiclass_sums(preds, target, sample_weight, options), options.average, warn=validate_args
+    )
 
 
 def multiclass_normalized_entropy(
@@ -205,7 +229,7 @@ def multiclass_normalized_entropy(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    average: str = "micro",
+    average: str | None = "micro",
     validate_args: bool = True,
     fused: bool = False,
 ) -> Tensor:
@@ -231,8 +255,9 @@ def multiclass_normalized_entropy(
     >>> multiclass_normalized_entropy(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]))
     tensor(1., dtype=torch.float64)
     """
-    options = MulticlassOptions(
-        num_classes, input_format, weight, ignore_index, label_smoothing, average, bool(validate_args), fused
+    options = MulticlassOptions(  # average=None is read as "none" there
+        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args), fused
     )
     sums = _multiclass_sums(preds, target, sample_weight, options)
-    return multiclass_normalized_entropy_from_sums(sums, average, warn=validate_args)
+    return multiclass_normalized_entropy_from_sums(sums, options.average, warn=validate_args)

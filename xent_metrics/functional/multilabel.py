@@ -63,7 +63,7 @@ def multilabel_cross_entropy(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    average: str = "micro",
+    average: str | None = "micro",
     validate_args: bool = True,
 ) -> Tensor:
     r"""Multilabel binary cross-entropy: ``K`` independent sigmoid / binary problems.
@@ -82,7 +82,8 @@ def multilabel_cross_entropy(
         Expected ``K``; checked against ``preds.shape[1]`` when given.
     input_format : {"logits", "probs", "log_probs"}, default="logits"
         As in :func:`binary_cross_entropy`: logits through softplus, probabilities clipped to
-        ``[eps, 1 - eps]`` (``eps = torch.finfo(preds.dtype).eps``), log-probabilities as given.
+        ``[eps, 1 - eps]`` (``eps = torch.finfo(preds.dtype).eps``), log-probabilities ``<= 0``
+        (a positive one raises), not clipped.
     pos_weight : Tensor of shape (K,), optional
         Multiplies each label's positive term (torch semantics).
     sample_weight : Tensor of shape (N,) or (N, ...), optional
@@ -91,7 +92,8 @@ def multilabel_cross_entropy(
         Individual label entries whose target equals it drop out of that label's sums.
     label_smoothing : float in [0, 1), default=0.0
         Targets become ``y (1 - eps) + eps / 2`` (Keras' rule).
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over all entries (``BCEWithLogitsLoss(reduction="mean")``);
         ``"macro"``: the unweighted mean of the per-label means (labels with no weight are skipped
         with a warning); ``"none"``: the per-label vector (``nan`` for a label with no weight).
@@ -134,11 +136,12 @@ def multilabel_cross_entropy(
     >>> multilabel_cross_entropy(logits, labels, average="none")
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
-    options = MultilabelOptions(
-        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average, bool(validate_args)
+    options = MultilabelOptions(  # average=None is read as "none" there
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args)
     )
     sums = _multilabel_sums(preds, target, sample_weight, options)
-    return cross_entropy_from_sums(sums, average, entries="labels", warn=validate_args)
+    return cross_entropy_from_sums(sums, options.average, entries="labels", warn=validate_args)
 
 
 def multilabel_normalized_entropy(
@@ -151,7 +154,7 @@ def multilabel_normalized_entropy(
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    average: str = "micro",
+    average: str | None = "micro",
     validate_args: bool = True,
 ) -> Tensor:
     r"""Multilabel normalized entropy: each label's cross-entropy over the entropy of its base rate.
@@ -178,9 +181,10 @@ def multilabel_normalized_entropy(
     >>> multilabel_normalized_entropy(probs, torch.tensor([[1, 0], [0, 1]]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    options = MultilabelOptions(
-        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average, bool(validate_args)
+    options = MultilabelOptions(  # average=None is read as "none" there
+        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+        bool(validate_args)
     )
     return normalized_entropy_from_sums(
-        _multilabel_sums(preds, target, sample_weight, options), average, warn=validate_args
+        _multilabel_sums(preds, target, sample_weight, options), options.average, warn=validate_args
     )

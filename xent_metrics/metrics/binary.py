@@ -70,7 +70,7 @@ class BinaryCrossEntropy(_BinaryMetric):
         How ``preds`` is read, never guessed: logits through softplus (a logit of -200 on a
         positive costs 200, not inf), probabilities clipped to ``[eps, 1 - eps]`` with
         ``eps = torch.finfo(preds.dtype).eps`` as scikit-learn's ``log_loss``, log-probabilities
-        as given.
+        ``<= 0`` (a positive one raises), not clipped.
     pos_weight : float or Tensor of shape (1,), optional
         Multiplies the positive term (torch semantics). Checked once, here.
     ignore_index : int, optional

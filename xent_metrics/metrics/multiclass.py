@@ -40,20 +40,21 @@ class _MulticlassMetric(HeadSumsMetric):
         weight: Tensor | None = None,
         ignore_index: int | None = None,
         label_smoothing: float = 0.0,
-        average: str = "micro",
+        average: str | None = "micro",
         validate_args: bool = True,
         fused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
-        options = MulticlassOptions(
-            num_classes, input_format, None, ignore_index, label_smoothing, average, validate_args, fused
+        options = MulticlassOptions(  # average=None is read as "none" there
+            num_classes, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+            validate_args, fused
         )
         dtype = _state.state_dtype(self.device)
         cls = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
         self.options = dataclasses.replace(options, weight=cls)
-        self._per_class = self._needs_class_sums or average != "micro"  # else a (3, 1) state of totals
+        self._per_class = self._needs_class_sums or self.options.average != "micro"  # else a (3, 1) state of totals
         classes = num_classes if self._per_class else 1
         _state.add_sums_state(self, classes, dtype, per_class=num_classes)
 
@@ -81,14 +82,16 @@ class MulticlassCrossEntropy(_MulticlassMetric):
         ``C``, the number of classes (dimension 1 of ``preds``); sizes the state.
     input_format : {"logits", "probs", "log_probs"}, default="logits"
         How ``preds`` is read, never guessed: logits through log-sum-exp, probabilities clipped
-        to ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities as given.
+        to ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities ``<= 0`` (a positive one raises),
+        not renormalised.
     weight : Tensor of shape (C,), optional
         Class weights (torch semantics). Checked once, here.
     ignore_index : int, optional
         Targets equal to it drop out; not allowed with soft targets.
     label_smoothing : float in [0, 1), default=0.0
         Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over samples (``F.cross_entropy``); ``"none"``: the mean
         per true class, shape ``(C,)`` (use it with ``torchmetrics.wrappers.ClasswiseWrapper``);
         ``"macro"``: the mean of those, skipping classes with no weight (with a warning).

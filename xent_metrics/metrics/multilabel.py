@@ -38,14 +38,15 @@ class _MultilabelMetric(SumsMetric):
         pos_weight: Tensor | None = None,
         ignore_index: int | None = None,
         label_smoothing: float = 0.0,
-        average: str = "micro",
+        average: str | None = "micro",
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
-        options = MultilabelOptions(
-            num_labels, input_format, None, ignore_index, label_smoothing, average, validate_args
+        options = MultilabelOptions(  # average=None is read as "none" there
+            num_labels, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
+            validate_args
         )
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
@@ -75,14 +76,16 @@ class MultilabelCrossEntropy(_MultilabelMetric):
         ``K``, the number of labels (dimension 1 of ``preds``); sizes the state.
     input_format : {"logits", "probs", "log_probs"}, default="logits"
         How ``preds`` is read, never guessed: logits through softplus, probabilities clipped to
-        ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities as given.
+        ``[eps, 1 - eps]`` as scikit-learn's ``log_loss``, log-probabilities ``<= 0`` (a positive one raises),
+        not clipped.
     pos_weight : Tensor of shape (K,), optional
         Multiplies each label's positive term (torch semantics). Checked once, here.
     ignore_index : int, optional
         Label entries whose target equals it drop out of that label's sums.
     label_smoothing : float in [0, 1), default=0.0
         Targets become ``y (1 - eps) + eps / 2``.
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over all entries; ``"macro"``: the mean of the per-label
         means (labels with no weight skipped, with a warning); ``"none"``: the ``(K,)`` vector
         (use it with ``torchmetrics.wrappers.ClasswiseWrapper``).

@@ -28,7 +28,7 @@ def d2_cross_entropy_score(
     labels: object = None,
     sample_weight: object = None,
     input_format: str = "probs",
-    average: str = "micro",
+    average: str | None = "micro",
 ) -> float | np.ndarray:
     r"""D² score: the fraction of cross-entropy explained over the class-prior baseline, ``1 - NE``.
 
@@ -55,7 +55,8 @@ def d2_cross_entropy_score(
         Non-negative weight of each sample; it weights the class prior too.
     input_format : {"probs", "logits", "log_probs"}, default="probs"
         As in :func:`cross_entropy_loss` (probabilities are clipped to ``[eps, 1 - eps]``).
-    average : {"micro", "macro", "none"}, default="micro"
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         Binary / multiclass: ``"micro"`` only. Multilabel: ``"micro"`` is one minus the summed loss
         over the summed loss of the per-label base rates; ``"macro"`` the mean of the per-label
         D²; ``"none"`` the per-label D² array.
@@ -96,7 +97,7 @@ def d2_cross_entropy_score(
     >>> d2_cross_entropy_score([1, 0, 1], [2.0, -1.0, 0.3], input_format="logits")
     0.4792
     """
-    check_options(input_format, average)
+    average = check_options(input_format, average)
     if target_type(y_true) == MULTILABEL:
         sums = multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
         _check_no_negative_weight(sample_weight)

@@ -30,10 +30,13 @@ CLASS_TARGETS = ("binary", "multiclass")
 MULTILABEL = "multilabel-indicator"
 
 
-def check_options(input_format: str, average: str, averages: Sequence[str] = _validation.AVERAGES) -> None:
-    """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``."""
+def check_options(input_format: str, average: str | None, averages: Sequence[str] = _validation.AVERAGES) -> str:
+    """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``.
+
+    Returns ``average``, ``None`` read as ``"none"`` (:func:`~xent_metrics.functional._validation.check_average`).
+    """
     _validation.check_choice("input_format", input_format, SCORE_FORMATS)
-    _validation.check_choice("average", average, averages)
+    return _validation.check_average(average, averages)
 
 
 def check_flag(name: str, value: object) -> None:
@@ -119,7 +122,7 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
     if problem == "inf" or hi == -math.inf:  # all -inf: refused here, also for log-probabilities (as always)
         raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
     if problem is not None and input_format == "log_probs":
-        raise ValueError(_validation.log_probs_above_zero(name, hi))
+        raise ValueError(_validation.log_probs_above_zero(name, lo, hi))
     if problem == "above":
         raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
     if problem == "below":

@@ -154,7 +154,7 @@ def cross_entropy_loss(
     labels: object = None,
     sample_weight: object = None,
     input_format: str = "probs",
-    average: str = "micro",
+    average: str | None = "micro",
     normalize: bool = True,
 ) -> float | np.ndarray:
     r"""Cross-entropy (log loss) of class labels or a multilabel indicator: ``log_loss`` made right everywhere.
@@ -195,8 +195,10 @@ def cross_entropy_loss(
         ``"probs"`` (``predict_proba``): clipped to ``[eps, 1 - eps]``, ``eps = finfo(dtype).eps``,
         never renormalised, exactly as ``log_loss``; rows that do not sum to 1 warn, as there.
         ``"logits"`` (``decision_function``): a stable softmax (``(n, C)``) or sigmoid (1-D,
-        multilabel) through log-sum-exp / softplus. ``"log_probs"`` (``predict_log_proba``): as given.
-    average : {"micro", "macro", "none"}, default="micro"
+        multilabel) through log-sum-exp / softplus. ``"log_probs"`` (``predict_log_proba``): ``<= 0``
+        (a positive value raises), not renormalised.
+    average : {"micro", "macro", "none"} or None, default="micro"
+        ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over samples (labels). ``"macro"``: the unweighted mean of the
         per-class (per-label) means, skipping classes absent from ``y_true`` with a warning.
         ``"none"``: the array of per-class (per-label) means.
@@ -242,7 +244,7 @@ def cross_entropy_loss(
     >>> cross_entropy_loss([1, 0], [2.0, -1.0], input_format="logits")  # sigmoid of margins
     0.2201
     """
-    check_options(input_format, average)
+    average = check_options(input_format, average)
     check_flag("normalize", normalize)
     if average == "macro" and not normalize:
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
