@@ -113,8 +113,8 @@ def _far_elements(z: Tensor, input_format: str) -> tuple[Tensor, Tensor] | None:
     low, high = torch.aminmax(z)
     if float(low) >= -limit and (input_format == "log_probs" or float(high) <= limit):
         return None
-    far = z.abs() > limit if input_format == "logits" else z < -limit
-    return far.nonzero(as_tuple=True)
+    rows, cols = (z.abs() > limit if input_format == "logits" else z < -limit).nonzero(as_tuple=True)
+    return rows, cols
 
 
 def _exact_far(
