@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from xent_metrics.functional import linear, linear_cross_entropy
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
@@ -89,17 +90,37 @@ def test_multiclass_kernel_allocates_a_few_blocks(options: dict) -> None:
 
 
 @pytest.mark.parametrize("target_dtype", [torch.float32, torch.int64])
-@pytest.mark.parametrize("options", [{}, {"ignore_index": -1}, {"pos_weight": "pw"}], ids=["plain", "ignore", "pos"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"ignore_index": -1}, {"pos_weight": "pw"}, {"scale": 60.0}, {"scale": 60.0, "pos_weight": "pw"}],
+    ids=["plain", "ignore", "pos", "confident", "confident-pos"],
+)
 def test_multilabel_kernel_allocates_a_few_blocks(target_dtype, options: dict) -> None:
+    """Confident logits (a third beyond |z| = 86) recompute those elements in float64: still a few blocks."""
     n, k = 16384, 64
     gen = torch.Generator().manual_seed(1)
-    z = torch.randn(n, k, generator=gen)
+    options = dict(options)
+    z = torch.randn(n, k, generator=gen) * options.pop("scale", 1.0)
     y = (torch.rand(n, k, generator=gen) < 0.3).to(target_dtype)
     opts = {**options, "pos_weight": torch.rand(k, generator=gen) + 0.5} if "pos_weight" in options else options
     extra = _peak(lambda: _bce(z, y, chunk_elements=CHUNK, **opts), z, y, *opts.values())
     assert 0 < extra <= 12 * CHUNK * 8, extra  # the general (pos_weight) path holds several float64 blocks
     control = _peak(lambda: F.binary_cross_entropy_with_logits(z, y.float(), reduction="none").sum(0), z, y)
     assert control >= z.numel() * 4
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_hidden_states_widen_the_head_a_block_at_a_time(dtype: torch.dtype) -> None:
+    """float32 logits from a float16 / bfloat16 head: one logits block, one float32 head block, the kernel's scratch.
+
+    The control: a float32 copy of the whole head (62.5 MiB here) is what the bound rules out.
+    """
+    gen = torch.Generator().manual_seed(5)
+    hidden, target = torch.randn(256, 512, generator=gen).to(dtype), torch.randint(0, 32000, (256,), generator=gen)
+    head = (torch.randn(32000, 512, generator=gen) * 0.05).to(dtype)
+    extra = _peak(lambda: linear_cross_entropy(hidden, head, target, validate_args=False), hidden, head, target)
+    assert 0 < extra <= linear.BLOCK_BYTES + 12 * MiB, extra  # 8 MiB of logits + 4 MiB of head + 4 MiB of scratch
+    assert _peak(lambda: head.float(), head) >= 32000 * 512 * 4 > extra  # the control
 
 
 def test_soft_targets_and_trailing_dimensions_allocate_a_few_blocks() -> None:

@@ -96,7 +96,7 @@ def test_soft_target_metric_split_and_per_class_averages_match_the_reference() -
 @pytest.mark.parametrize("classes", [2, 10, 128, 1000])
 def test_confident_float32_rows_are_positive_and_within_2e6(classes: int) -> None:
     g = torch.Generator().manual_seed(classes)
-    for margin in [0.3, 20.3, 30.3, 55.7, 79.7]:
+    for margin in [0.3, 20.3, 30.3, 55.7, 79.7, 103.9, 300.7, 689.7]:
         z = torch.randn(3, classes, generator=g) * 0.3
         z[:, 0] = margin
         got = multiclass_cross_entropy(z, torch.zeros(3, dtype=torch.long)).item()
@@ -118,13 +118,40 @@ def test_float64_margins_beyond_the_exp_range_stay_finite_and_exact() -> None:
 
 
 @pytest.mark.parametrize("classes", [2, 16, 200])
-def test_confident_float64_rows_are_within_1e12_up_to_600_nats(classes: int) -> None:
+def test_confident_float64_rows_are_within_1e12_up_to_690_nats(classes: int) -> None:
     g = torch.Generator().manual_seed(7 + classes)
-    for margin in [0.3, 30.3, 79.7, 300.3, 599.7]:
+    for margin in [0.3, 30.3, 79.7, 300.3, 599.7, 689.7]:
         z = torch.randn(1, classes, generator=g, dtype=torch.float64)
         z[0, 1] = margin
         got = multiclass_cross_entropy(z, torch.tensor([1])).item()
         assert _rel(got, _exact_nll(z[0].tolist(), 1)) <= 1e-12, margin
+
+
+def _softplus_mp(x: float) -> float:
+    """``log(1 + exp(x))`` in 60-digit arithmetic."""
+    with mpmath.workdps(60):
+        return float(mpmath.log1p(mpmath.exp(mpmath.mpf(x))))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sigmoid_losses_past_float32_exp_range_keep_their_digits(dtype: torch.dtype) -> None:
+    """Issue 20: float32 [100.0] with target 1 gave the subnormal 3.92e-44 (exact 3.72e-44), [104.0] gave 0."""
+    for margin in [86.9, 87.9, 100.0, 104.0, 300.7, 689.7]:
+        z = torch.tensor([margin, -margin], dtype=dtype)
+        y = torch.tensor([1, 0])
+        want = _softplus_mp(-float(z[0]))
+        assert _rel(binary_cross_entropy(z, y).item(), want) <= 2e-6, margin
+        assert _rel(binary_cross_entropy(-float(z[0]) * torch.ones(1, dtype=dtype), torch.tensor([0]),
+                                         input_format="log_probs").item(),
+                    float(-mpmath.log1p(-mpmath.exp(mpmath.mpf(-float(z[0])))))) <= 2e-6, margin  # fmt: skip
+        per_label = multilabel_cross_entropy(z.reshape(1, 2).repeat(5, 1), y.reshape(1, 2).repeat(5, 1), average="none")
+        assert max(_rel(v, want) for v in per_label.tolist()) <= 2e-6, margin
+        metric = BinaryCrossEntropy()
+        metric.update(z[:1], y[:1])
+        metric.update(z[1:], y[1:])
+        assert _rel(metric.compute().item(), want) <= 2e-6, margin
+    issue_case = binary_cross_entropy(torch.tensor([100.0]), torch.tensor([1])).item()
+    assert issue_case == pytest.approx(3.720075976020836e-44, rel=1e-6, abs=0)  # exp(-100), not 3.92e-44
 
 
 def test_perplexity_of_confident_tokens_is_never_below_one() -> None:

@@ -103,10 +103,10 @@ def test_rejected_update_then_compute_is_as_if_never_called(name: str) -> None:
 
 # ------------------------------------------------------------------------------------ no host sync
 def _in_cpu_range_check() -> bool:
-    """Whether the caller is the logits kernel's CPU-only range check (a memory read; other devices use where)."""
+    """Whether the caller is a kernel's CPU-only range check (a memory read; other devices use where or float64)."""
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_filename.endswith(os.path.join("functional", "_nll.py")):
+        if frame.f_code.co_filename.endswith(tuple(os.path.join("functional", f) for f in ("_nll.py", "_bce.py"))):
             tensors = [v for v in frame.f_locals.values() if isinstance(v, torch.Tensor)]
             return bool(tensors) and all(t.device.type == "cpu" for t in tensors)
         frame = frame.f_back

@@ -31,7 +31,7 @@ def multiclass_cases(draw: st.DrawFn) -> dict:
     C = draw(st.sampled_from([2, 3, 7, 16, 127, 128, 129]))
     shape = (draw(st.integers(1, 9)), C, *draw(st.sampled_from([(), (2,), (1, 3), (2, 2)])))
     dtype = draw(st.sampled_from(DTYPES))
-    top = 600.0 if dtype == torch.float64 else 80.0
+    top = 690.0  # every dtype: float32's exp range ends at 88 nats, the contract does not
     return dict(
         seed=draw(st.integers(0, 2**32 - 1)), shape=shape, dtype=dtype, fmt=draw(st.sampled_from(FORMATS)),
         margin=draw(st.floats(-top, top, allow_nan=False)), soft=draw(st.booleans()),
@@ -83,7 +83,7 @@ def test_multiclass_any_case(case: dict) -> None:
 @st.composite
 def multilabel_cases(draw: st.DrawFn) -> dict:
     dtype = draw(st.sampled_from(DTYPES))
-    top = 700.0 if dtype == torch.float64 else 80.0
+    top = 700.0  # every dtype: past 690 nats a loss below 1e-300 is held to 1e-300 absolute
     return dict(
         seed=draw(st.integers(0, 2**32 - 1)), dtype=dtype, fmt=draw(st.sampled_from(FORMATS)),
         shape=(draw(st.integers(1, 9)), draw(st.integers(1, 6)), *draw(st.sampled_from([(), (3,), (2, 2)]))),

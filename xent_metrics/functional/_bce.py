@@ -16,6 +16,14 @@ Every elementwise op used gives the same digits for an element wherever it sits 
 body), and float32 losses are widened to float64 before any addition, so the sums do not depend on
 how rows are split into blocks or batches. ``pos_weight``, log-probabilities and autograd take the
 general, out-of-place path.
+
+The dtype policy is the multiclass kernel's (:func:`~xent_metrics.functional._chunks.kernel_dtype`): on the
+CPU a block runs in float32 (float64 for float64 input), and the elements whose tail term ``exp(-|z|)``
+(logits) or ``exp(log p)`` (log-probabilities) leaves float32's normal range, past ``|z|`` of about 86,
+are found by one ``aminmax`` of the block and recomputed from float64 inputs, only those: a loss of
+``exp(-690)`` keeps its digits instead of turning subnormal and then 0. Off the CPU every element runs
+in float64 (no host read, a fixed number of ops). Probabilities need no second look: clipping keeps
+every loss above ``eps``.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import (
     Scratch,
     column_sums,
-    compute_dtype,
+    kernel_dtype,
     labels_last,
     needs_grad,
     position_weight,
     row_slices,
+    tail_limit,
 )
 from xent_metrics.functional._options import BinaryOptions, MultilabelOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
@@ -93,6 +102,31 @@ def _general_loss(z: Tensor, y: Tensor, input_format: str, eps: float, pos: Tens
     return _mix(neg_log_p, neg_log_q, y.to(z.dtype), finite=input_format != "log_probs")
 
 
+def _far_elements(z: Tensor, input_format: str) -> tuple[Tensor, Tensor] | None:
+    """``(rows, cols)`` of the float32 elements whose tail term leaves the normal range, or ``None`` for none.
+
+    One ``aminmax`` of the block (CPU memory reads) says whether any element does: the usual answer is no.
+    """
+    if input_format == "probs" or z.dtype != torch.float32 or not z.numel():
+        return None
+    limit, z = tail_limit(z.dtype), z.detach()
+    low, high = torch.aminmax(z)
+    if float(low) >= -limit and (input_format == "log_probs" or float(high) <= limit):
+        return None
+    rows, cols = (z.abs() > limit if input_format == "logits" else z < -limit).nonzero(as_tuple=True)
+    return rows, cols
+
+
+def _exact_far(
+    loss: Tensor, z: Tensor, y: Tensor, far: tuple[Tensor, Tensor], input_format: str, eps: float, pos: Tensor | None,
+    out: Tensor | None,
+) -> Tensor:
+    """``loss`` widened to float64 (into ``out`` when given), the elements ``far`` recomputed from float64 inputs."""
+    wide = loss.double() if out is None else out.copy_(loss)
+    exact = _general_loss(z[far].double(), y[far], input_format, eps, None if pos is None else pos[far[1]])
+    return wide.index_put(far, exact) if out is None else wide.index_put_(far, exact)
+
+
 def _add_block(
     sums: Tensor, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None, scratch: Scratch | None
 ) -> None:
@@ -148,13 +182,14 @@ def bce_sums(
     """
     input_format, ignore_index, smoothing = options.input_format, options.ignore_index, options.label_smoothing
     sums = new_sums(preds.shape[1], preds.device)
-    dtype = compute_dtype(preds.dtype)
+    dtype = kernel_dtype(preds.dtype, preds.device)
     eps = torch.finfo(preds.dtype).eps
     pos = None  # as given: 0.3 is not rounded to float32
     if options.pos_weight is not None:
         pos = torch.as_tensor(options.pos_weight, dtype=torch.float64, device=preds.device)
     fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
-    # two float32 and one float64 buffer: a quarter block; weights, masks and the general path hold more
+    # two float32 and one float64 buffer (two float64 off the CPU): a quarter block; weights, masks and the
+    # general path hold more
     fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
     chunk_elements = max(1, _chunks.default_chunk(preds.device, chunk_elements) // fraction)
     row_numel = preds[:1].numel()
@@ -167,5 +202,9 @@ def bce_sums(
         if sample_weight is not None:
             w = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)
         loss = _fast_loss(z, y, input_format, eps, scratch) if fast else _general_loss(z, y, input_format, eps, pos)
+        far = _far_elements(z, input_format)
+        if far is not None:  # float32 elements past the tail limit: recomputed in float64 (scratch buffer 2)
+            out = scratch.take(2, z.shape[0], torch.float64) if fast else None
+            loss = _exact_far(loss, z, y, far, input_format, eps, pos, out)
         _add_block(sums, loss, y, keep, w, scratch if fast else None)
     return sums

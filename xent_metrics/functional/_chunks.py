@@ -11,6 +11,7 @@ row by row; multilabel column sums are float64 (see :func:`column_sums`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -35,15 +36,6 @@ def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
     if chunk_elements is not None:
         return chunk_elements
     return CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
-
-
-#: A row sum of unshifted exponentials inside these bounds lost nothing to overflow or underflow: its
-#: largest term is at least ``low / C`` (a normal number for any ``C < 2**30``), and terms that
-#: underflowed were below ``2**-126`` (float32), ``2**-66`` of the sum.
-EXP_SUM_RANGE = {
-    torch.float32: (2.0**-60, torch.finfo(torch.float32).max),
-    torch.float64: (2.0**-900, torch.finfo(torch.float64).max),
-}
 
 
 def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
@@ -75,6 +67,22 @@ def position_weight(sample_weight: Tensor, shape: torch.Size) -> Tensor:
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Return the dtype the math runs in: float64 stays float64, anything else runs in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def kernel_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype of a kernel's elementwise math: the one dtype policy of every task.
+
+    On the CPU, :func:`compute_dtype`: the values (terms, losses) that leave float32's normal range are
+    found by one min/max read of the block and recomputed from float64 inputs, only those (rows of
+    the multiclass kernel, elements of the binary one). Elsewhere, where that read would be a host sync
+    and a data-dependent shape, float64 for every value: a fixed number of ops, exact at any margin.
+    """
+    return compute_dtype(dtype) if device.type == "cpu" else torch.float64
+
+
+def tail_limit(dtype: torch.dtype) -> float:
+    """Arguments ``x >= -tail_limit(dtype)`` keep ``exp(x)`` a normal number of ``dtype`` (a nat to spare)."""
+    return -math.log(torch.finfo(dtype).tiny) - 1
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:

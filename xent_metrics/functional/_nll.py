@@ -14,7 +14,9 @@ dropped from the sum (:func:`nll_shifted64`), so each row's value depends on the
 CPU one ``aminmax`` of ``E`` and of ``R`` says whether any row left it, and only those rows are
 recomputed (memory reads, not a device sync). Other devices, where reading
 a mask would be a host sync and every op is a kernel launch, run the float64 form for every row: a
-fixed number of ops per block whatever the values, exact on confident rows too.
+fixed number of ops per block whatever the values, exact on confident rows too. This is the one dtype
+policy of every kernel (:func:`~xent_metrics.functional._chunks.kernel_dtype`); the binary kernel
+applies it to elements.
 """
 
 from __future__ import annotations

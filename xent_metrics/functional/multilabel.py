@@ -124,7 +124,8 @@ def multilabel_cross_entropy(
     -----
     This is **not** ``sklearn.metrics.log_loss`` on the indicator matrix, which drops the
     ``(1 - y) log(1 - p)`` terms; it equals the mean of per-column ``log_loss`` values (``"macro"``
-    with equal weights) and ``BCEWithLogitsLoss`` (``"micro"``).
+    with equal weights) and ``BCEWithLogitsLoss`` (``"micro"``). The dtype policy is that of
+    :func:`binary_cross_entropy`: confident elements keep their digits down to a loss of 1e-300.
 
     Examples
     --------
