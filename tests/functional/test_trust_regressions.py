@@ -322,3 +322,46 @@ def test_soft_per_class_values_of_a_zero_row_and_a_row_summing_to_1_7_worked_by_
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=0)
     micro = (0.9 * nll[0] + 0.8 * nll[1]) / 1.3  # torch's mean: over sum(s), whatever the rows sum to
     assert multiclass_cross_entropy(zt, y, sample_weight=s).item() == pytest.approx(micro, rel=1e-14)
+
+
+def _exact_soft_bce(z: float, y: float, ls: float, input_format: str, eps: float) -> float:
+    """mpmath: ``y' (-log p) + (1 - y') (-log(1 - p))``, ``y' = y (1 - ls) + ls / 2``, p read from the given value."""
+    with mpmath.workdps(80):
+        v, t, s = mpmath.mpf(z), mpmath.mpf(y), mpmath.mpf(ls)
+        pos, neg = t * (1 - s) + s / 2, (1 - t) * (1 - s) + s / 2
+        if input_format == "logits":
+            neg_log_p, neg_log_q = mpmath.log1p(mpmath.exp(-v)), mpmath.log1p(mpmath.exp(v))
+        elif input_format == "probs":
+            v = min(max(v, mpmath.mpf(eps)), 1 - mpmath.mpf(eps))  # clipped as log_loss clips, in the input dtype
+            neg_log_p, neg_log_q = -mpmath.log(v), -mpmath.log1p(-v)
+        else:
+            neg_log_p, neg_log_q = -v, -mpmath.log1p(-mpmath.exp(v))
+        return float(pos * neg_log_p + neg * neg_log_q)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+@pytest.mark.parametrize("input_format", ["logits", "probs", "log_probs"])
+def test_smoothed_and_soft_targets_keep_their_digits(dtype: torch.dtype, input_format: str) -> None:
+    # Issue 20's sweep: y' and 1 - y' were formed in the kernel dtype (and relu(z) - y z cancelled), so a smoothed or
+    # soft target on a confident element lost up to every digit (float32 [300.0], ls=1e-8: 5e-131 for 1.5e-6).
+    rng = np.random.default_rng(20)
+    values = {
+        "logits": [300.0, -300.0, 88.3, -35.7, 600.0, 0.3],
+        "probs": [1 - 1e-3, 1e-3, 0.7, 0.999, 1e-6, 0.3],
+        "log_probs": [-1e-3, -30.3, -0.7, -1e-7 if dtype == torch.float64 else -1e-3, -300.0, -0.3],
+    }[input_format]
+    preds = torch.tensor(values, dtype=dtype)
+    eps = torch.finfo(dtype).eps
+    bound = 1e-12 if dtype == torch.float64 else 2e-6
+    soft = torch.tensor(rng.uniform(0, 1, len(values)), dtype=torch.float64)
+    soft[:2] = torch.tensor([0.9963789917112563, 1 - 2.0**-30], dtype=torch.float64)
+    ones, zeros = torch.ones(len(values), dtype=torch.long), torch.zeros(len(values), dtype=torch.long)
+    for target, ls in [(ones, 1e-3), (ones, 1e-8), (zeros, 1e-5), (soft, 0.0), (soft, 1e-4)]:
+        for i in range(len(values)):
+            z = preds[i : i + 1]
+            ref = _exact_soft_bce(float(z), float(target[i]), ls, input_format, eps)
+            got = binary_cross_entropy(z, target[i : i + 1], input_format=input_format, label_smoothing=ls)
+            assert _rel(float(got), ref) <= bound, (input_format, float(z), float(target[i]), ls, float(got), ref)
+            row = target[i : i + 1][None]
+            got_ml = multilabel_cross_entropy(z[None], row, input_format=input_format, label_smoothing=ls)
+            assert _rel(float(got_ml), ref) <= bound, ("multilabel", input_format, float(z), float(target[i]), ls)

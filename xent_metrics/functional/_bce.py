@@ -71,35 +71,47 @@ def binary_neg_log_terms(preds: Tensor, input_format: str, eps: float) -> tuple[
     return -preds, -_log1mexp(preds)
 
 
-def _mix(neg_log_p: Tensor, neg_log_q: Tensor, y: Tensor, *, finite: bool) -> Tensor:
-    """``y * (-log p) + (1 - y) * (-log(1 - p))`` with ``0 * inf = 0`` (only log-probabilities reach inf)."""
+def _mix(neg_log_p: Tensor, neg_log_q: Tensor, y: Tensor, n: Tensor, *, finite: bool) -> Tensor:
+    """``y * (-log p) + n * (-log(1 - p))``, ``n = 1 - y``, with ``0 * inf = 0`` (only log-probabilities reach inf)."""
     if finite:
-        return neg_log_p * y + neg_log_q * (1 - y)
-    return torch.where(y != 0, neg_log_p * y, 0) + torch.where(y != 1, neg_log_q * (1 - y), 0)
+        return neg_log_p * y + neg_log_q * n
+    return torch.where(y != 0, neg_log_p * y, 0) + torch.where(n != 0, neg_log_q * n, 0)
 
 
-def _fast_loss(z: Tensor, y: Tensor, input_format: str, eps: float, scratch: Scratch) -> Tensor:
-    """Elementwise loss of a block into scratch buffer 0 (logits or probabilities, targets as described above)."""
+def _fast_loss(z: Tensor, y: Tensor, n: Tensor | None, input_format: str, eps: float, scratch: Scratch) -> Tensor:
+    """Elementwise loss of a block into scratch buffer 0 (logits or probabilities, targets as described above).
+
+    ``n`` is ``1 - y`` for float targets (``None`` for 0 / 1 class indices), computed by :func:`_targets` from the
+    given targets: ``relu(z) - y z`` would cancel every digit of a soft target's loss on a confident logit.
+    """
     rows = z.shape[0]
     out, spare = scratch.take(0, rows), scratch.take(1, rows)
     if input_format == "logits":
         relu = torch.clamp_min(z, 0, out=out)
-        small = torch.add(z, relu, alpha=-2, out=spare).exp_().log1p_()  # z - 2 relu(z) = -|z|, exactly
-        return relu.addcmul_(y, z, value=-1).add_(small)
+        if n is None:  # 0 / 1 targets: relu(z) - y z is exact
+            small = torch.add(z, relu, alpha=-2, out=spare).exp_().log1p_()  # z - 2 relu(z) = -|z|, exactly
+            return relu.addcmul_(y, z, value=-1).add_(small)
+        below = torch.sub(relu, z, out=spare).mul_(y)  # y relu(-z)
+        relu.mul_(n).add_(below)  # n relu(z) + y relu(-z): no term cancels
+        return relu.add_(torch.abs(z, out=spare).neg_().exp_().log1p_())
     clipped = torch.clamp(z, eps, 1 - eps, out=out)
     log_q = torch.neg(clipped, out=spare).log1p_()  # log(1 - p) as log1p(-p): 1 - p would round first
     log_p = clipped.log_()
-    if not y.is_floating_point():  # class indices 0 / 1 (validated, or masked to 0 where ignored)
+    if n is None:  # class indices 0 / 1 (validated, or masked to 0 where ignored)
         return torch.where(y.bool(), log_p, log_q, out=out).neg_()
-    return log_p.mul_(y).add_(log_q.addcmul_(y, log_q, value=-1)).neg_()
+    return log_p.mul_(y).add_(log_q.mul_(n)).neg_()
 
 
-def _general_loss(z: Tensor, y: Tensor, input_format: str, eps: float, pos: Tensor | None) -> Tensor:
-    """Elementwise loss, out of place: ``pos_weight``, log-probabilities, autograd."""
+def _general_loss(
+    z: Tensor, y: Tensor, n: Tensor | None, input_format: str, eps: float, pos: Tensor | None
+) -> Tensor:
+    """Elementwise loss, out of place: ``pos_weight``, log-probabilities, autograd (``n`` as in :func:`_fast_loss`)."""
     neg_log_p, neg_log_q = binary_neg_log_terms(z, input_format, eps)
     if pos is not None:
         neg_log_p = neg_log_p * pos
-    return _mix(neg_log_p, neg_log_q, y.to(z.dtype), finite=input_format != "log_probs")
+    y = y.to(z.dtype)
+    n = 1 - y if n is None else n.to(z.dtype)  # exact for 0 / 1 targets
+    return _mix(neg_log_p, neg_log_q, y, n, finite=input_format != "log_probs")
 
 
 def _far_elements(z: Tensor, input_format: str) -> tuple[Tensor, Tensor] | None:
@@ -118,12 +130,13 @@ def _far_elements(z: Tensor, input_format: str) -> tuple[Tensor, Tensor] | None:
 
 
 def _exact_far(
-    loss: Tensor, z: Tensor, y: Tensor, far: tuple[Tensor, Tensor], input_format: str, eps: float, pos: Tensor | None,
-    out: Tensor | None,
+    loss: Tensor, z: Tensor, targets: tuple[Tensor, Tensor | None], far: tuple[Tensor, Tensor], input_format: str,
+    eps: float, pos: Tensor | None, out: Tensor | None,
 ) -> Tensor:
     """``loss`` widened to float64 (into ``out`` when given), the elements ``far`` recomputed from float64 inputs."""
     wide = loss.double() if out is None else out.copy_(loss)
-    exact = _general_loss(z[far].double(), y[far], input_format, eps, None if pos is None else pos[far[1]])
+    y, n = targets[0][far], None if targets[1] is None else targets[1][far]
+    exact = _general_loss(z[far].double(), y, n, input_format, eps, None if pos is None else pos[far[1]])
     return wide.index_put(far, exact) if out is None else wide.index_put_(far, exact)
 
 
@@ -150,20 +163,30 @@ def _add_block(
     sums[TARGET] += (y * w[:, None]).sum(0)
 
 
-def _targets(y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-    """Mask ignored targets to 0 (returning the keep mask) and apply label smoothing (float targets)."""
+def _targets(
+    y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Return ``(y, 1 - y, keep)``: ignored targets masked to 0, label smoothing applied, in the kernel ``dtype``.
+
+    ``1 - y`` is ``None`` for 0 / 1 class indices. For float or smoothed targets both ``y`` and ``1 - y`` are
+    formed from the given targets at their own precision (at least float64 for smoothing) and only then rounded
+    to ``dtype``: a soft target 0.9964 rounded to float32 first would leave ``1 - y`` with 1e-5 of its digits.
+    """
     keep = None
     if ignore_index is not None:
         keep = y != ignore_index
         y = y.masked_fill(~keep, 0)
     if smoothing:
-        y = y.to(dtype) * (1 - smoothing) + smoothing / 2
-        y = y if keep is None else y.masked_fill_(~keep, 0)
-    elif y.dtype == torch.bool:
-        y = y.view(torch.uint8)
-    elif y.is_floating_point() and y.dtype != dtype:
-        y = y.to(dtype)
-    return y, keep
+        wide = y.to(torch.promote_types(y.dtype, torch.float64))
+        y, n = wide * (1 - smoothing) + smoothing / 2, (1 - wide) * (1 - smoothing) + smoothing / 2
+        if keep is not None:
+            y, n = y.masked_fill_(~keep, 0), n.masked_fill_(~keep, 0)
+        return y.to(dtype), n.to(dtype), keep
+    if y.dtype == torch.bool:
+        return y.view(torch.uint8), None, keep
+    if y.is_floating_point():
+        return y.to(dtype), (1 - y).to(dtype), keep
+    return y, None, keep
 
 
 def bce_sums(
@@ -197,14 +220,17 @@ def bce_sums(
     scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)
     for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
         z = labels_last(preds[rows]).to(dtype)
-        y, keep = _targets(labels_last(target[rows]), ignore_index, smoothing, dtype)
+        y, n, keep = _targets(labels_last(target[rows]), ignore_index, smoothing, dtype)
         w = None
         if sample_weight is not None:
             w = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)
-        loss = _fast_loss(z, y, input_format, eps, scratch) if fast else _general_loss(z, y, input_format, eps, pos)
+        if fast:
+            loss = _fast_loss(z, y, n, input_format, eps, scratch)
+        else:
+            loss = _general_loss(z, y, n, input_format, eps, pos)
         far = _far_elements(z, input_format)
         if far is not None:  # float32 elements past the tail limit: recomputed in float64 (scratch buffer 2)
             out = scratch.take(2, z.shape[0], torch.float64) if fast else None
-            loss = _exact_far(loss, z, y, far, input_format, eps, pos, out)
+            loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, out)
         _add_block(sums, loss, y, keep, w, scratch if fast else None)
     return sums
