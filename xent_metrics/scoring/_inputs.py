@@ -155,10 +155,15 @@ def pad_classes(scores: np.ndarray, columns: np.ndarray, width: int, input_forma
     The padded array keeps the scores' dtype (:func:`score_dtype`), so the loss clips it with that
     dtype's ``eps``, as ``log_loss`` clips the same array: widening a float32 ``predict_proba`` to
     float64 would move ``eps`` from 1.2e-7 to 2.2e-16, and with it the loss of every clipped value,
-    the classes the estimator saw included. Log-probabilities get ``log(eps)``, that clipped zero (not ``-inf``).
+    the classes the estimator saw included. Log-probabilities get ``log(eps)`` of the scores' dtype, that clipped
+    zero (not ``-inf``), in float64: they are used as given, never clipped, so widening them is exact, while
+    ``log(eps)`` rounded to float16 would move the padded class's loss by 3e-4.
     """
     dtype = score_dtype(scores.dtype)
-    zero = 0.0 if input_format == "probs" else math.log(np.finfo(dtype).eps)
+    if input_format == "probs":
+        zero = 0.0
+    else:
+        zero, dtype = math.log(np.finfo(dtype).eps), np.dtype(np.float64)
     padded = np.full((scores.shape[0], width), zero, dtype=dtype)
     padded[:, columns] = scores
     return padded
