@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from transformers import EvalPrediction
 
-from xent_metrics import Perplexity
+from xent_metrics.metrics import Perplexity
 from xent_metrics.integrations.transformers._sums import BYTES, LOSS, TOKENS
 
 

@@ -130,7 +130,11 @@ def sequence_sums_from_hidden(
 
     def row_mean(row: int, targets: Tensor) -> Tensor:
         return linear_cross_entropy(
-            positions[row], linear_weight, targets, linear_bias=linear_bias, ignore_index=IGNORE_INDEX,
+            positions[row],
+            linear_weight,
+            targets,
+            linear_bias=linear_bias,
+            ignore_index=IGNORE_INDEX,
             validate_args=validate_args,
         )
 
@@ -193,8 +197,6 @@ def sequence_sums_from_logits(
     positions = logits[:, :-1] if shift else logits
 
     def row_mean(row: int, targets: Tensor) -> Tensor:
-        return multiclass_cross_entropy(
-            positions[row], targets, ignore_index=IGNORE_INDEX, validate_args=validate_args
-        )
+        return multiclass_cross_entropy(positions[row], targets, ignore_index=IGNORE_INDEX, validate_args=validate_args)
 
     return _sequence_sums(row_mean, labels, bytes_, shift)

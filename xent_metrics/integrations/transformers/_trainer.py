@@ -35,13 +35,21 @@ def _readable_head(trainer: Trainer, model: torch.nn.Module) -> tuple[torch.nn.M
     return body, head
 
 
-def _probe(model: torch.nn.Module, inputs: dict[str, Any], hidden: Tensor, head: torch.nn.Linear) -> str | None:
+def _last_hidden(body: torch.nn.Module, inputs: dict[str, Any]) -> Tensor:
+    """The body's last hidden states ``(B, L, d)`` (no key-value cache built)."""
+    extra = {"use_cache": False} if "use_cache" in inspect.signature(body.forward).parameters else {}
+    outputs = body(**inputs, **extra)
+    return outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
+
+
+def _probe(
+    model: torch.nn.Module, inputs: dict[str, Any], batch: int, body: torch.nn.Module, head: torch.nn.Linear
+) -> str | None:
     """Compare the model's logits on the first sequence with the head on its hidden states; a mismatch's reason."""
-    batch = hidden.shape[0]
     one = {k: v[:1] if isinstance(v, Tensor) and v.shape[:1] == (batch,) else v for k, v in inputs.items()}
     outputs = model(**one)
     logits = (outputs.logits if hasattr(outputs, "logits") else outputs[0])[0]
-    mine = torch.nn.functional.linear(hidden[0], head.weight, head.bias)
+    mine = torch.nn.functional.linear(_last_hidden(body, one)[0], head.weight, head.bias)
     tol = max(1e-3, 16 * torch.finfo(logits.dtype).eps) * (1 + float(logits.abs().max()))
     diff = float((logits - mine).abs().max()) if logits.shape == mine.shape else float("inf")
     return None if diff <= tol else f"its logits are not its head on its last hidden states (off by {diff:.3g})"
@@ -71,12 +79,15 @@ class PerplexityTrainer(Trainer):
     Notes
     -----
     ``eval_loss`` is each batch's token mean, averaged over batches by the Trainer (weighted by
-    ``per_device_eval_batch_size``, the last batch too): not the token mean over the whole set that
-    ``eval_perplexity`` is the exponential of.
+    their numbers of sequences): not the token mean over the whole set that
+    ``eval_perplexity`` is the exponential of. A batch with no scored token has a ``nan`` loss, as
+    the stock Trainer's; transformers 5 leaves it out of ``eval_loss``, 4.46 does not.
 
     A head that cannot be read (see the module's description) warns once per evaluation and is
     evaluated from the logits of one batch at a time, reduced at once to the same sums.
     """
+
+    label_names: list[str]
 
     def __init__(self, *args: Any, bytes_column: str | None = None, shift: bool = True, **kwargs: Any) -> None:
         if kwargs.get("compute_metrics") is None and len(args) < 9:  # compute_metrics is Trainer's 9th argument
@@ -113,7 +124,7 @@ class PerplexityTrainer(Trainer):
         num_bytes = inputs.pop(self.bytes_column, None) if self.bytes_column is not None else None
         with torch.no_grad(), self.compute_loss_context_manager():
             sums = self._batch_sums(self.accelerator.unwrap_model(model), inputs, labels, num_bytes)
-        loss = (sums[:, LOSS].sum() / sums[:, TOKENS].sum()).float()  # nan without tokens: the Trainer drops it
+        loss = (sums[:, LOSS].sum() / sums[:, TOKENS].sum()).float()  # nan without tokens, as the stock loss
         if prediction_loss_only:
             return loss, None, None
         return loss, sums, sums[:, TOKENS].long()  # the Trainer calls compute_metrics only with labels
@@ -122,23 +133,22 @@ class PerplexityTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, Any], labels: Tensor, num_bytes: Tensor | None
     ) -> Tensor:
         """The batch's sums from the hidden states, or from the logits where the head cannot be read."""
-        first = self._head is None
-        if first:
-            self._head = _readable_head(self, model)
-        if not isinstance(self._head, str):
-            body, head = self._head
-            extra = {"use_cache": False} if "use_cache" in inspect.signature(body.forward).parameters else {}
-            outputs = body(**inputs, **extra)
-            hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
-            self._head = (_probe(model, inputs, hidden, head) if first else None) or self._head
-            if not isinstance(self._head, str):
-                weight, bias = head.weight.to(hidden.dtype), None if head.bias is None else head.bias.to(hidden.dtype)
-                return sequence_sums_from_hidden(hidden, labels, weight, bias, num_bytes, shift=self.shift)
-        if first:
-            self._warn_fallback(self._head)
-        outputs = model(**inputs)
-        logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
-        return sequence_sums_from_logits(logits, labels, num_bytes, shift=self.shift)
+        read = self._head
+        if read is None:
+            read = _readable_head(self, model)
+            if not isinstance(read, str):
+                read = _probe(model, inputs, labels.shape[0], *read) or read
+            if isinstance(read, str):
+                self._warn_fallback(read)
+            self._head = read
+        if isinstance(read, str):
+            outputs = model(**inputs)
+            logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
+            return sequence_sums_from_logits(logits, labels, num_bytes, shift=self.shift)
+        body, head = read
+        hidden = _last_hidden(body, inputs)
+        weight, bias = head.weight.to(hidden.dtype), None if head.bias is None else head.bias.to(hidden.dtype)
+        return sequence_sums_from_hidden(hidden, labels, weight, bias, num_bytes, shift=self.shift)
 
     @staticmethod
     def _warn_fallback(reason: str) -> None:
