@@ -237,23 +237,47 @@ def test_metrics_exact_for_confident_and_tiny_losses() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: sequence_sums_from_hidden(torch.randn(2, 4), torch.zeros(2, 4).long(), torch.randn(3, 4)), ValueError,
-         r"`hidden` must be the \(B, L, d\) last hidden states, got \(2, 4\)"),
-        (lambda: sequence_sums_from_hidden(torch.randn(2, 4, 3), torch.zeros(2, 4), torch.randn(5, 3)), TypeError,
-         r"`labels` must hold integer token ids \(or -100\), got dtype torch.float32"),
-        (lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 5).long()), ValueError,
-         r"`labels` must have shape \(B, L\) = \(2, 4\).*got \(2, 5\)"),
+        (
+            lambda: sequence_sums_from_hidden(torch.randn(2, 4), torch.zeros(2, 4).long(), torch.randn(3, 4)),
+            ValueError,
+            r"`hidden` must be the \(B, L, d\) last hidden states, got \(2, 4\)",
+        ),
+        (
+            lambda: sequence_sums_from_hidden(torch.randn(2, 4, 3), torch.zeros(2, 4), torch.randn(5, 3)),
+            TypeError,
+            r"`labels` must hold integer token ids \(or -100\), got dtype torch.float32",
+        ),
+        (
+            lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 5).long()),
+            ValueError,
+            r"`labels` must have shape \(B, L\) = \(2, 4\).*got \(2, 5\)",
+        ),
         (lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), [[0]]), TypeError, r"`labels` must be a tensor"),
-        (lambda: sequence_sums_from_logits(torch.randn(4, 3), torch.zeros(4).long()), ValueError,
-         r"`logits` must have shape \(B, L, V\).*got \(4, 3\)"),
-        (lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.ones(2)), TypeError,
-         r"`num_bytes` must be an integer tensor.*got dtype torch.float32"),
-        (lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.ones(3).long()),
-         ValueError, r"`num_bytes` must have shape \(2,\).*got \(3,\)"),
-        (lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.tensor([1, -1])),
-         ValueError, r"`num_bytes` must be non-negative.*minimum of -1"),
-        (lambda: PerplexityMetrics()(EvalPrediction(predictions=np.zeros((2, 4, 5)), label_ids=np.zeros(2))),
-         ValueError, r"`predictions` must be the \(N, 3\) per-sequence sums.*got \(2, 4, 5\). If these are logits"),
+        (
+            lambda: sequence_sums_from_logits(torch.randn(4, 3), torch.zeros(4).long()),
+            ValueError,
+            r"`logits` must have shape \(B, L, V\).*got \(4, 3\)",
+        ),
+        (
+            lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.ones(2)),
+            TypeError,
+            r"`num_bytes` must be an integer tensor.*got dtype torch.float32",
+        ),
+        (
+            lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.ones(3).long()),
+            ValueError,
+            r"`num_bytes` must have shape \(2,\).*got \(3,\)",
+        ),
+        (
+            lambda: sequence_sums_from_logits(torch.randn(2, 4, 3), torch.zeros(2, 4).long(), torch.tensor([1, -1])),
+            ValueError,
+            r"`num_bytes` must be non-negative.*minimum of -1",
+        ),
+        (
+            lambda: PerplexityMetrics()(EvalPrediction(predictions=np.zeros((2, 4, 5)), label_ids=np.zeros(2))),
+            ValueError,
+            r"`predictions` must be the \(N, 3\) per-sequence sums.*got \(2, 4, 5\). If these are logits",
+        ),
         (lambda: PerplexityMetrics(num_bytes=0), ValueError, r"num_bytes"),
     ],
 )
@@ -267,4 +291,3 @@ def test_missing_labels_is_refused(tmp_path: Path) -> None:
     trainer = PerplexityTrainer(model=_model(), args=_args(tmp_path), eval_dataset=rows)
     with pytest.raises(ValueError, match=r"needs `labels` in every evaluation batch.*got the keys \['attention_mask'"):
         trainer.evaluate()
-
