@@ -7,8 +7,8 @@ import torch
 from torch import Tensor
 from transformers import EvalPrediction
 
-from xent_metrics.metrics import Perplexity
 from xent_metrics.integrations.transformers._sums import BYTES, LOSS, TOKENS
+from xent_metrics.metrics import Perplexity
 
 
 def _fold(total: Tensor, units: str, num_bytes: int | None) -> float:
