@@ -50,20 +50,32 @@ def _check_bytes(num_bytes: object, batch: int, device: torch.device) -> Tensor 
 
 
 def _sequence_sums(
-    row_mean: Callable[[int, Tensor], Tensor], labels: Tensor, num_bytes: Tensor | None, shift: bool
+    name: str,
+    values: object,
+    expected: str,
+    labels: object,
+    num_bytes: object,
+    shift: bool,
+    row_mean: Callable[[Tensor, Tensor], Tensor],
 ) -> Tensor:
-    """``(B, 3)`` float64 sums: per row, its kept-token count times ``row_mean(row, targets)``, and its bytes.
+    """Check a batch; return ``(B, 3)`` float64 sums: per row, its kept-token count times ``row_mean`` and its bytes.
 
-    A row with no kept tokens adds nothing (zeros), and ``row_mean`` is not called for it.
+    ``row_mean(positions, targets)`` gets one sequence's ``(L', ...)`` positions and their targets (shifted
+    for causal language modelling). A row with no kept tokens adds nothing, and ``row_mean`` is not called for it.
     """
-    targets = labels[:, 1:] if shift else labels  # position t predicts token t + 1
+    if not isinstance(values, Tensor) or values.ndim != 3:
+        seen = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"`{name}` must {expected}, got {seen}.")
+    labels = _check_labels(labels, tuple(values.shape[:2]), f"`{name}` {tuple(values.shape)}")
+    bytes_ = _check_bytes(num_bytes, values.shape[0], labels.device)
+    positions, targets = (values[:, :-1], labels[:, 1:]) if shift else (values, labels)  # t predicts token t + 1
     counts = (targets != IGNORE_INDEX).sum(1)
     sums = torch.zeros(labels.shape[0], 3, dtype=torch.float64, device=labels.device)
     sums[:, TOKENS] = counts.to(torch.float64)
-    if num_bytes is not None:
-        sums[:, BYTES] = num_bytes
+    if bytes_ is not None:
+        sums[:, BYTES] = bytes_
     for row in counts.nonzero().flatten().tolist():
-        sums[row, LOSS] = row_mean(row, targets[row]) * sums[row, TOKENS]
+        sums[row, LOSS] = row_mean(positions[row], targets[row]) * sums[row, TOKENS]
     return sums
 
 
@@ -121,24 +133,14 @@ def sequence_sums_from_hidden(
     tensor([[3.2189, 2.0000, 0.0000],
             [0.0000, 0.0000, 0.0000]], dtype=torch.float64)
     """
-    if not isinstance(hidden, Tensor) or hidden.ndim != 3:
-        seen = tuple(hidden.shape) if isinstance(hidden, Tensor) else type(hidden).__name__
-        raise ValueError(f"`hidden` must be the (B, L, d) last hidden states, got {seen}.")
-    labels = _check_labels(labels, tuple(hidden.shape[:2]), f"`hidden` {tuple(hidden.shape)}")
-    bytes_ = _check_bytes(num_bytes, hidden.shape[0], labels.device)
-    positions = hidden[:, :-1] if shift else hidden
 
-    def row_mean(row: int, targets: Tensor) -> Tensor:
+    def row_mean(positions: Tensor, targets: Tensor) -> Tensor:
         return linear_cross_entropy(
-            positions[row],
-            linear_weight,
-            targets,
-            linear_bias=linear_bias,
-            ignore_index=IGNORE_INDEX,
+            positions, linear_weight, targets, linear_bias=linear_bias, ignore_index=IGNORE_INDEX,
             validate_args=validate_args,
-        )
+        )  # fmt: skip
 
-    return _sequence_sums(row_mean, labels, bytes_, shift)
+    return _sequence_sums("hidden", hidden, "be the (B, L, d) last hidden states", labels, num_bytes, shift, row_mean)
 
 
 def sequence_sums_from_logits(
@@ -189,14 +191,8 @@ def sequence_sums_from_logits(
     """
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
-    if not isinstance(logits, Tensor) or logits.ndim != 3:
-        seen = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"`logits` must have shape (B, L, V), vocabulary last, got {seen}.")
-    labels = _check_labels(labels, tuple(logits.shape[:2]), f"`logits` {tuple(logits.shape)}")
-    bytes_ = _check_bytes(num_bytes, logits.shape[0], labels.device)
-    positions = logits[:, :-1] if shift else logits
 
-    def row_mean(row: int, targets: Tensor) -> Tensor:
-        return multiclass_cross_entropy(positions[row], targets, ignore_index=IGNORE_INDEX, validate_args=validate_args)
+    def row_mean(positions: Tensor, targets: Tensor) -> Tensor:
+        return multiclass_cross_entropy(positions, targets, ignore_index=IGNORE_INDEX, validate_args=validate_args)
 
-    return _sequence_sums(row_mean, labels, bytes_, shift)
+    return _sequence_sums("logits", logits, "have shape (B, L, V), vocabulary last", labels, num_bytes, shift, row_mean)
