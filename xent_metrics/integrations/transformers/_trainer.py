@@ -67,8 +67,9 @@ class PerplexityTrainer(Trainer):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``Trainer``'s arguments. ``compute_metrics`` defaults to ``PerplexityMetrics()``.
+    model, args, **kwargs
+        ``Trainer``'s arguments (all but ``model`` and ``args`` by keyword). ``compute_metrics``
+        defaults to ``PerplexityMetrics()``.
     bytes_column : str, optional
         A column of the evaluation batches holding each sequence's byte count (an integer), for
         ``eval_bits_per_byte``; it is kept through ``remove_unused_columns`` and never reaches the model.
@@ -89,10 +90,18 @@ class PerplexityTrainer(Trainer):
 
     label_names: list[str]
 
-    def __init__(self, *args: Any, bytes_column: str | None = None, shift: bool = True, **kwargs: Any) -> None:
-        if kwargs.get("compute_metrics") is None and len(args) < 9:  # compute_metrics is Trainer's 9th argument
+    def __init__(
+        self,
+        model: Any = None,
+        args: Any = None,
+        *,
+        bytes_column: str | None = None,
+        shift: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = PerplexityMetrics()
-        super().__init__(*args, **kwargs)
+        super().__init__(model, args, **kwargs)
         self.bytes_column = bytes_column
         self.shift = shift
         self._head: tuple[torch.nn.Module, torch.nn.Linear] | str | None = None
