@@ -1,6 +1,7 @@
 """Layering: functional <- metrics <- callbacks; functional <- scoring; nothing imports upward."""
 
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,15 @@ ALLOWED = {
     "metrics": {"xent_metrics.functional", "xent_metrics.metrics"},
     "scoring": {"xent_metrics.functional", "xent_metrics.scoring"},
     "callbacks": {"xent_metrics.functional", "xent_metrics.metrics", "xent_metrics.callbacks"},
+    # Framework adapters over the Metric classes and the functional API; never callbacks or scoring.
+    "integrations": {"xent_metrics.functional", "xent_metrics.metrics", "xent_metrics.integrations"},
 }
 THIRD_PARTY = {
     "functional": {"torch"},
     "metrics": {"torch", "torchmetrics", "matplotlib"},  # matplotlib only inside `plot` (test_plot.py checks)
     "scoring": {"torch", "numpy", "sklearn", "scipy"},
     "callbacks": {"torch", "torchmetrics", "lightning", "numpy", "matplotlib", "typing_extensions", "PIL"},
+    "integrations": {"torch", "numpy", "transformers"},
 }
 
 
@@ -54,8 +58,24 @@ def test_layering(group: str) -> None:
 
 def test_import_does_not_pull_lightning_or_sklearn() -> None:
     code = (
-        "import sys, xent_metrics, xent_metrics.functional;"
+        "import sys, xent_metrics, xent_metrics.functional, xent_metrics.integrations;"
         "print(','.join(m for m in sys.modules if m.split('.')[0] in {'lightning', 'pytorch_lightning', 'sklearn'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == ""
+
+
+def test_import_does_not_pull_transformers() -> None:
+    # torchmetrics itself imports transformers where it is installed (its BERTScore and CLIP modules): count only
+    # what importing xent_metrics adds after torchmetrics (e.g. transformers.trainer, accelerate).
+    code = (
+        "import sys, torchmetrics; before = set(sys.modules);"
+        "import xent_metrics, xent_metrics.functional, xent_metrics.integrations;"
+        "print(','.join(m for m in set(sys.modules) - before if m.split('.')[0] in {'transformers', 'accelerate'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == ""
+    loaded = "import sys, xent_metrics.integrations.transformers; print('transformers.trainer' in sys.modules)"
+    if importlib.util.find_spec("transformers") is not None:  # the check above can fail: importing ours adds them
+        out = subprocess.run([sys.executable, "-c", loaded], capture_output=True, text=True, check=True, timeout=120)
+        assert out.stdout.strip() == "True"
