@@ -1,4 +1,4 @@
-"""Print the pins of the lowest versions pyproject.toml declares for torchmetrics, Lightning and scikit-learn.
+"""Print the pins of the lowest versions pyproject.toml declares for torchmetrics, Lightning, scikit-learn, transformers.
 
 ``.ci/test-floors`` installs these (``name==floor``) into a second environment, so the floors CI tests are
 always the ones pyproject.toml declares: raising a floor there raises it here.
@@ -9,7 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-PACKAGES = ("torchmetrics", "lightning", "scikit-learn")
+PACKAGES = ("torchmetrics", "lightning", "scikit-learn", "transformers")
 
 
 def floor_pins(pyproject: Path) -> list[str]:
