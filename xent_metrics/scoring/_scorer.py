@@ -26,7 +26,7 @@ from xent_metrics.scoring._inputs import (
     warn_rows_not_normalized,
 )
 from xent_metrics.scoring._loss import cross_entropy_loss
-from xent_metrics.scoring._sklearn import SharedResponseScorer, shares_response
+from xent_metrics.scoring._sklearn import SharedResponseScorer, cached_response
 
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
@@ -186,7 +186,12 @@ class CrossEntropyScorer(SharedResponseScorer):
         return self._score_response(None, estimator, X, y_true, sample_weight)
 
     def _score_response(
-        self, cached: Callable[[str], Any] | None, estimator: object, X: object, y_true: object, sample_weight: object = None
+        self,
+        cached: Callable[[str], Any] | None,
+        estimator: object,
+        X: object,
+        y_true: object,
+        sample_weight: object = None,
     ) -> float:
         """The score; ``cached`` reads scikit-learn's multi-metric response cache (None: call the estimator)."""
         kind = target_type(y_true)
@@ -196,27 +201,14 @@ class CrossEntropyScorer(SharedResponseScorer):
             raise AttributeError(self._no_method(estimator))
         if self.response_method == "decision_function":
             _refuse_one_vs_one(estimator)
-        response = self._response(cached, estimator, method, X, kind)
+        shared = None if cached is None or kind == MULTILABEL else cached_response(cached, estimator, self)
+        response = method(X) if shared is None else shared
         _check_response(estimator, self.response_method, response, self.input_format, kind)
         with response_checked():  # checked above, naming the estimator: the loss only converts
             if kind == MULTILABEL:
                 return self._multilabel(estimator, response, y_true, sample_weight)
             scores, classes = self._align(estimator, response, class_targets(y_true))
             return self._value(y_true, scores, classes, sample_weight)
-
-    def _response(
-        self, cached: Callable[[str], Any] | None, estimator: object, method: Callable[[object], Any], X: object, kind: str
-    ) -> Any:
-        """The estimator's response: from the shared cache where it holds what is scored, else by calling ``method``."""
-        if cached is None or kind == MULTILABEL:
-            return method(X)
-        if not shares_response(estimator, self.response_method, self.input_format, self.labels is not None):
-            return method(X)
-        response = cached(self.response_method)
-        if self.input_format == "probs" and np.ndim(response) == 1:  # binary: the positive column, all that is scored
-            positive = np.asarray(response)
-            return np.stack([1 - positive, positive], axis=1)
-        return response
 
     def _no_method(self, estimator: object) -> str:
         """The missing-method message; a model with margins only is pointed to the logits scorer."""

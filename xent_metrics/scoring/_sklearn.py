@@ -8,7 +8,7 @@ is that base, so ours share the call with ``"neg_log_loss"`` and with each other
 
 The cached value is what scikit-learn's ``_get_response_values`` returns: the estimator's response as
 it is, except that a binary classifier's ``predict_proba`` / ``predict_log_proba`` is cut to the positive
-column (``classes_[1]``) and multi-output lists are stacked. :func:`shares_response` says when that value
+column (``classes_[1]``) and multi-output lists are stacked. :func:`cached_response` reads it where that value
 is what the scorer needs; otherwise the scorer calls the estimator itself, as before.
 
 Every private name relied on is listed in :data:`PRIVATE_NAMES`; ``tests/scoring/test_sklearn_adapter.py``
@@ -25,37 +25,45 @@ import numpy as np
 from sklearn.metrics._scorer import _BaseScorer
 
 #: Every scikit-learn private name this module relies on, as ``(where, name)``: a module and a name in it,
-#: or ``"_BaseScorer"`` and the method ``_MultimetricScorer`` calls on it, or ``"_MultimetricScorer"`` and the
-#: method that reads ``_response_method`` and the one that reads ``_accept_sample_weight``.
+#: or a class of that module and a method it defines: ``_Scorer._score`` (scikit-learn's own scorers; the method
+#: ``_MultimetricScorer.__call__`` calls on a ``_BaseScorer``), ``_BaseScorer._accept_sample_weight`` and
+#: ``_MultimetricScorer._use_cache`` (which reads ``_response_method``).
 PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("sklearn.metrics._scorer", "_BaseScorer"),
     ("sklearn.metrics._scorer", "_MultimetricScorer"),
     ("sklearn.metrics._scorer", "_cached_call"),
-    ("_BaseScorer", "_score"),
+    ("sklearn.metrics._scorer", "_Scorer"),
+    ("_Scorer", "_score"),
     ("_BaseScorer", "_accept_sample_weight"),
     ("_MultimetricScorer", "_use_cache"),
 )
 
-#: The response methods whose cached value :func:`shares_response` knows.
+#: The response methods whose cached value :func:`cached_response` knows.
 _KNOWN = ("predict_proba", "decision_function")
 
 
-def shares_response(estimator: object, response_method: str, input_format: str, padded: bool) -> bool:
-    """Whether scikit-learn's cached response is the estimator's own, or its positive column where that is all we use.
+def cached_response(cached: Callable[[str], Any], estimator: object, scorer: SharedResponseScorer) -> Any:
+    """The response from scikit-learn's cache where it holds what ``scorer`` reads, else None (call the estimator).
 
     Multiclass (three or more ``classes_``): the response as returned. Binary ``decision_function``: the margins
-    as returned. Binary ``predict_proba`` unpadded: the positive column, the only one a binary score reads.
-    Anything else (multilabel, ``predict_log_proba``, labels padding a binary fit, one class) is called directly.
+    as returned. Binary ``predict_proba`` without ``labels``: the positive column, the only one a binary score
+    reads, given back as the two columns ``[1 - p, p]``. Anything else (multilabel, ``predict_log_proba``, labels
+    that may pad a binary fit, a single class) is not shared.
     """
     classes = getattr(estimator, "classes_", None)
-    if response_method not in _KNOWN or not isinstance(classes, np.ndarray) or classes.ndim != 1:
-        return False
-    if classes.shape[0] > 2:
-        return True
-    return classes.shape[0] == 2 and (input_format == "logits" or not padded)
+    if scorer.response_method not in _KNOWN or not isinstance(classes, np.ndarray) or classes.ndim != 1:
+        return None
+    binary_probs = classes.shape[0] == 2 and scorer.input_format == "probs"
+    if classes.shape[0] < 2 or (binary_probs and scorer.labels is not None):
+        return None
+    response = cached(scorer.response_method)
+    if binary_probs and np.ndim(response) == 1:
+        positive = np.asarray(response)
+        return np.stack([1 - positive, positive], axis=1)
+    return response
 
 
-class SharedResponseScorer(_BaseScorer):  # type: ignore[misc]  # sklearn is untyped
+class SharedResponseScorer(_BaseScorer):
     """A ``_BaseScorer`` by type only: ``_MultimetricScorer`` hands it its response cache.
 
     Subclasses keep their own ``__init__``, ``__call__``, ``__repr__`` and metadata routing; they give
@@ -63,6 +71,8 @@ class SharedResponseScorer(_BaseScorer):  # type: ignore[misc]  # sklearn is unt
     """
 
     response_method: str
+    input_format: str
+    labels: object
 
     @property
     def _response_method(self) -> str:  # read by _MultimetricScorer._use_cache
@@ -71,7 +81,9 @@ class SharedResponseScorer(_BaseScorer):  # type: ignore[misc]  # sklearn is unt
     def _accept_sample_weight(self) -> bool:  # read by _MultimetricScorer without metadata routing
         return True
 
-    def _score(self, method_caller: Callable[..., Any], estimator: object, X: object, y_true: object, **kwargs: Any) -> float:
+    def _score(
+        self, method_caller: Callable[..., Any], estimator: object, X: object, y_true: object, **kwargs: Any
+    ) -> float:
         """What ``_MultimetricScorer`` calls: the score, reading the response from its cache."""
 
         def cached(method: str) -> Any:
@@ -80,6 +92,11 @@ class SharedResponseScorer(_BaseScorer):  # type: ignore[misc]  # sklearn is unt
         return self._score_response(cached, estimator, X, y_true, **kwargs)
 
     def _score_response(
-        self, cached: Callable[[str], Any] | None, estimator: object, X: object, y_true: object, sample_weight: object = None
+        self,
+        cached: Callable[[str], Any] | None,
+        estimator: object,
+        X: object,
+        y_true: object,
+        sample_weight: object = None,
     ) -> float:
         raise NotImplementedError
