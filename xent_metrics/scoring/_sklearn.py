@@ -67,12 +67,14 @@ class SharedResponseScorer(_BaseScorer):
     """A ``_BaseScorer`` by type only: ``_MultimetricScorer`` hands it its response cache.
 
     Subclasses keep their own ``__init__``, ``__call__``, ``__repr__`` and metadata routing; they give
-    ``response_method`` and ``_score_response(get_response, estimator, X, y_true, sample_weight)``.
+    ``response_method``, ``input_format``, ``labels`` and ``_score_response``.
     """
 
     response_method: str
     input_format: str
     labels: object
+    #: ``(cached, estimator, X, y_true, sample_weight=None) -> score``; ``cached(method)`` reads the cache
+    _score_response: Callable[..., float]
 
     @property
     def _response_method(self) -> str:  # read by _MultimetricScorer._use_cache
@@ -90,13 +92,3 @@ class SharedResponseScorer(_BaseScorer):
             return method_caller(estimator, method, X, pos_label=None)
 
         return self._score_response(cached, estimator, X, y_true, **kwargs)
-
-    def _score_response(
-        self,
-        cached: Callable[[str], Any] | None,
-        estimator: object,
-        X: object,
-        y_true: object,
-        sample_weight: object = None,
-    ) -> float:
-        raise NotImplementedError
