@@ -49,6 +49,12 @@ def get_scorer(name: str) -> CrossEntropyScorer:
     everyone who imports them, so ``set_score_request`` on them changes them for all; a scorer from
     here changes for its owner only.
 
+    scikit-learn's own registry of names is closed: ``scoring="neg_cross_entropy"`` as a plain string
+    fails inside scikit-learn (``InvalidParameterError``). Pass the object instead,
+    ``scoring=get_scorer("neg_cross_entropy")``, or a dict of them with scikit-learn's names, as in
+    ``scoring={"ce": get_scorer("neg_cross_entropy"), "ll": "neg_log_loss"}``: in a dict they share
+    scikit-learn's response cache, one ``predict_proba`` call per split for all of them.
+
     Parameters
     ----------
     name : str

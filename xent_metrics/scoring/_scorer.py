@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,6 +26,7 @@ from xent_metrics.scoring._inputs import (
     warn_rows_not_normalized,
 )
 from xent_metrics.scoring._loss import cross_entropy_loss
+from xent_metrics.scoring._sklearn import SharedResponseScorer, cached_response
 
 #: The input format each standard response method returns.
 RESPONSE_FORMATS = {"predict_proba": "probs", "decision_function": "logits", "predict_log_proba": "log_probs"}
@@ -112,7 +114,7 @@ def _as_float(where: str, part: object) -> np.ndarray:
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
-class CrossEntropyScorer:
+class CrossEntropyScorer(SharedResponseScorer):
     """Scorer returning minus :func:`cross_entropy_loss` (or :func:`d2_cross_entropy_score`) of a response.
 
     Greater is better either way. Build it with :func:`make_cross_entropy_scorer`; the parameters are
@@ -181,22 +183,46 @@ class CrossEntropyScorer:
 
     def __call__(self, estimator: object, X: object, y_true: object, sample_weight: object = None) -> float:
         """Return ``-cross_entropy_loss`` (or the D² score) of ``estimator``'s response on ``X`` against ``y_true``."""
+        return self._score_response(None, estimator, X, y_true, sample_weight)
+
+    def _score_response(
+        self,
+        cached: Callable[[str], Any] | None,
+        estimator: object,
+        X: object,
+        y_true: object,
+        sample_weight: object = None,
+    ) -> float:
+        """The score; ``cached`` reads scikit-learn's multi-metric response cache (None: call the estimator)."""
         kind = target_type(y_true)
         self._check_task(kind)
         method = getattr(estimator, self.response_method, None)
         if method is None:
-            raise AttributeError(f"{_name(estimator)} has no method {self.response_method!r}; cannot score it.")
+            raise AttributeError(self._no_method(estimator))
         if self.response_method == "decision_function":
             _refuse_one_vs_one(estimator)
-        response = method(X)
+        shared = None if cached is None or kind == MULTILABEL else cached_response(cached, estimator, self)
+        response = method(X) if shared is None else shared
         _check_response(estimator, self.response_method, response, self.input_format, kind)
         with response_checked():  # checked above, naming the estimator: the loss only converts
             if kind == MULTILABEL:
                 return self._multilabel(estimator, response, y_true, sample_weight)
             scores, classes = self._align(estimator, response, class_targets(y_true))
-            return self._score(y_true, scores, classes, sample_weight)
+            return self._value(y_true, scores, classes, sample_weight)
 
-    def _score(self, y_true: object, scores: object, labels: object, sample_weight: object) -> float:
+    def _no_method(self, estimator: object) -> str:
+        """The missing-method message; a model with margins only is pointed to the logits scorer."""
+        message = f"{_name(estimator)} has no method {self.response_method!r}; cannot score it."
+        if self.response_method != "predict_proba" or getattr(estimator, "decision_function", None) is None:
+            return message
+        name = "d2_cross_entropy_logits" if self.d2 else "neg_cross_entropy_logits"
+        return (
+            f"{message} It has decision_function: score its margins with xent_metrics.scoring.get_scorer({name!r}) "
+            f"(make_cross_entropy_scorer(response_method='decision_function', input_format='logits'"
+            f"{', d2=True' if self.d2 else ''})), or make it give probabilities (SVC(probability=True))."
+        )
+
+    def _value(self, y_true: object, scores: object, labels: object, sample_weight: object) -> float:
         """The D² score, or minus the loss: greater is better."""
         score = d2_cross_entropy_score if self.d2 else cross_entropy_loss
         value = score(
@@ -293,7 +319,7 @@ class CrossEntropyScorer:
                 f"{target.shape}, one score per label."
             )
         labels = list(classes) if is_list and isinstance(classes, list | tuple) else None
-        return self._score(target, list(response) if is_list else response, labels, sample_weight)
+        return self._value(target, list(response) if is_list else response, labels, sample_weight)
 
 
 def make_cross_entropy_scorer(
