@@ -6,6 +6,7 @@ The reference is lm-evaluation-harness' definition on all the data: the summed t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -42,7 +43,7 @@ def _splits(seed: int) -> list[slice]:
     g = torch.Generator().manual_seed(seed)
     cuts = sorted(torch.randperm(B - 1, generator=g)[:3].add(1).tolist())
     bounds = [0, *cuts, B]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _fed(z: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, nbytes: torch.Tensor, parts: list) -> Perplexity:
@@ -127,12 +128,15 @@ def _bad_bytes_cases() -> list:
         pytest.param(-3, ValueError, r"`num_bytes` must hold byte counts >= 0, got int -3", id="negative-int"),
         pytest.param(torch.tensor([5, -1]), ValueError, r">= 0, got a tensor of shape \(2,\)", id="negative-entry"),
         pytest.param(
-            torch.tensor([1, 2, 3]), ValueError, r"shape \(\) or \(2,\), one count per sequence, .*got a tensor of "
-            r"shape \(3,\)", id="wrong-shape"
+            torch.tensor([1, 2, 3]),
+            ValueError,
+            r"shape \(\) or \(2,\), one count per sequence, .*got a tensor of "
+            r"shape \(3,\)",
+            id="wrong-shape",
         ),
         pytest.param(torch.ones(2, 1, dtype=torch.long), ValueError, r"got a tensor of shape \(2, 1\)", id="2d"),
         pytest.param(torch.tensor([3.0, 4.0]), TypeError, r"integer tensor of byte counts .*torch.float32", id="float"),
-        pytest.param(torch.tensor([True, False]), TypeError, r"integer byte counts, got .*torch.bool", id="bool-tensor"),
+        pytest.param(torch.tensor([True, False]), TypeError, r"integer byte counts, .*torch.bool", id="bool-tensor"),
         pytest.param(2.5, TypeError, r"must be an int or an integer tensor .*got float 2.5", id="float-number"),
         pytest.param(True, TypeError, r"got bool True", id="bool"),
         pytest.param("10", TypeError, r"got str '10'", id="str"),

@@ -249,7 +249,7 @@ class Perplexity(HeadSumsMetric):
         """Whether ``update`` takes ``num_bytes`` (bits per byte without a global count): the state has a bytes row."""
         return self.units == "bits_per_byte" and self.num_bytes is None
 
-    def update(  # type: ignore[override]
+    def update(
         self,
         preds: Tensor,
         target: Tensor,
@@ -265,7 +265,7 @@ class Perplexity(HeadSumsMetric):
         """
         self.sums.add_(self._batch_sums(preds, target, sample_weight, linear_weight, linear_bias, num_bytes))
 
-    def _batch_sums(  # type: ignore[override]
+    def _batch_sums(
         self,
         preds: Tensor,
         target: Tensor,
