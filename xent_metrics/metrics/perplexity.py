@@ -152,16 +152,20 @@ class Perplexity(HeadSumsMetric):
         With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
         tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
         ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
-        loss by the same count. ``merge_state`` and ``load_state_dict`` take only the state of a
-        ``Perplexity`` of the same ``units`` and ``num_bytes`` (the count of everything pooled).
+        loss by the same count. The alternative, where the count is not known ahead: construct
+        without ``num_bytes`` and pass each batch's bytes to ``update(..., num_bytes=n)`` (see Notes).
+        ``merge_state`` and ``load_state_dict`` take only the state of a ``Perplexity`` of the same
+        ``units`` and ``num_bytes`` (the count of everything pooled), or, bytes given per update, of
+        another such metric (its byte count adds).
     **kwargs
         torchmetrics' ``Metric`` options.
 
     Attributes
     ----------
-    sums : Tensor of shape (3, 1)
+    sums : Tensor of shape (3, 1), or (4, 1) with bytes given per update
         float64 loss and weight sums over all tokens (row 2 repeats the weight), whatever ``units``;
-        summed across processes with one ``all_reduce`` and saved in ``state_dict``.
+        with ``units="bits_per_byte"`` and no ``num_bytes``, row 3 is the byte count of every update.
+        Summed across processes with one ``all_reduce`` (the bytes in it) and saved in ``state_dict``.
 
     Raises
     ------
@@ -169,7 +173,10 @@ class Perplexity(HeadSumsMetric):
         ``preds`` not floating, ``target`` not integer, or an argument of the wrong type.
     ValueError
         ``preds`` not ``(..., V)`` with ``target`` of shape ``(...)``, token ids out of range, NaN or
-        inf, negative weights, an unknown option, or inputs on another device than the metric.
+        inf, negative weights, an unknown option, or inputs on another device than the metric;
+        ``update``'s ``num_bytes`` negative, of the wrong shape, missing on a ``bits_per_byte``
+        metric constructed without ``num_bytes``, or given to any other (``TypeError`` where it is
+        not an int or an integer tensor); ``compute`` of tokens over a total of 0 bytes.
         A rejected ``update`` leaves the state exactly as it was.
 
     See Also
@@ -195,6 +202,16 @@ class Perplexity(HeadSumsMetric):
     summed token loss in nats over the summed bytes, over ``ln 2``. With a byte-level tokenizer it
     equals ``bits_per_token``.
 
+    Bytes per update: ``Perplexity(units="bits_per_byte")`` without ``num_bytes`` takes
+    ``update(..., num_bytes=n)`` in every update (logits or hidden states), ``n`` an int (the batch's
+    total) or an integer tensor of one count per sequence, shape ``(B,)`` for ``(B, L)`` targets.
+    Only the total is kept, as a float64 fourth row of ``sums``: under DDP each rank passes its own
+    shard's bytes and the one ``all_reduce`` adds them with the losses, so the value is exact.
+    ``forward`` returns the batch's loss over the batch's bytes. Bytes are given one way only: an
+    update without ``num_bytes`` on such a metric, or with it on a metric constructed with
+    ``num_bytes`` (or of other units), is refused. With ``validate_args=False`` negative counts are
+    not looked for (that would read the tensor back).
+
     Examples
     --------
     >>> import torch
@@ -213,6 +230,12 @@ class Perplexity(HeadSumsMetric):
     >>> bits.update(torch.randn(2, 5, 3), torch.randint(0, 4, (2, 5)), linear_weight=head.weight, linear_bias=head.bias)
     >>> bits.compute()  # log2(4): two bits per token
     tensor(2., dtype=torch.float64)
+    >>> per_byte = Perplexity(units="bits_per_byte", ignore_index=-100)  # bytes counted per update
+    >>> tokens = torch.tensor([[1, 2, 3], [0, -100, -100]])  # two sequences of 5 and 3 bytes
+    >>> per_byte.update(torch.zeros(2, 3, 4), tokens, num_bytes=torch.tensor([5, 3]))
+    >>> per_byte.update(torch.zeros(1, 2, 4), torch.tensor([[3, 1]]), num_bytes=4)
+    >>> per_byte.compute()  # 6 tokens of 2 bits over 5 + 3 + 4 bytes
+    tensor(1., dtype=torch.float64)
     """
 
     plot_lower_bound = 1.0
