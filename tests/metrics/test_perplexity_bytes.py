@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torchmetrics import MetricCollection
 
 from xent_metrics import Perplexity
 
@@ -161,8 +162,6 @@ def test_a_rejected_num_bytes_names_the_argument_and_leaves_the_state_bitwise_un
     [
         ({"units": "bits_per_byte"}, None, r"`num_bytes` is required in every `update` .*or construct the metric with"),
         ({"units": "bits_per_byte", "num_bytes": 100}, 7, r"constructed with num_bytes=100 .*got int 7"),
-        ({"units": "perplexity"}, 7, r"`num_bytes` in `update` goes with units='bits_per_byte' only"),
-        ({"units": "bits_per_token"}, torch.tensor([1, 2]), r"this metric has units='bits_per_token'"),
     ],
 )
 def test_mixing_global_and_per_update_bytes_is_refused(kwargs: dict, num_bytes: object, match: str) -> None:
@@ -172,6 +171,25 @@ def test_mixing_global_and_per_update_bytes_is_refused(kwargs: dict, num_bytes: 
     with pytest.raises(ValueError, match=match):
         metric.update(z[:2].clamp(-5, 5), t[:2].clamp(0), num_bytes=num_bytes)
     assert torch.equal(metric.sums, before)
+
+
+def test_one_metric_collection_call_feeds_perplexity_and_bits_per_byte() -> None:
+    z, t, _, nbytes = _data(13)
+    metrics = MetricCollection(
+        {
+            "ppl": Perplexity(ignore_index=-100),
+            "bpt": Perplexity(ignore_index=-100, units="bits_per_token"),
+            "bpb": Perplexity(ignore_index=-100, units="bits_per_byte"),
+        }
+    )
+    for rows in _splits(13):
+        metrics.update(z[rows], t[rows], num_bytes=nbytes[rows])  # the other units leave it unread
+    nll = F.cross_entropy(z.reshape(-1, V), t.reshape(-1), ignore_index=-100, reduction="sum").item()
+    tokens = int((t != -100).sum())
+    values = {name: value.item() for name, value in metrics.compute().items()}
+    assert values["ppl"] == pytest.approx(math.exp(nll / tokens), rel=1e-12)
+    assert values["bpt"] == pytest.approx(nll / tokens / math.log(2), rel=1e-12)
+    assert values["bpb"] == pytest.approx(_reference(z, t, None, nbytes), rel=1e-12)
 
 
 def test_a_flat_batch_takes_a_total_and_refuses_per_sequence_counts() -> None:

@@ -35,19 +35,20 @@ def _check_units(units: str, num_bytes: int | None) -> None:
 
 
 def _check_bytes_mode(units: str, global_bytes: int | None, num_bytes: object) -> None:
-    """Bytes come per update exactly when the metric counts bits per byte and was given no global count."""
-    if num_bytes is not None and units != "bits_per_byte":
-        raise ValueError(
-            f"`num_bytes` in `update` goes with units='bits_per_byte' only, but this metric has units={units!r}; "
-            "drop the argument or construct Perplexity(units='bits_per_byte')."
-        )
+    """Bytes come per update exactly when the metric counts bits per byte and was given no global count.
+
+    Other units read no bytes and take the argument unread, so that one ``MetricCollection`` call feeds a
+    perplexity and a bits-per-byte metric alike.
+    """
+    if units != "bits_per_byte":
+        return
     if num_bytes is not None and global_bytes is not None:
         raise ValueError(
             f"This metric was constructed with num_bytes={global_bytes} (the count of all the text), so `update` "
             f"takes no `num_bytes` (got {_seen(num_bytes)}); use one of the two: construct "
             "Perplexity(units='bits_per_byte') without num_bytes to count bytes per update."
         )
-    if num_bytes is None and units == "bits_per_byte" and global_bytes is None:
+    if num_bytes is None and global_bytes is None:
         raise ValueError(
             "`num_bytes` is required in every `update` of Perplexity(units='bits_per_byte') constructed without "
             "num_bytes: pass the batch's UTF-8 byte count, an int or one count per sequence of shape (B,); or "
@@ -175,8 +176,8 @@ class Perplexity(HeadSumsMetric):
         ``preds`` not ``(..., V)`` with ``target`` of shape ``(...)``, token ids out of range, NaN or
         inf, negative weights, an unknown option, or inputs on another device than the metric;
         ``update``'s ``num_bytes`` negative, of the wrong shape, missing on a ``bits_per_byte``
-        metric constructed without ``num_bytes``, or given to any other (``TypeError`` where it is
-        not an int or an integer tensor); ``compute`` of tokens over a total of 0 bytes.
+        metric constructed without ``num_bytes``, or given to one constructed with it (``TypeError``
+        where it is not an int or an integer tensor); ``compute`` of tokens over a total of 0 bytes.
         A rejected ``update`` leaves the state exactly as it was.
 
     See Also
@@ -209,8 +210,9 @@ class Perplexity(HeadSumsMetric):
     shard's bytes and the one ``all_reduce`` adds them with the losses, so the value is exact.
     ``forward`` returns the batch's loss over the batch's bytes. Bytes are given one way only: an
     update without ``num_bytes`` on such a metric, or with it on a metric constructed with
-    ``num_bytes`` (or of other units), is refused. With ``validate_args=False`` negative counts are
-    not looked for (that would read the tensor back).
+    ``num_bytes``, is refused. Metrics of the other units take ``num_bytes`` and leave it unread, so
+    that one ``MetricCollection`` update feeds, say, a perplexity and a bits-per-byte metric. With
+    ``validate_args=False`` negative counts are not looked for (that would read the tensor back).
 
     Examples
     --------
