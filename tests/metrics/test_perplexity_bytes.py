@@ -211,3 +211,13 @@ def test_tokens_without_any_byte_are_refused_at_compute_and_no_data_is_nan() -> 
     empty = Perplexity(units="bits_per_byte")
     with pytest.warns(UserWarning, match="No samples with non-zero weight"):
         assert empty.compute().isnan()
+
+
+@pytest.mark.parametrize("units", ["perplexity", "bits_per_byte"])
+def test_forward_refuses_an_unknown_keyword_and_changes_nothing(units: str) -> None:
+    z, t, _, nbytes = _data(14)
+    metric = Perplexity(ignore_index=-100, units=units)
+    before = metric.sums.clone()
+    with pytest.raises(TypeError, match=r"Perplexity.update\(\) got an unexpected keyword argument 'num_byte'"):
+        metric(z, t, num_byte=nbytes)  # a typo of num_bytes
+    assert torch.equal(metric.sums, before)

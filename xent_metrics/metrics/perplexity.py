@@ -291,14 +291,11 @@ class Perplexity(HeadSumsMetric):
         head = {"linear_weight": linear_weight, "linear_bias": linear_bias}
         self.sums.add_(self._batch_sums(preds, target, sample_weight, num_bytes=num_bytes, **head))
 
-    def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **head: Any) -> Tensor:
-        """The batch's ``(3, 1)`` sums, with its byte count (``num_bytes``) as a fourth row where bytes come per update.
-
-        The head's keywords (``linear_weight``, ``linear_bias``) pass through to :class:`HeadSumsMetric`.
-        """
-        num_bytes = head.pop("num_bytes", None)
+    def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
+        """The batch's ``(3, 1)`` sums, and its byte count (``num_bytes``) as a fourth row if bytes come per update."""
+        num_bytes = extra.pop("num_bytes", None)
+        sums = super()._with_extra_rows(sums, target, **extra)
         _check_bytes_mode(self.units, self.num_bytes, num_bytes)
-        sums = super()._batch_sums(preds, target, sample_weight, **head)
         if not self._bytes_per_update:
             return sums
         return torch.cat([sums, _batch_bytes(num_bytes, target, self.options.validate_args, sums)])
