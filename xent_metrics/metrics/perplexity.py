@@ -12,15 +12,19 @@ from torch import Tensor
 from xent_metrics.functional import _validation
 from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import NUM_SUMS, cross_entropy_from_sums, loss_sum_from_sums
+from xent_metrics.functional._sums import (
+    NUM_SUMS,
+    byte_sum_from_sums,
+    cross_entropy_from_sums,
+    loss_sum_from_sums,
+    weight_sum_from_sums,
+)
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
 
 UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
-#: The row of the byte count in the state of a metric given its bytes per update.
-BYTES = NUM_SUMS
 
 
 def _check_units(units: str, num_bytes: int | None) -> None:
@@ -316,7 +320,8 @@ class Perplexity(HeadSumsMetric):
 
         Raises ``ValueError`` where bits per byte are asked of tokens with weight but no bytes counted.
         """
-        if self._bytes_per_update and bool((self.sums[BYTES] == 0).all() & (self.sums[1] > 0).any()):
+        no_bytes = self._bytes_per_update and bool(byte_sum_from_sums(self.sums) == 0)
+        if no_bytes and bool(weight_sum_from_sums(self.sums) > 0):
             raise ValueError(
                 "Perplexity(units='bits_per_byte') was updated with tokens but a total of 0 bytes (`num_bytes` "
                 "summed over every update and process); pass each batch's UTF-8 byte count."
@@ -329,7 +334,7 @@ class Perplexity(HeadSumsMetric):
             return torch.exp(ce)
         if self.units == "bits_per_token":
             return ce / math.log(2)
-        num_bytes = sums[BYTES].sum() if self._bytes_per_update else self.num_bytes
+        num_bytes = byte_sum_from_sums(sums) if self._bytes_per_update else self.num_bytes
         assert num_bytes is not None  # bytes come per update, or globally
         bits = loss_sum_from_sums(sums) / (math.log(2) * num_bytes)  # lm-evaluation-harness' bits_per_byte
         return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units
