@@ -7,13 +7,14 @@ on every rank and equals the single-process functional result on all the data to
 the same state costs a barrier and two all-gathers; a cached ``compute()`` costs none; a metric
 with no data anywhere gives ``nan`` (per class with ``average="none"``) and one warning on every
 rank; ``dist_sync_on_step=True`` forward returns the batch value over all ranks; a rejected update on
-one rank changes nothing.
+one rank changes nothing; bits per byte with bytes given per update (per sequence, per rank) are exact.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import time
 import warnings
@@ -226,14 +227,31 @@ def _hidden_batches() -> tuple[list[Batch], torch.Tensor, torch.Tensor]:
     return hidden, *head
 
 
+def _sequence_bytes() -> list[torch.Tensor]:
+    """One UTF-8 byte count per sequence of each ``lm`` batch (0 to 40, a (0,) tensor for an empty batch)."""
+    counts = torch.randint(0, 41, (sum(SIZES),), generator=torch.Generator().manual_seed(7))
+    return list(counts.split(SIZES))
+
+
 def _check_hidden_path(rank: int, world_size: int) -> dict[str, Any]:
-    """Perplexity and MulticlassCrossEntropy fed hidden states (``linear_weight=``) on uneven shards."""
+    """Perplexity (also in bits per byte, bytes per update) and MulticlassCrossEntropy fed hidden states on uneven
+    shards; on rank 0 an update with a negative byte count is refused and changes nothing."""
     batches, weight, bias = _hidden_batches()
-    metrics = {"ppl": Perplexity(ignore_index=-100), "ce": MulticlassCrossEntropy(7, ignore_index=-100)}
+    metrics = {
+        "ppl": Perplexity(ignore_index=-100),
+        "ce": MulticlassCrossEntropy(7, ignore_index=-100),
+        "bpb": Perplexity(ignore_index=-100, units="bits_per_byte"),
+    }
+    nbytes = _sequence_bytes()
     for i in _shard(rank, world_size):
         hidden, target, w = batches[i]
-        for metric in metrics.values():
-            metric.update(hidden, target, w, linear_weight=weight, linear_bias=bias)
+        for name, metric in metrics.items():
+            extra = {"num_bytes": nbytes[i]} if name == "bpb" else {}
+            metric.update(hidden, target, w, linear_weight=weight, linear_bias=bias, **extra)
+    if rank == 0:
+        hidden, target, w = batches[0]
+        with contextlib.suppress(ValueError):
+            metrics["bpb"].update(hidden, target, w, linear_weight=weight, linear_bias=bias, num_bytes=-nbytes[0] - 1)
     return {name: _compute_recorded(metric)[:2] for name, metric in metrics.items()}
 
 
@@ -304,8 +322,9 @@ def test_metrics_in_gloo_processes(world_size: int) -> None:
     )
     keep, w = target.reshape(-1) != -100, w[:, None].expand(target.shape).reshape(-1)
     ce = (loss * w)[keep].sum() / w[keep].sum()
+    bits_per_byte = (loss * w)[keep].sum() / math.log(2) / torch.cat(_sequence_bytes()).sum()
     for result in results:
-        for name, expected in (("ppl", torch.exp(ce)), ("ce", ce)):
+        for name, expected in (("ppl", torch.exp(ce)), ("ce", ce), ("bpb", bits_per_byte)):
             value, counts = result["hidden"][name]
             _close(value, expected)
             assert counts == {"all_reduce": 1}, (name, counts)

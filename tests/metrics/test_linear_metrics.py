@@ -146,7 +146,7 @@ def test_bits_with_no_data_are_nan_with_a_warning() -> None:
     ("kwargs", "error", "match"),
     [
         ({"units": "nats"}, ValueError, r"`units` must be one of \['perplexity', 'bits_per_token', 'bits_per_byte'\]"),
-        ({"units": "bits_per_byte"}, ValueError, r"`num_bytes` .* goes with units='bits_per_byte' and only with it"),
+        ({"units": "bits_per_token", "num_bytes": 10}, ValueError, r"`num_bytes` .* goes with units='bits_per_byte'"),
         ({"num_bytes": 10}, ValueError, r"got units='perplexity' and num_bytes=10"),
         ({"units": "bits_per_byte", "num_bytes": 0}, ValueError, r"`num_bytes` must be a positive int, got 0"),
         ({"units": "bits_per_byte", "num_bytes": 1.5}, TypeError, r"`num_bytes` must be an int or None, got float"),

@@ -32,6 +32,8 @@ from torch import Tensor
 
 LOSS, WEIGHT, TARGET = 0, 1, 2
 NUM_SUMS = 3
+#: The row of a byte count, in a state that keeps one below the three sums (``Perplexity``, bytes per update).
+BYTES = NUM_SUMS
 
 
 def new_sums(num: int, device: torch.device | str | None = None) -> Tensor:
@@ -181,3 +183,8 @@ def loss_sum_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
 def weight_sum_from_sums(sums: Tensor) -> Tensor:
     """The total weight, the denominator of the micro mean (negative for signed scikit-learn weights)."""
     return sums[WEIGHT].sum()
+
+
+def byte_sum_from_sums(sums: Tensor) -> Tensor:
+    """The byte count of a state that keeps one (row ``BYTES``, below the three sums)."""
+    return sums[BYTES].sum()

@@ -45,6 +45,8 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
     _task: str
     #: The state's width and the per-class width its columns sum (equal but for a state of totals).
     _widths: tuple[int, int]
+    #: The state's row count: ``NUM_SUMS``, one more where a row holds a byte count (``Perplexity``).
+    _rows: int = NUM_SUMS
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch (shapes: see the class's Notes); a batch that is refused changes nothing."""
@@ -78,7 +80,7 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         """The state layout: the class, the options that change what an update adds, the shape (see :mod:`._layout`)."""
         width, per_class = self._widths
         update = _layout.update_text(self._task, self.options)
-        return _layout.Layout(self._reader(), update, (NUM_SUMS, width), (NUM_SUMS, per_class))
+        return _layout.Layout(self._reader(), update, (self._rows, width), (self._rows, per_class))
 
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
         """Add another metric's sums (or a state dict's) to this metric's, where their layouts are compatible.

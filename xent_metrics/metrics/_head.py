@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from xent_metrics.functional._options import MulticlassOptions
@@ -57,15 +59,26 @@ class HeadSumsMetric(SumsMetric):
         *,
         linear_weight: Tensor | None = None,
         linear_bias: Tensor | None = None,
+        **extra: Any,
     ) -> Tensor:
-        """Validate a batch (scores, or hidden states and a head) and return its sums in the state's layout."""
+        """Validate a batch (scores, or hidden states and a head) and return its sums in the state's layout.
+
+        ``extra``: a subclass's own ``update`` keywords, read by :meth:`_with_extra_rows`.
+        """
         _state.check_device(self, preds)
         if linear_weight is None and linear_bias is None:
-            return self._score_batch_sums(preds, target, sample_weight)
+            return self._with_extra_rows(self._score_batch_sums(preds, target, sample_weight), target, **extra)
         _check_head_call(linear_weight, self.options.input_format)
         checked = _linear_tensor_validation(preds, linear_weight, target, linear_bias, sample_weight, self.options)
         sums = linear_sums(*checked, self.options)
-        return sums if sums.shape[1] == self.sums.shape[1] else sums.sum(1, keepdim=True)  # a state of totals
+        sums = sums if sums.shape[1] == self.sums.shape[1] else sums.sum(1, keepdim=True)  # a state of totals
+        return self._with_extra_rows(sums, target, **extra)
+
+    def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
+        """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""
+        if extra:
+            raise TypeError(f"{type(self).__name__}.update() got an unexpected keyword argument {next(iter(extra))!r}.")
+        return sums
 
     def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         """Validate a batch of scores and return its sums in the state's layout; the state is not touched."""

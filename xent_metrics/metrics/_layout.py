@@ -7,7 +7,10 @@ A :class:`Layout` names three things:
 - ``update``: the task and every option that changes what an update adds (class or label count,
   input format, class weights, ``ignore_index``, smoothing). ``average`` and ``validate_args`` only
   read the sums and ``fused`` only picks the kernel, so they are left out;
-- ``shape``: the state's shape, ``(3, K)``.
+- ``shape``: the state's shape, ``(3, K)``; ``(4, 1)`` for a ``Perplexity(units="bits_per_byte")``
+  constructed without ``num_bytes``, whose fourth row is the byte count its updates were given (bytes
+  add, so it pools as the other rows do). Such a metric names ``num_bytes=per update`` in ``metric``:
+  it never pools with one of a global ``num_bytes`` (``(3, 1)``, which pools only with an equal count).
 
 One rule decides, for ``merge_state`` and ``load_state_dict`` alike, whether another state may be
 pooled into a metric's (:meth:`Layout.pooled`): when the layouts are equal; and, the one exception, a

@@ -46,8 +46,13 @@ def state_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
-def add_sums_state(metric: SumsMetric, width: int, dtype: torch.dtype, per_class: int | None = None) -> None:
-    """Register the ``(3, width)`` state, summed across processes and saved in ``state_dict``, and its group tag.
+def add_sums_state(
+    metric: SumsMetric, width: int, dtype: torch.dtype, per_class: int | None = None, *, rows: int = NUM_SUMS
+) -> None:
+    """Register the ``(rows, width)`` state, summed across processes and saved in ``state_dict``, and its group tag.
+
+    ``rows`` is 3 (loss, weight and target sums) but for a ``Perplexity`` counting bytes per update,
+    whose fourth row holds the byte count, so that it travels in the same ``all_reduce``.
 
     ``per_class`` is the class count of the per-class state whose column sums a state of totals
     (``width=1``) holds. The layout (:attr:`~._base.SumsMetric.layout`) is then declared; it names a
@@ -57,7 +62,8 @@ def add_sums_state(metric: SumsMetric, width: int, dtype: torch.dtype, per_class
     while a per-class CE and an NE of the same options still do.
     """
     metric._widths = (width, width if per_class is None else per_class)
-    default = torch.zeros(NUM_SUMS, width, dtype=dtype, device=metric.device)
+    metric._rows = rows
+    default = torch.zeros(rows, width, dtype=dtype, device=metric.device)
     metric.add_state(STATE, default, dist_reduce_fx="sum", persistent=True)
     tag = metric.layout.group_tag()
     metric.add_state(tag, torch.zeros(0, dtype=dtype, device=metric.device), dist_reduce_fx="sum", persistent=False)

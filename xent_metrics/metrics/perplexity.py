@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -11,7 +12,13 @@ from torch import Tensor
 from xent_metrics.functional import _validation
 from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums
+from xent_metrics.functional._sums import (
+    NUM_SUMS,
+    byte_sum_from_sums,
+    cross_entropy_from_sums,
+    loss_sum_from_sums,
+    weight_sum_from_sums,
+)
 from xent_metrics.functional.multiclass import _multiclass_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
@@ -21,13 +28,73 @@ UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
 
 
 def _check_units(units: str, num_bytes: int | None) -> None:
-    """``units`` is known; ``num_bytes`` (a positive int) is given exactly when the units need it."""
+    """``units`` is known; ``num_bytes`` (a positive int) is given only with units='bits_per_byte'."""
     _validation.check_choice("units", units, UNITS)
     _validation.check_count("num_bytes", num_bytes)
-    if (units == "bits_per_byte") != (num_bytes is not None):
+    if num_bytes is not None and units != "bits_per_byte":
         raise ValueError(
             f"`num_bytes` (the UTF-8 byte count of the evaluated text) goes with units='bits_per_byte' and only "
             f"with it, got units={units!r} and num_bytes={num_bytes!r}."
+        )
+
+
+def _check_bytes_mode(units: str, global_bytes: int | None, num_bytes: object) -> None:
+    """Bytes come per update exactly when the metric counts bits per byte and was given no global count.
+
+    Other units read no bytes and take the argument unread, so that one ``MetricCollection`` call feeds a
+    perplexity and a bits-per-byte metric alike.
+    """
+    if units != "bits_per_byte":
+        return
+    if num_bytes is not None and global_bytes is not None:
+        raise ValueError(
+            f"This metric was constructed with num_bytes={global_bytes} (the count of all the text), so `update` "
+            f"takes no `num_bytes` (got {_seen(num_bytes)}); use one of the two: construct "
+            "Perplexity(units='bits_per_byte') without num_bytes to count bytes per update."
+        )
+    if num_bytes is None and global_bytes is None:
+        raise ValueError(
+            "`num_bytes` is required in every `update` of Perplexity(units='bits_per_byte') constructed without "
+            "num_bytes: pass the batch's UTF-8 byte count, an int or one count per sequence of shape (B,); or "
+            "construct the metric with num_bytes=<the count of all the text>."
+        )
+
+
+def _seen(value: object) -> str:
+    """What a ``num_bytes`` argument was, for an error message."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _batch_bytes(num_bytes: object, target: Tensor, validate_args: bool, like: Tensor) -> Tensor:
+    """The batch's byte count, checked, as a ``(1, 1)`` tensor in ``like``'s dtype and device (the state's row)."""
+    if isinstance(num_bytes, numbers.Integral) and not isinstance(num_bytes, bool):
+        negative, total = int(num_bytes) < 0, torch.tensor([[int(num_bytes)]], dtype=like.dtype, device=like.device)
+    elif isinstance(num_bytes, Tensor) and not (num_bytes.is_floating_point() or num_bytes.is_complex()):
+        _check_bytes_tensor(num_bytes, target)
+        negative = validate_args and bool((num_bytes < 0).any())
+        total = num_bytes.sum().to(device=like.device, dtype=like.dtype).reshape(1, 1)
+    else:
+        raise TypeError(
+            f"`num_bytes` must be an int or an integer tensor of byte counts (one per sequence), "
+            f"got {_seen(num_bytes)}."
+        )
+    if negative:
+        raise ValueError(f"`num_bytes` must hold byte counts >= 0, got {_seen(num_bytes)} with a negative count.")
+    return total
+
+
+def _check_bytes_tensor(num_bytes: Tensor, target: Tensor) -> None:
+    """An integer tensor of byte counts: one total ``()``, or one per sequence ``(B,)`` of a ``(B, L)`` target."""
+    if num_bytes.dtype == torch.bool:
+        raise TypeError(f"`num_bytes` must hold integer byte counts, got {_seen(num_bytes)}.")
+    sequences = tuple(target.shape[:1]) if target.ndim >= 2 else None
+    if num_bytes.ndim != 0 and tuple(num_bytes.shape) != sequences:
+        expected = f"() or {sequences}, one count per sequence," if sequences else "() for an (N,) target"
+        raise ValueError(
+            f"`num_bytes` must have shape {expected} for target of shape {tuple(target.shape)}; got "
+            f"{_seen(num_bytes)}. Pass the batch's total as an int, or one count per sequence."
         )
 
 
@@ -90,16 +157,20 @@ class Perplexity(HeadSumsMetric):
         With ``units="bits_per_byte"`` (and only then): the UTF-8 byte count of all the text whose
         tokens are evaluated between two resets, over every process (lm-evaluation-harness counts
         ``len(doc.encode("utf-8"))`` per document). ``forward``'s batch value divides that batch's
-        loss by the same count. ``merge_state`` and ``load_state_dict`` take only the state of a
-        ``Perplexity`` of the same ``units`` and ``num_bytes`` (the count of everything pooled).
+        loss by the same count. The alternative, where the count is not known ahead: construct
+        without ``num_bytes`` and pass each batch's bytes to ``update(..., num_bytes=n)`` (see Notes).
+        ``merge_state`` and ``load_state_dict`` take only the state of a ``Perplexity`` of the same
+        ``units`` and ``num_bytes`` (the count of everything pooled), or, bytes given per update, of
+        another such metric (its byte count adds).
     **kwargs
         torchmetrics' ``Metric`` options.
 
     Attributes
     ----------
-    sums : Tensor of shape (3, 1)
+    sums : Tensor of shape (3, 1), or (4, 1) with bytes given per update
         float64 loss and weight sums over all tokens (row 2 repeats the weight), whatever ``units``;
-        summed across processes with one ``all_reduce`` and saved in ``state_dict``.
+        with ``units="bits_per_byte"`` and no ``num_bytes``, row 3 is the byte count of every update.
+        Summed across processes with one ``all_reduce`` (the bytes in it) and saved in ``state_dict``.
 
     Raises
     ------
@@ -107,7 +178,10 @@ class Perplexity(HeadSumsMetric):
         ``preds`` not floating, ``target`` not integer, or an argument of the wrong type.
     ValueError
         ``preds`` not ``(..., V)`` with ``target`` of shape ``(...)``, token ids out of range, NaN or
-        inf, negative weights, an unknown option, or inputs on another device than the metric.
+        inf, negative weights, an unknown option, or inputs on another device than the metric;
+        ``update``'s ``num_bytes`` negative, of the wrong shape, missing on a ``bits_per_byte``
+        metric constructed without ``num_bytes``, or given to one constructed with it (``TypeError``
+        where it is not an int or an integer tensor); ``compute`` of tokens over a total of 0 bytes.
         A rejected ``update`` leaves the state exactly as it was.
 
     See Also
@@ -133,6 +207,17 @@ class Perplexity(HeadSumsMetric):
     summed token loss in nats over the summed bytes, over ``ln 2``. With a byte-level tokenizer it
     equals ``bits_per_token``.
 
+    Bytes per update: ``Perplexity(units="bits_per_byte")`` without ``num_bytes`` takes
+    ``update(..., num_bytes=n)`` in every update (logits or hidden states), ``n`` an int (the batch's
+    total) or an integer tensor of one count per sequence, shape ``(B,)`` for ``(B, L)`` targets.
+    Only the total is kept, as a float64 fourth row of ``sums``: under DDP each rank passes its own
+    shard's bytes and the one ``all_reduce`` adds them with the losses, so the value is exact.
+    ``forward`` returns the batch's loss over the batch's bytes. Bytes are given one way only: an
+    update without ``num_bytes`` on such a metric, or with it on a metric constructed with
+    ``num_bytes``, is refused. Metrics of the other units take ``num_bytes`` and leave it unread, so
+    that one ``MetricCollection`` update feeds, say, a perplexity and a bits-per-byte metric. With
+    ``validate_args=False`` negative counts are not looked for (that would read the tensor back).
+
     Examples
     --------
     >>> import torch
@@ -151,6 +236,12 @@ class Perplexity(HeadSumsMetric):
     >>> bits.update(torch.randn(2, 5, 3), torch.randint(0, 4, (2, 5)), linear_weight=head.weight, linear_bias=head.bias)
     >>> bits.compute()  # log2(4): two bits per token
     tensor(2., dtype=torch.float64)
+    >>> per_byte = Perplexity(units="bits_per_byte", ignore_index=-100)  # bytes counted per update
+    >>> tokens = torch.tensor([[1, 2, 3], [0, -100, -100]])  # two sequences of 5 and 3 bytes
+    >>> per_byte.update(torch.zeros(2, 3, 4), tokens, num_bytes=torch.tensor([5, 3]))
+    >>> per_byte.update(torch.zeros(1, 2, 4), torch.tensor([[3, 1]]), num_bytes=4)
+    >>> per_byte.compute()  # 6 tokens of 2 bits over 5 + 3 + 4 bytes
+    tensor(1., dtype=torch.float64)
     """
 
     plot_lower_bound = 1.0
@@ -179,7 +270,39 @@ class Perplexity(HeadSumsMetric):
         self.options = MulticlassOptions(None, input_format, None, ignore_index, 0.0, "micro", validate_args, fused)
         self.units = units
         self.num_bytes = num_bytes
-        _state.add_sums_state(self, 1, _state.state_dtype(self.device))
+        rows = NUM_SUMS + 1 if self._bytes_per_update else NUM_SUMS
+        _state.add_sums_state(self, 1, _state.state_dtype(self.device), rows=rows)
+
+    @property
+    def _bytes_per_update(self) -> bool:
+        """Whether ``update`` takes ``num_bytes`` (bits per byte without a global count): the state has a bytes row."""
+        return self.units == "bits_per_byte" and self.num_bytes is None
+
+    def update(
+        self,
+        preds: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight: Tensor | None = None,
+        linear_bias: Tensor | None = None,
+        num_bytes: int | Tensor | None = None,
+    ) -> None:
+        """Add a batch (see the class's Notes); ``num_bytes``: its byte count, an int or one per sequence ``(B,)``.
+
+        A batch that is refused changes nothing.
+        """
+        head = {"linear_weight": linear_weight, "linear_bias": linear_bias}
+        self.sums.add_(self._batch_sums(preds, target, sample_weight, num_bytes=num_bytes, **head))
+
+    def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
+        """The batch's ``(3, 1)`` sums, and its byte count (``num_bytes``) as a fourth row if bytes come per update."""
+        num_bytes = extra.pop("num_bytes", None)
+        sums = super()._with_extra_rows(sums, target, **extra)
+        _check_bytes_mode(self.units, self.num_bytes, num_bytes)
+        if not self._bytes_per_update:
+            return sums
+        return torch.cat([sums, _batch_bytes(num_bytes, target, self.options.validate_args, sums)])
 
     def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
         """Validate a batch of ``(..., V)`` scores and return its ``(3, 1)`` sums (loss, weight, weight)."""
@@ -189,7 +312,21 @@ class Perplexity(HeadSumsMetric):
 
     def _reader(self) -> str:
         """The units and the byte count only read the sums, but states of other ones never pool."""
-        return f"Perplexity(units={self.units!r}, num_bytes={self.num_bytes!r})"
+        num_bytes = "per update" if self._bytes_per_update else repr(self.num_bytes)
+        return f"Perplexity(units={self.units!r}, num_bytes={num_bytes})"
+
+    def compute(self) -> Tensor:
+        """Return the value over everything added since the last ``reset``, on all processes.
+
+        Raises ``ValueError`` where bits per byte are asked of tokens with weight but no bytes counted.
+        """
+        no_bytes = self._bytes_per_update and bool(byte_sum_from_sums(self.sums) == 0)
+        if no_bytes and bool(weight_sum_from_sums(self.sums) > 0):
+            raise ValueError(
+                "Perplexity(units='bits_per_byte') was updated with tokens but a total of 0 bytes (`num_bytes` "
+                "summed over every update and process); pass each batch's UTF-8 byte count."
+            )
+        return super().compute()
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         ce = cross_entropy_from_sums(sums, "micro")
@@ -197,6 +334,7 @@ class Perplexity(HeadSumsMetric):
             return torch.exp(ce)
         if self.units == "bits_per_token":
             return ce / math.log(2)
-        assert self.num_bytes is not None  # checked with the units in __init__
-        bits = loss_sum_from_sums(sums) / (math.log(2) * self.num_bytes)  # lm-evaluation-harness' bits_per_byte
+        num_bytes = byte_sum_from_sums(sums) if self._bytes_per_update else self.num_bytes
+        assert num_bytes is not None  # bytes come per update, or globally
+        bits = loss_sum_from_sums(sums) / (math.log(2) * num_bytes)  # lm-evaluation-harness' bits_per_byte
         return torch.where(torch.isnan(ce), ce, bits)  # no data: nan (warned), as the other units
