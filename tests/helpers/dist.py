@@ -172,3 +172,28 @@ def run_in_processes(fn: Callable[..., Any], world_size: int, timeout: float = 6
         out.close()
         out.join_thread()
     return [results[rank] for rank in range(world_size)]
+
+
+def run_torchrun(script: str, *args: str, processes: int = 2, timeout: float = 240.0) -> str:
+    """Run ``script`` under ``torchrun`` (gloo on 127.0.0.1) and return its output; assert it exited with 0.
+
+    torchrun and its workers run in one new process group, killed together when ``timeout`` passes.
+    """
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
+               f"--nproc_per_node={processes}", script, *args]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # timed out: stop torchrun and its workers (one process group) before failing
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, out
+    return out

@@ -7,14 +7,11 @@ import contextlib
 import importlib.util
 import io
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.dist import run_torchrun
 
 pytest.importorskip("transformers")  # the `transformers` extra; CI's test extra installs it
 
@@ -51,20 +48,7 @@ def test_example_perplexity_equals_float64_reference(single: tuple[dict, str]) -
 @pytest.mark.slow
 def test_example_under_torchrun_gathers_every_sequence_once(single: tuple[dict, str]) -> None:
     # 45 sequences, 8 per process and batch: the sampler repeats one, gather_for_metrics drops it again.
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc_per_node=2",
-        str(EXAMPLE), "--steps", "2",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:  # timed out: stop torchrun and its workers (one process group) before failing
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, out
+    out = run_torchrun(str(EXAMPLE), "--steps", "2", timeout=240)
     ppl = float(re.search(r"^perplexity (\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     reference = float(re.search(r"^reference (\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert ppl == pytest.approx(reference, rel=1e-6)  # a repeated or lost sequence moves it by ~1e-3

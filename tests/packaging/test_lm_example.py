@@ -6,15 +6,12 @@ import contextlib
 import importlib.util
 import io
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from helpers.dist import run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lm_perplexity.py"
@@ -55,20 +52,7 @@ def test_example_logs_the_same_perplexity_from_hidden_states_and_logits(single: 
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_example_under_torchrun_logs_the_one_process_value(single: tuple[dict, str]) -> None:
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc_per_node=2",
-        str(EXAMPLE), "--steps", "3", "--no-memory",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:  # timed out: stop torchrun and its workers (one process group) before failing
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, out
+    out = run_torchrun(str(EXAMPLE), "--steps", "3", "--no-memory", timeout=120)
     assert re.search(r"processes\s+2\n", out), out
     ppl = float(re.search(r"val/ppl \(hidden states\)\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     assert math.isclose(ppl, single[0]["val/ppl"], rel_tol=1e-9), (ppl, single[0]["val/ppl"])
