@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xent_metrics.functional import _chunks, linear, linear_cross_entropy
+from xent_metrics.functional import _chunks, _head_ce, linear_cross_entropy
 
 V, D = 37, 6
 
@@ -132,23 +132,23 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    assert linear.BLOCK_BYTES // (32000 * 4) == 65 and linear.KERNEL_CHUNK_ELEMENTS // 32000 == 32
-    assert linear.block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
-    assert linear.block_rows(1000, 4) == 2096 and linear.block_rows(5 * 10**6, 4) == 1
-    assert linear.block_rows(10**9, 4) == 1
-    assert linear.block_rows(32000, 4, block_size=8) == 8
+    assert _head_ce.BLOCK_BYTES // (32000 * 4) == 65 and _head_ce.KERNEL_CHUNK_ELEMENTS // 32000 == 32
+    assert _head_ce.block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
+    assert _head_ce.block_rows(1000, 4) == 2096 and _head_ce.block_rows(5 * 10**6, 4) == 1
+    assert _head_ce.block_rows(10**9, 4) == 1
+    assert _head_ce.block_rows(32000, 4, block_size=8) == 8
 
 
 def test_ignored_tokens_are_never_projected(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _data(shape=(50,), seed=5)
     rows: list[int] = []
-    project = linear._project
+    project = _head_ce._project
 
     def counting(hidden: torch.Tensor, *args: object) -> torch.Tensor:
         rows.append(hidden.shape[0])
         return project(hidden, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(linear, "_project", counting)
+    monkeypatch.setattr(_head_ce, "_project", counting)
     hidden = data["hidden"].clone()
     hidden[data["target"] == -100] = math.nan  # never read
     got = linear_cross_entropy(

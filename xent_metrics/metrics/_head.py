@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import Tensor
 
+from xent_metrics.functional._head_ce import linear_sums
 from xent_metrics.functional._options import MulticlassOptions
-from xent_metrics.functional.linear import _linear_tensor_validation, linear_sums
+from xent_metrics.functional.linear import _linear_tensor_validation
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
 
@@ -29,7 +30,7 @@ class HeadSumsMetric(SumsMetric):
     A subclass holds its :class:`~xent_metrics.functional._options.MulticlassOptions` as ``options``
     and defines ``_score_batch_sums(preds, target, sample_weight)`` for scores (logits or
     probabilities); ``update(hidden, target, linear_weight=W, linear_bias=b)`` goes through
-    :func:`~xent_metrics.functional.linear.linear_sums` with the same options instead.
+    :func:`~xent_metrics.functional._head_ce.linear_sums` with the same options instead.
     """
 
     options: MulticlassOptions
