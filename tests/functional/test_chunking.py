@@ -15,19 +15,20 @@ from scipy.special import logsumexp
 from xent_metrics.functional import _chunks, _fused
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._chunks import Scratch, chunk_rows, column_sums, row_slices
-from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional.multiclass import MulticlassTask
+from xent_metrics.functional.multilabel import MultilabelTask
 
 CHUNKS = [1, 7, 64, 1000, None]  # None: the module default (one block here)
 
 
 def _ce(preds, target, chunk=None, sample_weight=None, class_weight=None, **options):
-    options = MulticlassOptions(weight=class_weight, **options)
+    options = MulticlassTask(weight=class_weight, **options)
     return softmax_ce_sums(preds, target, options, sample_weight, chunk_elements=chunk)
 
 
 def _bce(preds, target, chunk=None, sample_weight=None, **options):
-    return bce_sums(preds, target, MultilabelOptions(**options), sample_weight, chunk_elements=chunk)
+    return bce_sums(preds, target, MultilabelTask(**options), sample_weight, chunk_elements=chunk)
 
 
 def _np_ce_sums(z, y, w=None, cw=None, smoothing=0.0, ignore=None):

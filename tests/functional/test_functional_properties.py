@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from xent_metrics.functional import binary_cross_entropy, multiclass_cross_entropy, multilabel_cross_entropy
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._chunks import row_slices
-from xent_metrics.functional._options import BinaryOptions, MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional.binary import BinaryTask
+from xent_metrics.functional.multiclass import MulticlassTask
+from xent_metrics.functional.multilabel import MultilabelTask
 
 FORMATS = ["logits", "probs", "log_probs"]
 
@@ -34,9 +36,9 @@ def _data(seed: int, n: int, k: int, task: str, fmt: str) -> tuple[torch.Tensor,
 
 
 UPDATE = {  # the (3, K) sums of a validated batch
-    "binary": lambda z, y, sample_weight, **kw: bce_sums(z[:, None], y[:, None], BinaryOptions(**kw), sample_weight),
-    "multiclass": lambda z, y, sample_weight, **kw: softmax_ce_sums(z, y, MulticlassOptions(**kw), sample_weight),
-    "multilabel": lambda z, y, sample_weight, **kw: bce_sums(z, y, MultilabelOptions(**kw), sample_weight),
+    "binary": lambda z, y, sample_weight, **kw: bce_sums(z[:, None], y[:, None], BinaryTask(**kw), sample_weight),
+    "multiclass": lambda z, y, sample_weight, **kw: softmax_ce_sums(z, y, MulticlassTask(**kw), sample_weight),
+    "multilabel": lambda z, y, sample_weight, **kw: bce_sums(z, y, MultilabelTask(**kw), sample_weight),
 }
 
 

@@ -22,8 +22,9 @@ from torch.utils._pytree import tree_leaves
 
 from xent_metrics.functional import _head_ce, linear_cross_entropy
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional.multiclass import MulticlassTask
+from xent_metrics.functional.multilabel import MultilabelTask
 
 MiB = 1 << 20
 
@@ -55,12 +56,12 @@ class PeakTensorBytes(TorchDispatchMode):
 
 
 def _ce(preds, target, sample_weight=None, chunk_elements=None, class_weight=None, **options):
-    options = MulticlassOptions(weight=class_weight, **options)
+    options = MulticlassTask(weight=class_weight, **options)
     return softmax_ce_sums(preds, target, options, sample_weight, chunk_elements=chunk_elements)
 
 
 def _bce(preds, target, sample_weight=None, chunk_elements=None, **options):
-    return bce_sums(preds, target, MultilabelOptions(**options), sample_weight, chunk_elements=chunk_elements)
+    return bce_sums(preds, target, MultilabelTask(**options), sample_weight, chunk_elements=chunk_elements)
 
 
 def _peak(fn, *inputs) -> int:
@@ -156,7 +157,8 @@ _CHILD = textwrap.dedent(
     import torch
     import torch.nn.functional as F
     from xent_metrics.functional._bce import bce_sums
-    from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
+    from xent_metrics.functional.multiclass import MulticlassTask
+    from xent_metrics.functional.multilabel import MultilabelTask
     from xent_metrics.functional._softmax_ce import softmax_ce_sums
 
     def kib(field):
@@ -170,7 +172,7 @@ _CHILD = textwrap.dedent(
         return (kib("VmHWM") - before) * 1024
 
     torch.set_num_threads(1)
-    ce, bce = MulticlassOptions(), MultilabelOptions()
+    ce, bce = MulticlassTask(), MultilabelTask()
     z, y = torch.randn(4, 1000), torch.randint(0, 1000, (4,))
     softmax_ce_sums(z, y, ce); bce_sums(z, (z > 0).float(), bce)  # load the code paths
     z, y = torch.randn(65536, 1000), torch.randint(0, 1000, (65536,))  # 250 MiB of logits

@@ -27,12 +27,14 @@ from xent_metrics.functional import (
     multilabel_cross_entropy,
     multilabel_normalized_entropy,
 )
-from xent_metrics.functional._options import BinaryOptions, MulticlassOptions, MultilabelOptions
+from xent_metrics.functional.binary import BinaryTask
+from xent_metrics.functional.multiclass import MulticlassTask
+from xent_metrics.functional.multilabel import MultilabelTask
 
 KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block"}  # per-row / per-element losses
 
 
-@pytest.mark.parametrize("options", [BinaryOptions(), MultilabelOptions(), MulticlassOptions()])
+@pytest.mark.parametrize("options", [BinaryTask(), MultilabelTask(), MulticlassTask()])
 def test_options_are_frozen(options: object) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.input_format = "probs"  # type: ignore[misc]
@@ -84,13 +86,13 @@ def test_functions_read_validate_args_by_truth_as_before() -> None:
 def test_one_options_object_holds_what_the_metric_exposes() -> None:
     weight = torch.tensor([0.3, 1.0, 2.0])
     metric = MulticlassCrossEntropy(3, weight=weight, ignore_index=-1, label_smoothing=0.1, average="macro")
-    assert isinstance(metric.options, MulticlassOptions)
+    assert isinstance(metric.task, MulticlassTask)
     assert (metric.num_classes, metric.ignore_index, metric.label_smoothing, metric.average) == (3, -1, 0.1, "macro")
-    assert metric.weight is metric.options.weight
+    assert metric.weight is metric.task.weight
     assert metric.weight.dtype == torch.float64 and torch.equal(metric.weight, weight.double())
-    before = metric.options
+    before = metric.task
     metric.weight = metric.weight * 2  # what a device move does: the options are replaced, not mutated
-    assert metric.options is not before and torch.equal(before.weight, weight.double())
+    assert metric.task is not before and torch.equal(before.weight, weight.double())
     torch.testing.assert_close(metric.weight, weight.double() * 2)
     # the replaced options are what an update reads (a new, non-proportional weight changes the micro value)
     micro = MulticlassCrossEntropy(3, weight=weight)
@@ -255,7 +257,7 @@ def test_average_none_is_none_in_every_metric_class_and_its_attribute() -> None:
         (MultilabelCrossEntropy(3, average=None), y, None),
     ]
     for metric, target, expected in metrics:
-        assert metric.average == "none" and metric.options.average == "none"
+        assert metric.average == "none" and metric.task.average == "none"
         metric.update(z[:13], target[:13])
         metric.update(z[13:], target[13:])
         if expected is None:  # per label: torch's BCE with logits on each column

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xent_metrics.functional._label_sums import class_label_sums, indicator_sums, per_output_sums
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT
 from xent_metrics.metrics import BinaryCrossEntropy, MulticlassCrossEntropy, MultilabelCrossEntropy
+from xent_metrics.scoring._label_sums import class_label_sums, indicator_sums, per_output_sums
 
 N, C = 40, 4
 RTOL = 1e-12

@@ -29,6 +29,8 @@ every loss above ``eps``.
 from __future__ import annotations
 
 import math
+from typing import Any as BinaryOptions  # replaced by the kernel's Protocol
+from typing import Any as MultilabelOptions
 
 import torch
 from torch import Tensor
@@ -44,7 +46,6 @@ from xent_metrics.functional._chunks import (
     row_slices,
     tail_limit,
 )
-from xent_metrics.functional._options import BinaryOptions, MultilabelOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 _LOG_HALF = -math.log(2.0)

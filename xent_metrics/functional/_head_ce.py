@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,6 @@ from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import compute_dtype, needs_grad
-from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import new_sums
 
@@ -102,13 +102,24 @@ def _kept_rows(target: Tensor, ignore_index: int | None, compact: bool) -> Tenso
     return None if bool(keep.all()) else keep.nonzero().squeeze(1)
 
 
+@dataclasses.dataclass(frozen=True)
+class _BlockOptions:
+    """What the softmax kernel reads for a block of projected logits (no fused kernel there)."""
+
+    weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+    input_format: str = "logits"
+    fused: bool = False
+
+
 def linear_sums(
     hidden: Tensor,
     linear_weight: Tensor,
     target: Tensor,
     linear_bias: Tensor | None,
     sample_weight: Tensor | None,
-    options: MulticlassOptions,
+    options: Any,
     block_size: int | None = None,
 ) -> Tensor:
     """Return the ``(3, V)`` float64 sums of validated ``(..., d)`` hidden states and ``(N,)`` targets, block by block.
@@ -132,7 +143,7 @@ def linear_sums(
     if grad:  # autograd keeps every block's logits (more than the head): one widening, shared by the blocks
         linear_weight, linear_bias = linear_weight.to(dtype), None if linear_bias is None else linear_bias.to(dtype)
     ignore = None if kept is not None or compact else options.ignore_index  # else the kernel masks them
-    options = dataclasses.replace(options, ignore_index=ignore, fused=False)  # fused does not apply to projected blocks
+    options = _BlockOptions(options.weight, ignore, options.label_smoothing)
     for start in range(0, count, step):
         rows = slice(start, start + step) if kept is None else kept[start : start + step]
         logits = _project(_token_rows(hidden, rows), linear_weight, linear_bias, buffer)

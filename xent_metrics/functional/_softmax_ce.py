@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any as MulticlassOptions  # replaced by the kernel's Protocol
 
 import torch
 from torch import Tensor
@@ -29,7 +30,6 @@ from xent_metrics.functional._chunks import (
     row_slices,
 )
 from xent_metrics.functional._nll import nll_from_logits
-from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
 
 #: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the

@@ -13,9 +13,10 @@ multilabel) ``k``:
 
 Every producer fits that: the BCE kernel (``_bce.py``: binary, multilabel), the softmax kernel
 (``_softmax_ce.py``: hard targets, where plain batches count classes for both ``WEIGHT`` and
-``TARGET``, soft targets, smoothing's ``s / C`` share) and the scikit-learn face's sums
-(:mod:`xent_metrics.functional._label_sums`: positive-class scores, per-output arrays). For a
-binary or multilabel label ``TARGET`` is the positive mass; for a class it is that class's mass.
+``TARGET``, soft targets, smoothing's ``s / C`` share), and the two conversions between a class and
+a binary label (:func:`class_sums_from_label`, :func:`label_sums_from_classes`) the scikit-learn face
+needs for positive-class scores and per-output arrays. For a binary or multilabel label ``TARGET``
+is the positive mass; for a class it is that class's mass.
 
 Faces never index these rows: they read results through the functions here (two normalized-entropy
 functions, one per meaning of the base rate; :func:`loss_sum_from_sums` and
@@ -183,6 +184,20 @@ def loss_sum_from_sums(sums: Tensor, average: str = "micro") -> Tensor:
 def weight_sum_from_sums(sums: Tensor) -> Tensor:
     """The total weight, the denominator of the micro mean (negative for signed scikit-learn weights)."""
     return sums[WEIGHT].sum()
+
+
+def class_sums_from_label(label_sums: Tensor) -> Tensor:
+    """A class's ``(3,)`` sums from the ``(3, 1)`` binary sums of the rows whose true class it is.
+
+    Their targets are one-hot, so the class's target mass is the weight of its rows.
+    """
+    loss, weight = label_sums[LOSS, 0], label_sums[WEIGHT, 0]
+    return torch.stack([loss, weight, weight])
+
+
+def label_sums_from_classes(class_sums: Tensor) -> Tensor:
+    """A binary label's ``(3,)`` sums from the ``(3, 2)`` sums of its classes 0 and 1 (class 1's mass is positive)."""
+    return torch.stack([class_sums[LOSS].sum(), class_sums[WEIGHT].sum(), class_sums[TARGET, 1]])
 
 
 def byte_sum_from_sums(sums: Tensor) -> Tensor:

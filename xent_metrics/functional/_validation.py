@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -23,6 +24,14 @@ from torch import Tensor
 INPUT_FORMATS = ("logits", "probs", "log_probs")
 AVERAGES = ("micro", "macro", "none")
 TASKS = ("binary", "multiclass", "multilabel")
+
+
+class Batch(NamedTuple):
+    """A checked batch, as a task's ``check_batch`` returns it and its ``sums`` takes it."""
+
+    preds: Tensor
+    target: Tensor
+    sample_weight: Tensor | None
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
@@ -52,6 +61,39 @@ def check_common_args(input_format: str, ignore_index: int | None, label_smoothi
         raise TypeError(f"`label_smoothing` must be a float in [0, 1), got {type(label_smoothing).__name__}.")
     if not (0.0 <= label_smoothing < 1.0) or math.isnan(label_smoothing):
         raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
+
+
+def check_task_options(
+    input_format: str,
+    ignore_index: int | None,
+    label_smoothing: float,
+    *,
+    validate_args: object,
+    count: tuple[str, int | None] | None = None,
+    average: object = "micro",
+    fused: object = False,
+) -> tuple[float, str]:
+    """Check a task's options, in one order for every task; return the smoothing as a float and ``average``.
+
+    ``count`` is ``("num_classes", value)`` or ``("num_labels", value)``; ``average`` ``None`` is read
+    as ``"none"`` (:func:`check_average`).
+    """
+    if count is not None:
+        check_count(*count)
+    check_common_args(input_format, ignore_index, label_smoothing)
+    average = check_average(average)
+    check_flag("validate_args", validate_args)
+    check_flag("fused", fused)
+    return float(label_smoothing), average
+
+
+def check_pair(preds: object, target: object, ignore_index: int | None, validate_args: bool) -> tuple[Tensor, Tensor]:
+    """``preds`` a floating tensor, ``target`` a tensor on its device whose dtype holds ``ignore_index``."""
+    preds = check_float_preds(preds, not validate_args)
+    target = check_tensor("target", target, not validate_args)
+    check_device("target", target, preds)
+    check_ignore_index_fits(target, ignore_index)
+    return preds, target
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -258,6 +300,14 @@ def check_class_weight(name: str, weight: object, size: int, preds: Tensor, vali
     return weight
 
 
+def check_scalar_weight(name: str, weight: object, preds: Tensor, validate_values: bool) -> None:
+    """Check a one-element weight tensor (the binary task's ``pos_weight``) against a batch."""
+    weight = check_tensor(name, weight)
+    if weight.numel() != 1:
+        raise ValueError(f"`{name}` for the binary task must be a scalar, got shape {tuple(weight.shape)}.")
+    check_class_weight(name, weight.reshape(1), 1, preds, validate_values)
+
+
 #: Rows whose sums one block of the row-sum check holds: the check's temporary stays within 8 MiB
 #: (float64) whatever the number of classes, in one pass over ``preds`` for up to 2**20 rows.
 _ROW_SUM_BLOCK = 1 << 20
@@ -368,6 +418,21 @@ def check_binary_target_values(target: Tensor, ignore_index: int | None, name: s
         if lo < 0 or hi > 1:
             extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
             raise ValueError(f"`{name}` must contain only 0 and 1{extra}, got values in [{int(lo)}, {int(hi)}].")
+
+
+def check_multiclass_values(
+    preds: Tensor, target: Tensor, input_format: str, soft: bool, ignore_index: int | None
+) -> None:
+    """The value checks of a multiclass batch (host reads): scores, targets, and the warnings on scores."""
+    bounds = check_preds_values(preds, input_format)
+    if input_format == "logits":
+        warn_probs_as_logits(preds, bounds)
+    if soft:
+        check_probabilities("target", target, "probabilities")
+    else:
+        check_class_indices(target, preds.shape[1], ignore_index)
+    if input_format == "probs":
+        warn_rows_not_normalized(preds)
 
 
 def check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:

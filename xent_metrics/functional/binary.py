@@ -2,64 +2,96 @@
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import BinaryOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import Batch
 
 
-def _binary_tensor_validation(
-    preds: object, target: object, sample_weight: object, options: BinaryOptions
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Check types and shapes (always) and values (with ``options.validate_args``).
+def _is_number(value: object) -> bool:
+    """A real number, not a bool (``pos_weight`` may be given as a float)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
-    Return the batch as one label: ``(N, 1, ...)`` scores and targets, the sample weight as ``(N,)``
-    or ``(N, ...)`` (a scalar batch is one sample).
+
+@dataclass(frozen=True)
+class _BCEOptions:
+    """What the BCE kernel reads of a binary task, its ``pos_weight`` a tensor on the batch's device."""
+
+    input_format: str
+    pos_weight: Tensor | None
+    ignore_index: int | None
+    label_smoothing: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryTask:
+    """The binary task: :func:`binary_cross_entropy`'s options, checked once, and the steps every face calls.
+
+    ``check_batch`` checks a batch, ``sums`` returns its ``(3, 1)`` float64 sums (a batch of one label),
+    ``cross_entropy`` / ``normalized_entropy`` give the value from sums. A float ``pos_weight`` stays a
+    float here: it becomes a tensor on each batch's device.
     """
-    validate_args, ignore_index = options.validate_args, options.ignore_index
-    preds = _validation.check_float_preds(preds, not validate_args)
-    target = _validation.check_tensor("target", target, not validate_args)
-    _validation.check_device("target", target, preds)
-    _validation.check_ignore_index_fits(target, ignore_index)
-    if preds.shape != target.shape:
-        raise ValueError(
-            f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
-            f"{tuple(target.shape)}."
+
+    input_format: str = "logits"
+    pos_weight: Tensor | float | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    validate_args: bool = True
+
+    def __post_init__(self) -> None:
+        smoothing, _ = _validation.check_task_options(
+            self.input_format, self.ignore_index, self.label_smoothing, validate_args=self.validate_args
         )
-    shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
-    weight = _validation.check_sample_weight(sample_weight, shapes, preds, validate_args)
-    if validate_args:
-        _validation.check_preds_values(preds, options.input_format)
-        _validation.check_binary_target_values(target, ignore_index)
-    if preds.ndim == 0:
-        return preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1)
-    return preds.unsqueeze(1), target.unsqueeze(1), weight
+        object.__setattr__(self, "label_smoothing", smoothing)
+        if self.validate_args and _is_number(self.pos_weight):  # a number's checks read no device
+            number = torch.tensor([float(self.pos_weight)], dtype=torch.float64)  # type: ignore[arg-type]
+            _validation.check_scalar_weight("pos_weight", number, number, validate_values=True)
 
+    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
+        """Check types and shapes (always) and values (with ``validate_args``); return one label's batch.
 
-def _binary_pos_weight(pos_weight: Tensor | float | None, preds: Tensor, validate_args: bool) -> Tensor | None:
-    """Accept a float or a one-element tensor; return a one-element tensor on ``preds``' device."""
-    if pos_weight is None:
-        return None
-    if isinstance(pos_weight, int | float) and not isinstance(pos_weight, bool):
-        pos_weight = torch.tensor([float(pos_weight)], dtype=torch.float64, device=preds.device)
-    pos = _validation.check_tensor("pos_weight", pos_weight)
-    if pos.numel() != 1:
-        raise ValueError(f"`pos_weight` for the binary task must be a scalar, got shape {tuple(pos.shape)}.")
-    return _validation.check_class_weight("pos_weight", pos.reshape(1), 1, preds, validate_args)
+        ``(N, 1, ...)`` scores and targets, the sample weight as ``(N,)`` or ``(N, ...)`` (a scalar
+        batch is one sample).
+        """
+        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
+        if preds.shape != target.shape:
+            raise ValueError(
+                f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
+                f"{tuple(target.shape)}."
+            )
+        shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
+        weight = _validation.check_sample_weight(sample_weight, shapes, preds, self.validate_args)
+        if isinstance(self.pos_weight, Tensor) or (self.pos_weight is not None and not _is_number(self.pos_weight)):
+            _validation.check_scalar_weight("pos_weight", self.pos_weight, preds, self.validate_args)
+        if self.validate_args:
+            _validation.check_preds_values(preds, self.input_format)
+            _validation.check_binary_target_values(target, self.ignore_index)
+        if preds.ndim == 0:
+            return Batch(preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1))
+        return Batch(preds.unsqueeze(1), target.unsqueeze(1), weight)
 
+    def sums(self, batch: Batch) -> Tensor:
+        """The ``(3, 1)`` float64 sums of a checked batch."""
+        pos = self.pos_weight
+        if isinstance(pos, Tensor):
+            pos = pos.reshape(1)
+        elif pos is not None:  # a number
+            pos = torch.tensor([float(pos)], dtype=torch.float64, device=batch.preds.device)
+        options = _BCEOptions(self.input_format, pos, self.ignore_index, self.label_smoothing)
+        return bce_sums(batch.preds, batch.target, options, batch.sample_weight)
 
-def _binary_sums(preds: object, target: object, sample_weight: object, options: BinaryOptions) -> Tensor:
-    """Validate a batch (its ``pos_weight`` too) and return its ``(3, 1)`` float64 sums."""
-    preds, target, sample = _binary_tensor_validation(preds, target, sample_weight, options)
-    if options.pos_weight is not None:
-        pos = _binary_pos_weight(options.pos_weight, preds, options.validate_args)
-        options = dataclasses.replace(options, pos_weight=pos)
-    return bce_sums(preds, target, options, sample)
+    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The weighted mean loss of ``sums``; ``warn``: warn (a host read) where no element has weight."""
+        return cross_entropy_from_sums(sums, "micro", warn=warn)
+
+    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The loss over the entropy of the weighted base rate (``nan`` and, with ``warn``, a warning at 0 or 1)."""
+        return normalized_entropy_from_sums(sums, "micro", warn=warn)
 
 
 def binary_cross_entropy(
@@ -141,8 +173,14 @@ def binary_cross_entropy(
     >>> binary_cross_entropy(torch.tensor([-200.0]), torch.tensor([1]))
     tensor(200., dtype=torch.float64)
     """
-    options = BinaryOptions(input_format, pos_weight, ignore_index, label_smoothing, bool(validate_args))
-    return cross_entropy_from_sums(_binary_sums(preds, target, sample_weight, options), "micro", warn=validate_args)
+    task = BinaryTask(
+        input_format=input_format,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=bool(validate_args),
+    )
+    return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
 
 def binary_normalized_entropy(
@@ -178,6 +216,12 @@ def binary_normalized_entropy(
     >>> binary_normalized_entropy(torch.tensor([0.5, 0.5]), torch.tensor([1, 0]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    options = BinaryOptions(input_format, pos_weight, ignore_index, label_smoothing, bool(validate_args))
-    sums = _binary_sums(preds, target, sample_weight, options)
-    return normalized_entropy_from_sums(sums, "micro", warn=validate_args)
+    task = BinaryTask(
+        input_format=input_format,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        validate_args=bool(validate_args),
+    )
+    sums = task.sums(task.check_batch(preds, target, sample_weight))
+    return task.normalized_entropy(sums, warn=task.validate_args)

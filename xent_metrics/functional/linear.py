@@ -6,12 +6,14 @@ The public function and the checks of its inputs; the blockwise kernel is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._head_ce import linear_sums
-from xent_metrics.functional._options import LinearOptions, MulticlassOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums
 
 
@@ -45,17 +47,84 @@ def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[
     return hidden, target
 
 
-def _linear_tensor_validation(
-    hidden: object,
-    linear_weight: object,
-    target: object,
-    linear_bias: object,
-    sample_weight: object,
-    options: MulticlassOptions,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Check every tensor but the class weight; return them, ``target`` and the weights flat as ``(N,)``."""
-    num_classes = options.num_classes
-    hidden, target = _check_hidden(hidden, target, options.validate_args)
+class HeadBatch(NamedTuple):
+    """A checked batch of a linear head: ``target`` and ``sample_weight`` flat, one entry per token."""
+
+    hidden: Tensor
+    linear_weight: Tensor
+    target: Tensor
+    linear_bias: Tensor | None
+    sample_weight: Tensor | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadTask:
+    """The hidden-state task: :func:`linear_cross_entropy`'s options, checked once, and the steps every face calls.
+
+    ``check_batch`` checks hidden states, the head and targets (the class ``weight`` against them),
+    ``sums`` returns the ``(3, V)`` float64 sums per class (or their ``(3, 1)`` totals) without
+    building the logits, ``cross_entropy`` gives the value from sums. The head reads logits.
+    """
+
+    input_format: ClassVar[str] = "logits"
+    fused: ClassVar[bool] = False
+    num_classes: int | None = None
+    weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    average: str | None = "micro"
+    validate_args: bool = True
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:  # the flag before the block size and ``average``, unlike the other tasks
+        _validation.check_common_args("logits", self.ignore_index, self.label_smoothing)
+        _validation.check_flag("validate_args", self.validate_args)
+        _validation.check_count("block_size", self.block_size)
+        _validation.check_count("num_classes", self.num_classes)
+        object.__setattr__(self, "average", _validation.check_average(self.average))
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+    def check_batch(
+        self,
+        hidden: object,
+        linear_weight: object,
+        target: object,
+        linear_bias: object = None,
+        sample_weight: object = None,
+    ) -> HeadBatch:
+        """Check every tensor (the class weight too); return them, ``target`` and the weights flat as ``(N,)``."""
+        hidden, target = _check_hidden(hidden, target, self.validate_args)
+        weight, bias = _check_head(linear_weight, linear_bias, hidden, self.num_classes)
+        _validation.check_ignore_index_fits(target, self.ignore_index)
+        for name, value in (("sample_weight", sample_weight), ("weight", self.weight)):
+            if isinstance(value, Tensor):
+                _validation.check_device(name, value, hidden, "hidden")
+        shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
+        sample = _validation.check_sample_weight(sample_weight, shapes, hidden, self.validate_args)
+        if sample is not None and sample.shape != target.shape:
+            sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
+        _validation.check_class_weight("weight", self.weight, weight.shape[0], hidden, self.validate_args)
+        if self.validate_args:
+            for name, value in (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias)):
+                if value is not None:
+                    _validation.check_finite(name, value)
+            _validation.check_class_indices(target, weight.shape[0], self.ignore_index)
+        return HeadBatch(hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1))
+
+    def sums(self, batch: HeadBatch, *, per_class: bool = True) -> Tensor:
+        """The ``(3, V)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
+        sums = linear_sums(*batch, self, self.block_size)
+        return sums if per_class else sums.sum(1, keepdim=True)
+
+    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped classes."""
+        return cross_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
+
+
+def _check_head(
+    linear_weight: object, linear_bias: object, hidden: Tensor, num_classes: int | None
+) -> tuple[Tensor, Tensor | None]:
+    """The head's weight ``(V, d)`` and bias ``(V,)``, of ``hidden``'s dtype and device."""
     d = hidden.shape[-1]
     weight = _check_operand("linear_weight", linear_weight, hidden)
     if weight.ndim != 2 or weight.shape[0] < 2 or weight.shape[1] != d:
@@ -74,19 +143,7 @@ def _linear_tensor_validation(
             f"`linear_bias` must have shape ({classes},), one value per row of `linear_weight`, got "
             f"{tuple(bias.shape)}."
         )
-    _validation.check_ignore_index_fits(target, options.ignore_index)
-    if isinstance(sample_weight, Tensor):
-        _validation.check_device("sample_weight", sample_weight, hidden, "hidden")
-    shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
-    sample = _validation.check_sample_weight(sample_weight, shapes, hidden, options.validate_args)
-    if sample is not None and sample.shape != target.shape:
-        sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
-    if options.validate_args:
-        for name, value in (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias)):
-            if value is not None:
-                _validation.check_finite(name, value)
-        _validation.check_class_indices(target, classes, options.ignore_index)
-    return hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1)
+    return weight, bias
 
 
 def linear_cross_entropy(
@@ -186,14 +243,13 @@ def linear_cross_entropy(
     >>> linear_cross_entropy(hidden, head, torch.tensor([0, 3, -100]), ignore_index=-100)  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = LinearOptions(  # average=None is read as "none" there
-        None, "logits", weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-        validate_args, False, block_size
+    task = HeadTask(
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        average=average,
+        validate_args=validate_args,
+        block_size=block_size,
     )
-    checked = _linear_tensor_validation(hidden, linear_weight, target, linear_bias, sample_weight, options)
-    if weight is not None:
-        if isinstance(weight, Tensor):
-            _validation.check_device("weight", weight, checked[0], "hidden")
-        _validation.check_class_weight("weight", weight, checked[1].shape[0], checked[0], validate_args)
-    sums = linear_sums(*checked, options, block_size)
-    return cross_entropy_from_sums(sums, options.average, warn=validate_args)
+    batch = task.check_batch(hidden, linear_weight, target, linear_bias, sample_weight)
+    return task.cross_entropy(task.sums(batch), warn=task.validate_args)

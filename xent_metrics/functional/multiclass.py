@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
-from xent_metrics.functional._options import MulticlassOptions
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
+from xent_metrics.functional._validation import Batch
 
 
 def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
@@ -61,40 +63,59 @@ def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> 
     )
 
 
-def _multiclass_tensor_validation(
-    preds: object, target: object, sample_weight: object, options: MulticlassOptions, weight: object
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Check types and shapes (always) and values (with ``options.validate_args``); return the checked tensors.
+@dataclass(frozen=True, kw_only=True)
+class MulticlassTask:
+    """The multiclass task: :func:`multiclass_cross_entropy`'s options, checked once, and the steps every face calls.
 
-    ``weight`` is the class weight to check against the batch: ``options.weight`` for a function,
-    ``None`` for a Metric (which checked its own at construction).
+    ``check_batch`` checks a batch (the class ``weight`` against it), ``sums`` returns its ``(3, C)``
+    float64 sums per class (or their ``(3, 1)`` totals), ``cross_entropy`` / ``normalized_entropy``
+    give the value from sums.
     """
-    validate_args, ignore_index = options.validate_args, options.ignore_index
-    preds = _validation.check_float_preds(preds, not validate_args)
-    target = _validation.check_tensor("target", target, not validate_args)
-    _validation.check_device("target", target, preds)
-    _validation.check_ignore_index_fits(target, ignore_index)
-    soft = _check_shapes(preds, target, options.num_classes, ignore_index)
-    positions = preds.shape[:1] + preds.shape[2:]
-    sample = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    _validation.check_class_weight("weight", weight, preds.shape[1], preds, validate_args)
-    if validate_args:
-        bounds = _validation.check_preds_values(preds, options.input_format)
-        if options.input_format == "logits":
-            _validation.warn_probs_as_logits(preds, bounds)
-        if soft:
-            _validation.check_probabilities("target", target, "probabilities")
-        else:
-            _validation.check_class_indices(target, preds.shape[1], ignore_index)
-        if options.input_format == "probs":
-            _validation.warn_rows_not_normalized(preds)
-    return preds, target, sample
 
+    num_classes: int | None = None
+    input_format: str = "logits"
+    weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    average: str | None = "micro"
+    validate_args: bool = True
+    fused: bool = False
 
-def _multiclass_sums(preds: object, target: object, sample_weight: object, options: MulticlassOptions) -> Tensor:
-    """Validate a batch (its class weight too) and return its ``(3, C)`` float64 sums."""
-    preds, target, sample = _multiclass_tensor_validation(preds, target, sample_weight, options, options.weight)
-    return softmax_ce_sums(preds, target, options, sample)
+    def __post_init__(self) -> None:
+        smoothing, average = _validation.check_task_options(
+            self.input_format,
+            self.ignore_index,
+            self.label_smoothing,
+            validate_args=self.validate_args,
+            count=("num_classes", self.num_classes),
+            average=self.average,
+            fused=self.fused,
+        )
+        object.__setattr__(self, "label_smoothing", smoothing)
+        object.__setattr__(self, "average", average)
+
+    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
+        """Check types and shapes (always) and values (with ``validate_args``); the class weight against the batch."""
+        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
+        soft = _check_shapes(preds, target, self.num_classes, self.ignore_index)
+        positions = preds.shape[:1] + preds.shape[2:]
+        sample = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, self.validate_args)
+        _validation.check_class_weight("weight", self.weight, preds.shape[1], preds, self.validate_args)
+        if self.validate_args:
+            _validation.check_multiclass_values(preds, target, self.input_format, soft, self.ignore_index)
+        return Batch(preds, target, sample)
+
+    def sums(self, batch: Batch, *, per_class: bool = True) -> Tensor:
+        """The ``(3, C)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
+        return softmax_ce_sums(batch.preds, batch.target, self, batch.sample_weight, per_class=per_class)
+
+    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped classes."""
+        return cross_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
+
+    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The cross-entropy over the entropy of the weighted class prior (``average`` for the numerator)."""
+        return multiclass_normalized_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
 
 
 def multiclass_cross_entropy(
@@ -210,13 +231,17 @@ def multiclass_cross_entropy(
     >>> multiclass_cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(4)
     tensor(1.3863, dtype=torch.float64)
     """
-    options = MulticlassOptions(  # average=None is read as "none" there
-        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-        bool(validate_args), fused
+    task = MulticlassTask(
+        num_classes=num_classes,
+        input_format=input_format,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        average=average,
+        validate_args=bool(validate_args),
+        fused=fused,
     )
-    return cross_entropy_from_sums(
-        _multiclass_sums(preds, target, sample_weight, options), options.average, warn=validate_args
-    )
+    return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
 
 def multiclass_normalized_entropy(
@@ -255,9 +280,15 @@ def multiclass_normalized_entropy(
     >>> multiclass_normalized_entropy(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]))
     tensor(1., dtype=torch.float64)
     """
-    options = MulticlassOptions(  # average=None is read as "none" there
-        num_classes, input_format, weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-        bool(validate_args), fused
+    task = MulticlassTask(
+        num_classes=num_classes,
+        input_format=input_format,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        average=average,
+        validate_args=bool(validate_args),
+        fused=fused,
     )
-    sums = _multiclass_sums(preds, target, sample_weight, options)
-    return multiclass_normalized_entropy_from_sums(sums, options.average, warn=validate_args)
+    sums = task.sums(task.check_batch(preds, target, sample_weight))
+    return task.normalized_entropy(sums, warn=task.validate_args)

@@ -2,55 +2,81 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import MultilabelOptions
 from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._validation import Batch
 
 
-def _multilabel_tensor_validation(
-    preds: object, target: object, sample_weight: object, options: MultilabelOptions, pos_weight: object
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Check types and shapes (always) and values (with ``options.validate_args``); return the checked tensors.
+@dataclass(frozen=True, kw_only=True)
+class MultilabelTask:
+    """The multilabel task: :func:`multilabel_cross_entropy`'s options, checked once, and the steps every face calls.
 
-    ``pos_weight`` is the one to check against the batch: ``options.pos_weight`` for a function,
-    ``None`` for a Metric (which checked its own at construction).
+    ``check_batch`` checks a batch, ``sums`` returns its ``(3, K)`` float64 sums per label,
+    ``cross_entropy`` / ``normalized_entropy`` give the value from sums (any ``average``).
     """
-    validate_args, ignore_index, num_labels = options.validate_args, options.ignore_index, options.num_labels
-    preds = _validation.check_float_preds(preds, not validate_args)
-    target = _validation.check_tensor("target", target, not validate_args)
-    _validation.check_device("target", target, preds)
-    _validation.check_ignore_index_fits(target, ignore_index)
-    if preds.ndim < 2:
-        raise ValueError(
-            f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
-            "For a single label use the binary task."
-        )
-    if preds.shape != target.shape:
-        raise ValueError(
-            f"`preds` and `target` must have the same shape (N, K, ...) for the multilabel task, got "
-            f"{tuple(preds.shape)} and {tuple(target.shape)}."
-        )
-    if num_labels is not None and preds.shape[1] != num_labels:
-        raise ValueError(
-            f"`preds` has {preds.shape[1]} labels in dimension 1 (shape {tuple(preds.shape)}) but "
-            f"num_labels={num_labels}."
-        )
-    positions = preds.shape[:1] + preds.shape[2:]
-    weight = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, validate_args)
-    _validation.check_class_weight("pos_weight", pos_weight, preds.shape[1], preds, validate_args)
-    if validate_args:
-        _validation.check_preds_values(preds, options.input_format)
-        _validation.check_binary_target_values(target, ignore_index)
-    return preds, target, weight
 
+    num_labels: int | None = None
+    input_format: str = "logits"
+    pos_weight: Tensor | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    average: str | None = "micro"
+    validate_args: bool = True
 
-def _multilabel_sums(preds: object, target: object, sample_weight: object, options: MultilabelOptions) -> Tensor:
-    """Validate a batch (its ``pos_weight`` too) and return its ``(3, K)`` float64 sums."""
-    preds, target, sample = _multilabel_tensor_validation(preds, target, sample_weight, options, options.pos_weight)
-    return bce_sums(preds, target, options, sample)
+    def __post_init__(self) -> None:
+        smoothing, average = _validation.check_task_options(
+            self.input_format,
+            self.ignore_index,
+            self.label_smoothing,
+            validate_args=self.validate_args,
+            count=("num_labels", self.num_labels),
+            average=self.average,
+        )
+        object.__setattr__(self, "label_smoothing", smoothing)
+        object.__setattr__(self, "average", average)
+
+    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
+        """Check types and shapes (always) and values (with ``validate_args``); ``pos_weight`` against the batch."""
+        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
+        if preds.ndim < 2:
+            raise ValueError(
+                f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
+                "For a single label use the binary task."
+            )
+        if preds.shape != target.shape:
+            raise ValueError(
+                f"`preds` and `target` must have the same shape (N, K, ...) for the multilabel task, got "
+                f"{tuple(preds.shape)} and {tuple(target.shape)}."
+            )
+        if self.num_labels is not None and preds.shape[1] != self.num_labels:
+            raise ValueError(
+                f"`preds` has {preds.shape[1]} labels in dimension 1 (shape {tuple(preds.shape)}) but "
+                f"num_labels={self.num_labels}."
+            )
+        positions = preds.shape[:1] + preds.shape[2:]
+        weight = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, self.validate_args)
+        _validation.check_class_weight("pos_weight", self.pos_weight, preds.shape[1], preds, self.validate_args)
+        if self.validate_args:
+            _validation.check_preds_values(preds, self.input_format)
+            _validation.check_binary_target_values(target, self.ignore_index)
+        return Batch(preds, target, weight)
+
+    def sums(self, batch: Batch) -> Tensor:
+        """The ``(3, K)`` float64 sums per label of a checked batch."""
+        return bce_sums(batch.preds, batch.target, self, batch.sample_weight)
+
+    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped labels."""
+        return cross_entropy_from_sums(sums, self.average, entries="labels", warn=warn)  # type: ignore[arg-type]
+
+    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
+        """Each label's cross-entropy over the entropy of its base rate, averaged as ``average`` says."""
+        return normalized_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
 
 
 def multilabel_cross_entropy(
@@ -137,12 +163,16 @@ def multilabel_cross_entropy(
     >>> multilabel_cross_entropy(logits, labels, average="none")
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
-    options = MultilabelOptions(  # average=None is read as "none" there
-        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-        bool(validate_args)
+    task = MultilabelTask(
+        num_labels=num_labels,
+        input_format=input_format,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        average=average,
+        validate_args=bool(validate_args),
     )
-    sums = _multilabel_sums(preds, target, sample_weight, options)
-    return cross_entropy_from_sums(sums, options.average, entries="labels", warn=validate_args)
+    return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
 
 def multilabel_normalized_entropy(
@@ -182,10 +212,14 @@ def multilabel_normalized_entropy(
     >>> multilabel_normalized_entropy(probs, torch.tensor([[1, 0], [0, 1]]), input_format="probs")
     tensor(1.0000, dtype=torch.float64)
     """
-    options = MultilabelOptions(  # average=None is read as "none" there
-        num_labels, input_format, pos_weight, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-        bool(validate_args)
+    task = MultilabelTask(
+        num_labels=num_labels,
+        input_format=input_format,
+        pos_weight=pos_weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        average=average,
+        validate_args=bool(validate_args),
     )
-    return normalized_entropy_from_sums(
-        _multilabel_sums(preds, target, sample_weight, options), options.average, warn=validate_args
-    )
+    sums = task.sums(task.check_batch(preds, target, sample_weight))
+    return task.normalized_entropy(sums, warn=task.validate_args)

@@ -1,9 +1,10 @@
 """``SumsMetric``: the ``torchmetrics.Metric`` every class of this package is, over one ``sums`` state.
 
-A subclass validates its options in ``__init__`` and creates the state with
-:func:`~xent_metrics.metrics._state.add_sums_state`; it defines ``_batch_sums(preds, target,
-sample_weight)`` (validate a batch, then return its ``(3, K)`` sums without touching the state) and
-``_value_from_sums(sums)`` (the result from sums). Everything else is methods of ``SumsMetric``: the
+A subclass builds its task object (:mod:`xent_metrics.functional`: the options, checked once, and the
+steps ``check_batch``, ``sums`` and the value) in ``__init__`` as ``task`` and creates the state with
+:meth:`SumsMetric._add_sums_state`; it defines ``_batch_sums(preds, target, sample_weight)`` (the
+task's checks, then the batch's ``(3, K)`` sums, the state untouched) and ``_value_from_sums(sums)``
+(the task's value). Everything else is methods of ``SumsMetric``: the
 ``update`` that adds, the ``forward`` that computes a batch's sums once, ``compute``, device moves, and
 merging, saving and loading states through the metric's layout (:mod:`._layout`). Where torchmetrics'
 private machinery must be touched (its update and compute wrappers, sync, caches), that happens in
@@ -40,13 +41,45 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
     input_format: str
     ignore_index: int | None
     validate_args: bool
-    options: Any
+    #: The task object: its options (read through the metric's option attributes) and its steps.
+    task: Any
     #: The task named in the layout: "binary", "multiclass", "multilabel" or "perplexity".
-    _task: str
+    _task_name: str
     #: The state's width and the per-class width its columns sum (equal but for a state of totals).
     _widths: tuple[int, int]
     #: The state's row count: ``NUM_SUMS``, one more where a row holds a byte count (``Perplexity``).
     _rows: int = NUM_SUMS
+
+    def _add_sums_state(
+        self, width: int, dtype: torch.dtype, per_class: int | None = None, *, rows: int = NUM_SUMS
+    ) -> None:
+        """Register the ``(rows, width)`` state, summed across processes and saved in ``state_dict``, and its group tag.
+
+        ``rows`` is 3 (loss, weight and target sums) but for a ``Perplexity`` counting bytes per update,
+        whose fourth row holds the byte count, so that it travels in the same ``all_reduce``.
+
+        ``per_class`` is the class count of the per-class state whose column sums a state of totals
+        (``width=1``) holds. The layout (:attr:`layout`) is then declared; it names a second, empty and
+        unsaved state (:meth:`~._layout.Layout.group_tag`): ``MetricCollection`` puts two metrics in one
+        compute group (and then updates only the first) when their state *names* and values agree after
+        the first update, so metrics whose updates or shapes differ never share one, while a per-class CE
+        and an NE of the same options do.
+        """
+        self._widths = (width, width if per_class is None else per_class)
+        self._rows = rows
+        default = torch.zeros(rows, width, dtype=dtype, device=self.device)
+        self.add_state(_state.STATE, default, dist_reduce_fx="sum", persistent=True)
+        tag = self.layout.group_tag()
+        self.add_state(tag, torch.zeros(0, dtype=dtype, device=self.device), dist_reduce_fx="sum", persistent=False)
+        self._config_state = tag
+
+    def _check_state_device(self, preds: object) -> None:
+        """Inputs must live where the state does (metadata only: no host sync)."""
+        if isinstance(preds, Tensor) and preds.device != self.sums.device:
+            raise ValueError(
+                f"`preds` is on device {preds.device} but the metric state is on {self.sums.device}; move the "
+                f"metric with `metric.to({str(preds.device)!r})` (a LightningModule attribute moves by itself)."
+            )
 
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch (shapes: see the class's Notes); a batch that is refused changes nothing."""
@@ -79,7 +112,7 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
     def layout(self) -> _layout.Layout:
         """The state layout: the class, the options that change what an update adds, the shape (see :mod:`._layout`)."""
         width, per_class = self._widths
-        update = _layout.update_text(self._task, self.options)
+        update = _layout.update_text(self._task_name, self.task)
         return _layout.Layout(self._reader(), update, (self._rows, width), (self._rows, per_class))
 
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:

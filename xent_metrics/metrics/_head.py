@@ -6,34 +6,24 @@ from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._head_ce import linear_sums
-from xent_metrics.functional._options import MulticlassOptions
-from xent_metrics.functional.linear import _linear_tensor_validation
-from xent_metrics.metrics import _state
+from xent_metrics.functional._validation import Batch
+from xent_metrics.functional.linear import HeadTask
+from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics._base import SumsMetric
-
-
-def _check_head_call(linear_weight: Tensor | None, input_format: str) -> None:
-    """A hidden-state update needs the head's weight, and a metric that reads logits."""
-    if linear_weight is None:
-        raise ValueError("`linear_bias` was given without `linear_weight`; pass the head's weight too.")
-    if input_format != "logits":
-        raise ValueError(
-            f"`linear_weight` turns `preds` (hidden states) into logits, but this metric reads "
-            f"input_format={input_format!r}; construct it with input_format='logits'."
-        )
 
 
 class HeadSumsMetric(SumsMetric):
     """A softmax ``SumsMetric`` whose ``update`` also takes the hidden states of a linear head.
 
-    A subclass holds its :class:`~xent_metrics.functional._options.MulticlassOptions` as ``options``
-    and defines ``_score_batch_sums(preds, target, sample_weight)`` for scores (logits or
-    probabilities); ``update(hidden, target, linear_weight=W, linear_bias=b)`` goes through
-    :func:`~xent_metrics.functional._head_ce.linear_sums` with the same options instead.
+    A subclass holds its :class:`~xent_metrics.functional.multiclass.MulticlassTask` as ``task`` and
+    sets ``_per_class`` (per-class sums, or their totals: the one place that is decided); scores
+    (logits or probabilities) go through that task, ``update(hidden, target, linear_weight=W,
+    linear_bias=b)`` through the :class:`~xent_metrics.functional.linear.HeadTask` of the same options.
     """
 
-    options: MulticlassOptions
+    task: MulticlassTask
+    #: Whether a batch's sums are per class (``(3, C)``) or their totals (``(3, 1)``).
+    _per_class: bool
 
     def update(
         self,
@@ -43,14 +33,15 @@ class HeadSumsMetric(SumsMetric):
         *,
         linear_weight: Tensor | None = None,
         linear_bias: Tensor | None = None,
+        **extra: Any,
     ) -> None:
         """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
 
-        A batch that is refused changes nothing.
+        ``extra``: a subclass's own ``update`` keywords, read by :meth:`_with_extra_rows`. A batch
+        that is refused changes nothing.
         """
-        self.sums.add_(
-            self._batch_sums(preds, target, sample_weight, linear_weight=linear_weight, linear_bias=linear_bias)
-        )
+        task, batch = self._checked(preds, target, sample_weight, linear_weight, linear_bias)
+        self.sums.add_(self._with_extra_rows(task.sums(batch, per_class=self._per_class), target, **extra))
 
     def _batch_sums(
         self,
@@ -62,18 +53,38 @@ class HeadSumsMetric(SumsMetric):
         linear_bias: Tensor | None = None,
         **extra: Any,
     ) -> Tensor:
-        """Validate a batch (scores, or hidden states and a head) and return its sums in the state's layout.
+        """The batch's sums in the state's layout, as :meth:`update` adds them; the state is not touched."""
+        task, batch = self._checked(preds, target, sample_weight, linear_weight, linear_bias)
+        return self._with_extra_rows(task.sums(batch, per_class=self._per_class), target, **extra)
 
-        ``extra``: a subclass's own ``update`` keywords, read by :meth:`_with_extra_rows`.
-        """
-        _state.check_device(self, preds)
+    def _checked(
+        self, preds: Tensor, target: Tensor, sample_weight: object, linear_weight: object, linear_bias: object
+    ) -> tuple[Any, Any]:
+        """The task that takes the batch (scores: the metric's; hidden states: its head's) and the checked batch."""
+        self._check_state_device(preds)
         if linear_weight is None and linear_bias is None:
-            return self._with_extra_rows(self._score_batch_sums(preds, target, sample_weight), target, **extra)
-        _check_head_call(linear_weight, self.options.input_format)
-        checked = _linear_tensor_validation(preds, linear_weight, target, linear_bias, sample_weight, self.options)
-        sums = linear_sums(*checked, self.options)
-        sums = sums if sums.shape[1] == self.sums.shape[1] else sums.sum(1, keepdim=True)  # a state of totals
-        return self._with_extra_rows(sums, target, **extra)
+            return self.task, self._score_batch(preds, target, sample_weight)
+        head = self._head_task(linear_weight)
+        return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
+
+    def _head_task(self, linear_weight: object) -> HeadTask:
+        """The hidden-state task of this metric's options; it needs the head's weight and a metric of logits."""
+        task = self.task
+        if linear_weight is None:
+            raise ValueError("`linear_bias` was given without `linear_weight`; pass the head's weight too.")
+        if task.input_format != "logits":
+            raise ValueError(
+                f"`linear_weight` turns `preds` (hidden states) into logits, but this metric reads "
+                f"input_format={task.input_format!r}; construct it with input_format='logits'."
+            )
+        return HeadTask(
+            num_classes=task.num_classes,
+            weight=task.weight,
+            ignore_index=task.ignore_index,
+            label_smoothing=task.label_smoothing,
+            average=task.average,
+            validate_args=task.validate_args,
+        )
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""
@@ -81,6 +92,6 @@ class HeadSumsMetric(SumsMetric):
             raise TypeError(f"{type(self).__name__}.update() got an unexpected keyword argument {next(iter(extra))!r}.")
         return sums
 
-    def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-        """Validate a batch of scores and return its sums in the state's layout; the state is not touched."""
-        raise NotImplementedError
+    def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
+        """Check a batch of scores (the task's ``check_batch``; a subclass may first reorder dimensions)."""
+        return self.task.check_batch(preds, target, sample_weight)

@@ -1,4 +1,4 @@
-"""Metric attributes that read the metric's options object: ``metric.average`` is ``metric.options.average``."""
+"""Metric attributes that read the options of the metric's task: ``metric.average`` is ``metric.task.average``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ T = TypeVar("T")
 
 
 class OptionAttribute(Generic[T]):
-    """A metric attribute that reads (and writes) the field of the same name of ``metric.options``.
+    """A metric attribute that reads (and writes) the field of the same name of ``metric.task``.
 
-    The options are one frozen object, checked once; setting the attribute replaces them with a copy
-    that holds the new value (checked again). That is how a class weight moves with the metric:
+    The task is one frozen object, its options checked once; setting the attribute replaces it with a
+    copy that holds the new value (checked again). That is how a class weight moves with the metric:
     ``.to(device)`` sets ``metric.weight`` to the moved tensor.
     """
 
@@ -26,7 +26,7 @@ class OptionAttribute(Generic[T]):
     def __get__(self, metric: object, owner: type | None = None) -> T: ...
 
     def __get__(self, metric: object, owner: type | None = None) -> Any:
-        return self if metric is None else getattr(metric.options, self.name)  # type: ignore[attr-defined]
+        return self if metric is None else getattr(metric.task, self.name)  # type: ignore[attr-defined]
 
     def __set__(self, metric: Any, value: T) -> None:
-        metric.options = dataclasses.replace(metric.options, **{self.name: value})
+        metric.task = dataclasses.replace(metric.task, **{self.name: value})

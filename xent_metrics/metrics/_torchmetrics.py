@@ -81,11 +81,11 @@ class TorchmetricsAdapter(Metric):
     """``torchmetrics.Metric`` with the private hooks a metric over one ``sums`` state replaces.
 
     The subclass (:class:`~._base.SumsMetric`) creates ``sums`` and the config tag state with
-    :func:`~._state.add_sums_state` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
+    :meth:`~._base.SumsMetric._add_sums_state` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
     """
 
     sums: Tensor
-    #: The name of the unsaved config tag state (set by :func:`~._state.add_sums_state`).
+    #: The name of the unsaved config tag state (set by :meth:`~._base.SumsMetric._add_sums_state`).
     _config_state: str
 
     def _move_sums(self, device: torch.device) -> None:

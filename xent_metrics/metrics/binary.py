@@ -5,13 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import BinaryOptions
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional.binary import _binary_pos_weight, _binary_tensor_validation
+from xent_metrics.functional.binary import BinaryTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
 from xent_metrics.metrics._options import OptionAttribute
@@ -21,8 +17,8 @@ class _BinaryMetric(SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    _task = "binary"
-    options: BinaryOptions
+    _task_name = "binary"
+    task: BinaryTask
     input_format: OptionAttribute[str] = OptionAttribute()
     pos_weight: OptionAttribute[Tensor | None] = OptionAttribute()
     ignore_index: OptionAttribute[int | None] = OptionAttribute()
@@ -40,18 +36,20 @@ class _BinaryMetric(SumsMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        options = BinaryOptions(input_format, None, ignore_index, label_smoothing, validate_args)
+        task = BinaryTask(
+            input_format=input_format,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            validate_args=validate_args,
+        )
         dtype = _state.state_dtype(self.device)
-        anchor = pos_weight if isinstance(pos_weight, Tensor) else torch.empty(0)
-        pos = _binary_pos_weight(pos_weight, anchor, validate_args=True)
-        pos = None if pos is None else pos.detach().to(device=self.device, dtype=dtype).clone()
-        self.options = dataclasses.replace(options, pos_weight=pos)
-        _state.add_sums_state(self, 1, dtype)
+        pos = _state.fixed_weight("pos_weight", pos_weight, 1, self.device, dtype, scalar=True)
+        self.task = dataclasses.replace(task, pos_weight=pos)
+        self._add_sums_state(1, dtype)
 
     def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        _state.check_device(self, preds)
-        preds, target, sample = _binary_tensor_validation(preds, target, sample_weight, self.options)
-        return bce_sums(preds, target, self.options, sample)
+        self._check_state_device(preds)
+        return self.task.sums(self.task.check_batch(preds, target, sample_weight))
 
 
 class BinaryCrossEntropy(_BinaryMetric):
@@ -124,7 +122,7 @@ class BinaryCrossEntropy(_BinaryMetric):
     """
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, "micro")
+        return self.task.cross_entropy(sums)
 
 
 class BinaryNormalizedEntropy(_BinaryMetric):
@@ -157,4 +155,4 @@ class BinaryNormalizedEntropy(_BinaryMetric):
     """
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return normalized_entropy_from_sums(sums, "micro")
+        return self.task.normalized_entropy(sums)

@@ -7,10 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._options import MulticlassOptions
-from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
-from xent_metrics.functional.multiclass import _multiclass_tensor_validation
+from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
@@ -20,7 +17,7 @@ class _MulticlassMetric(HeadSumsMetric):
     """Options, ``(3, C)`` state and batch sums shared by the multiclass metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("weight",)
-    _task = "multiclass"
+    _task_name = "multiclass"
     #: Whether the value needs per-class sums whatever ``average`` is (NE: the class prior).
     _needs_class_sums: bool = True
     num_classes: OptionAttribute[int] = OptionAttribute()
@@ -47,20 +44,20 @@ class _MulticlassMetric(HeadSumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
-        options = MulticlassOptions(  # average=None is read as "none" there
-            num_classes, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-            validate_args, fused
+        task = MulticlassTask(
+            num_classes=num_classes,
+            input_format=input_format,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            average=average,
+            validate_args=validate_args,
+            fused=fused,
         )
         dtype = _state.state_dtype(self.device)
-        cls = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
-        self.options = dataclasses.replace(options, weight=cls)
-        self._per_class = self._needs_class_sums or self.options.average != "micro"  # else a (3, 1) state of totals
-        classes = num_classes if self._per_class else 1
-        _state.add_sums_state(self, classes, dtype, per_class=num_classes)
-
-    def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-        preds, target, sample = _multiclass_tensor_validation(preds, target, sample_weight, self.options, None)
-        return softmax_ce_sums(preds, target, self.options, sample, per_class=self._per_class)
+        weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
+        self.task = dataclasses.replace(task, weight=weight)
+        self._per_class = self._needs_class_sums or self.task.average != "micro"  # else a (3, 1) state of totals
+        self._add_sums_state(num_classes if self._per_class else 1, dtype, per_class=num_classes)
 
 
 class MulticlassCrossEntropy(_MulticlassMetric):
@@ -159,7 +156,7 @@ class MulticlassCrossEntropy(_MulticlassMetric):
     _needs_class_sums = False
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, self.options.average)
+        return self.task.cross_entropy(sums)
 
 
 class MulticlassNormalizedEntropy(_MulticlassMetric):
@@ -190,4 +187,4 @@ class MulticlassNormalizedEntropy(_MulticlassMetric):
     """
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return multiclass_normalized_entropy_from_sums(sums, self.options.average)
+        return self.task.normalized_entropy(sums)

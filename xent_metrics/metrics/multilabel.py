@@ -7,10 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import MultilabelOptions
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
-from xent_metrics.functional.multilabel import _multilabel_tensor_validation
+from xent_metrics.functional.multilabel import MultilabelTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
 from xent_metrics.metrics._options import OptionAttribute
@@ -20,8 +17,8 @@ class _MultilabelMetric(SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    _task = "multilabel"
-    options: MultilabelOptions
+    _task_name = "multilabel"
+    task: MultilabelTask
     num_labels: OptionAttribute[int] = OptionAttribute()
     input_format: OptionAttribute[str] = OptionAttribute()
     pos_weight: OptionAttribute[Tensor | None] = OptionAttribute()
@@ -44,19 +41,22 @@ class _MultilabelMetric(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
-        options = MultilabelOptions(  # average=None is read as "none" there
-            num_labels, input_format, None, ignore_index, label_smoothing, average,  # type: ignore[arg-type]
-            validate_args
+        task = MultilabelTask(
+            num_labels=num_labels,
+            input_format=input_format,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            average=average,
+            validate_args=validate_args,
         )
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
-        self.options = dataclasses.replace(options, pos_weight=pos)
-        _state.add_sums_state(self, num_labels, dtype)
+        self.task = dataclasses.replace(task, pos_weight=pos)
+        self._add_sums_state(num_labels, dtype)
 
     def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        _state.check_device(self, preds)
-        preds, target, sample = _multilabel_tensor_validation(preds, target, sample_weight, self.options, None)
-        return bce_sums(preds, target, self.options, sample)
+        self._check_state_device(preds)
+        return self.task.sums(self.task.check_batch(preds, target, sample_weight))
 
 
 class MultilabelCrossEntropy(_MultilabelMetric):
@@ -137,7 +137,7 @@ class MultilabelCrossEntropy(_MultilabelMetric):
     """
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return cross_entropy_from_sums(sums, self.options.average, entries="labels")
+        return self.task.cross_entropy(sums)
 
 
 class MultilabelNormalizedEntropy(_MultilabelMetric):
@@ -170,4 +170,4 @@ class MultilabelNormalizedEntropy(_MultilabelMetric):
     """
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        return normalized_entropy_from_sums(sums, self.options.average)
+        return self.task.normalized_entropy(sums)

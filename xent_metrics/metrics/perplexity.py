@@ -10,16 +10,9 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
-from xent_metrics.functional._options import MulticlassOptions
-from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import (
-    NUM_SUMS,
-    byte_sum_from_sums,
-    cross_entropy_from_sums,
-    loss_sum_from_sums,
-    weight_sum_from_sums,
-)
-from xent_metrics.functional.multiclass import _multiclass_tensor_validation
+from xent_metrics.functional._sums import NUM_SUMS, byte_sum_from_sums, loss_sum_from_sums, weight_sum_from_sums
+from xent_metrics.functional._validation import Batch
+from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
@@ -245,7 +238,7 @@ class Perplexity(HeadSumsMetric):
     """
 
     plot_lower_bound = 1.0
-    _task = "perplexity"
+    _task_name = "perplexity"
     input_format: OptionAttribute[str] = OptionAttribute()
     ignore_index: OptionAttribute[int | None] = OptionAttribute()
     validate_args: OptionAttribute[bool] = OptionAttribute()
@@ -263,15 +256,16 @@ class Perplexity(HeadSumsMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _validation.check_common_args(
-            input_format, ignore_index, 0.0
-        )  # before the units, as always: the same error wins
+        _validation.check_common_args(input_format, ignore_index, 0.0)  # these errors come before the units'
         _check_units(units, num_bytes)
-        self.options = MulticlassOptions(None, input_format, None, ignore_index, 0.0, "micro", validate_args, fused)
+        self.task = MulticlassTask(
+            input_format=input_format, ignore_index=ignore_index, validate_args=validate_args, fused=fused
+        )
+        self._per_class = False
         self.units = units
         self.num_bytes = num_bytes
         rows = NUM_SUMS + 1 if self._bytes_per_update else NUM_SUMS
-        _state.add_sums_state(self, 1, _state.state_dtype(self.device), rows=rows)
+        self._add_sums_state(1, _state.state_dtype(self.device), rows=rows)
 
     @property
     def _bytes_per_update(self) -> bool:
@@ -287,13 +281,14 @@ class Perplexity(HeadSumsMetric):
         linear_weight: Tensor | None = None,
         linear_bias: Tensor | None = None,
         num_bytes: int | Tensor | None = None,
+        **extra: Any,
     ) -> None:
         """Add a batch (see the class's Notes); ``num_bytes``: its byte count, an int or one per sequence ``(B,)``.
 
-        A batch that is refused changes nothing.
+        A batch that is refused changes nothing (an unknown keyword in ``extra`` is refused too).
         """
         head = {"linear_weight": linear_weight, "linear_bias": linear_bias}
-        self.sums.add_(self._batch_sums(preds, target, sample_weight, num_bytes=num_bytes, **head))
+        super().update(preds, target, sample_weight, num_bytes=num_bytes, **head, **extra)
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, 1)`` sums, and its byte count (``num_bytes``) as a fourth row if bytes come per update."""
@@ -302,13 +297,12 @@ class Perplexity(HeadSumsMetric):
         _check_bytes_mode(self.units, self.num_bytes, num_bytes)
         if not self._bytes_per_update:
             return sums
-        return torch.cat([sums, _batch_bytes(num_bytes, target, self.options.validate_args, sums)])
+        return torch.cat([sums, _batch_bytes(num_bytes, target, self.task.validate_args, sums)])
 
-    def _score_batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None) -> Tensor:
-        """Validate a batch of ``(..., V)`` scores and return its ``(3, 1)`` sums (loss, weight, weight)."""
-        moved, target = _vocab_last(preds, target, self.options.validate_args)
-        moved, target, sample = _multiclass_tensor_validation(moved, target, sample_weight, self.options, None)
-        return softmax_ce_sums(moved, target, self.options, sample, per_class=False)
+    def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
+        """Check a batch of ``(..., V)`` scores: the vocabulary moved to dimension 1, then the task's checks."""
+        moved, target = _vocab_last(preds, target, self.task.validate_args)
+        return self.task.check_batch(moved, target, sample_weight)
 
     def _reader(self) -> str:
         """The units and the byte count only read the sums, but states of other ones never pool."""
@@ -329,7 +323,7 @@ class Perplexity(HeadSumsMetric):
         return super().compute()
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
-        ce = cross_entropy_from_sums(sums, "micro")
+        ce = self.task.cross_entropy(sums)
         if self.units == "perplexity":
             return torch.exp(ce)
         if self.units == "bits_per_token":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from torch import Tensor
 
 from xent_metrics.functional._sums import d2_from_sums, multiclass_d2_from_sums
-from xent_metrics.scoring._inputs import MULTILABEL, check_options, target_type
-from xent_metrics.scoring._loss import classes_path, multilabel_path
+from xent_metrics.scoring._inputs import MULTILABEL, check_score_options, target_type
+from xent_metrics.scoring._loss import score_sums
 
 
 def _check_no_negative_weight(sample_weight: object) -> None:
@@ -97,17 +98,26 @@ def d2_cross_entropy_score(
     >>> d2_cross_entropy_score([1, 0, 1], [2.0, -1.0, 0.3], input_format="logits")
     0.4792
     """
-    average = check_options(input_format, average)
-    if target_type(y_true) == MULTILABEL:
-        sums = multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
-        _check_no_negative_weight(sample_weight)
-        value = d2_from_sums(sums, average)
-        return value.numpy().copy() if average == "none" else float(value)
-    if average != "micro":
+    average = check_score_options(input_format, average)
+    kind = target_type(y_true)
+    check_d2_average(kind, average)
+    sums = score_sums(kind, y_true, y_proba, labels, sample_weight, input_format)
+    return d2_value(kind, sums, average, sample_weight)
+
+
+def check_d2_average(kind: str, average: str) -> None:
+    """Binary and multiclass targets have one D² over all samples: ``average='micro'`` only."""
+    if kind != MULTILABEL and average != "micro":
         raise ValueError(
             f"`average` must be 'micro' for binary or multiclass `y_true` (one D² over all samples), got "
             f"{average!r}; per-label averages are for multilabel indicator targets."
         )
-    sums = classes_path(y_true, y_proba, labels, sample_weight, input_format)
+
+
+def d2_value(kind: str, sums: Tensor, average: str, sample_weight: object) -> float | np.ndarray:
+    """``d2_cross_entropy_score``'s value from ``score_sums`` (``sample_weight`` must hold no negative weight)."""
     _check_no_negative_weight(sample_weight)
-    return float(multiclass_d2_from_sums(sums, "micro"))
+    if kind != MULTILABEL:
+        return float(multiclass_d2_from_sums(sums, "micro"))
+    value = d2_from_sums(sums, average)
+    return value.numpy().copy() if average == "none" else float(value)

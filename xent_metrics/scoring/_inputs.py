@@ -9,11 +9,9 @@ shape raises ``ValueError``, a wrong type ``TypeError``.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -30,7 +28,9 @@ CLASS_TARGETS = ("binary", "multiclass")
 MULTILABEL = "multilabel-indicator"
 
 
-def check_options(input_format: str, average: str | None, averages: Sequence[str] = _validation.AVERAGES) -> str:
+def check_score_options(
+    input_format: str, average: str | None, averages: Sequence[str] = _validation.AVERAGES
+) -> str:
     """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``.
 
     Returns ``average``, ``None`` read as ``"none"`` (:func:`~xent_metrics.functional._validation.check_average`).
@@ -39,7 +39,7 @@ def check_options(input_format: str, average: str | None, averages: Sequence[str
     return _validation.check_average(average, averages)
 
 
-def check_flag(name: str, value: object) -> None:
+def check_bool(name: str, value: object) -> None:
     """Raise ``TypeError`` unless ``value`` is a bool; a numpy bool is converted first."""
     _validation.check_flag(name, bool(value) if isinstance(value, np.bool_) else value)
 
@@ -89,31 +89,17 @@ def named_check_array(name: str, value: object, **options: object) -> np.ndarray
         raise type(err)(f"`{name}`: {err}") from err
 
 
-#: Set by the scorer around its call of ``cross_entropy_loss``: the estimator's response was checked
-#: already (the scorer's messages name the estimator), so the value checks run once, not twice.
-_RESPONSE_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("response_checked", default=False)
-
-
-@contextlib.contextmanager
-def response_checked() -> Iterator[None]:
-    """Within it, :func:`check_scores` and :func:`warn_rows_not_normalized` only convert (values were checked)."""
-    token = _RESPONSE_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _RESPONSE_CHECKED.reset(token)
-
-
-def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> np.ndarray:
+def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, check_values: bool = True) -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
     The rules are :func:`~xent_metrics.functional._validation.score_problem`'s (probabilities in
     ``[0, 1]``, finite logits, log-probabilities ``<= 0`` with ``-inf`` allowed), from one
     multi-threaded min/max pass, worded as ``check_array`` words them. Integer input becomes
-    float64, as in ``log_loss``.
+    float64, as in ``log_loss``. ``check_values=False`` (the scorer, which checked the estimator's
+    response in its own words) only converts.
     """
     scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
-    if _RESPONSE_CHECKED.get():
+    if not check_values:
         return scores
     lo, hi = _validation.value_bounds(as_tensor(scores))
     problem = _validation.score_problem(lo, hi, input_format)
@@ -132,8 +118,6 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba") -> n
 
 def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
-    if _RESPONSE_CHECKED.get():
-        return
     bounds = _validation.row_sums_off_one(as_tensor(probs))
     if bounds is not None:
         warnings.warn(
@@ -169,7 +153,7 @@ def pad_classes(scores: np.ndarray, columns: np.ndarray, width: int, input_forma
     return padded
 
 
-def check_sample_weight(sample_weight: object, num_samples: int) -> np.ndarray | None:
+def sample_weight_array(sample_weight: object, num_samples: int) -> np.ndarray | None:
     """Return ``sample_weight`` as a float64 ``(n,)`` array. Like ``log_loss``, some weight must be non-zero."""
     if sample_weight is None:
         return None

@@ -8,37 +8,59 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from xent_metrics.functional._label_sums import class_label_sums, indicator_sums, per_output_sums
 from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums, weight_sum_from_sums
 from xent_metrics.scoring._inputs import (
     MULTILABEL,
     as_tensor,
+    check_bool,
     check_class_columns,
-    check_flag,
     check_lengths,
-    check_options,
-    check_sample_weight,
+    check_score_options,
     check_scores,
     class_targets,
     encode,
     indicator_targets,
     pad_classes,
     resolve_classes,
+    sample_weight_array,
     target_type,
     warn_rows_not_normalized,
 )
+from xent_metrics.scoring._label_sums import class_label_sums, indicator_sums, per_output_sums
 
 
-def classes_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
+def score_sums(
+    kind: str,
+    y_true: object,
+    y_proba: object,
+    labels: object,
+    sample_weight: object,
+    input_format: str,
+    *,
+    check_values: bool = True,
+) -> Tensor:
+    """The ``(3, K)`` sums of scikit-learn inputs: per class, or per label for a multilabel ``kind``.
+
+    ``kind`` is :func:`~xent_metrics.scoring._inputs.target_type`'s; ``check_values=False`` (the scorer,
+    which checked the estimator's response in its own words) skips the checks of score values.
+    """
+    if kind == MULTILABEL:
+        return multilabel_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
+    return classes_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
+
+
+def classes_path(
+    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
+) -> Tensor:
     y = class_targets(y_true)
-    scores = check_scores(y_proba, input_format)
+    scores = check_scores(y_proba, input_format, check_values=check_values)
     check_lengths(y.shape[0], scores)
-    weight = check_sample_weight(weight_in, y.shape[0])
+    weight = sample_weight_array(weight_in, y.shape[0])
     classes = resolve_classes(y, labels)
     if scores.ndim == 2 and scores.shape[1] == 1:
         scores = scores[:, 0]
     check_class_columns(classes, scores, labels is not None)
-    if input_format == "probs" and scores.ndim == 2:
+    if check_values and input_format == "probs" and scores.ndim == 2:
         warn_rows_not_normalized(scores)
     return class_label_sums(as_tensor(scores), as_tensor(encode(y, classes)), input_format, _tensor(weight))
 
@@ -71,7 +93,12 @@ def _binary_columns(scores: np.ndarray, classes: object, output: int, input_form
 
 
 def _multilabel_list_sums(
-    target: np.ndarray, y_proba: Sequence, labels: object, weight: np.ndarray | None, input_format: str
+    target: np.ndarray,
+    y_proba: Sequence,
+    labels: object,
+    weight: np.ndarray | None,
+    input_format: str,
+    check_values: bool,
 ) -> Tensor:
     """Per-label sums for multi-output ``predict_proba``: one 2-class core call per output."""
     if input_format == "logits":
@@ -88,26 +115,28 @@ def _multilabel_list_sums(
         )
     outputs = []
     for k, part in enumerate(y_proba):
-        scores = check_scores(part, input_format, name=f"y_proba[{k}]")
+        scores = check_scores(part, input_format, name=f"y_proba[{k}]", check_values=check_values)
         check_lengths(target.shape[0], scores, name=f"y_proba[{k}]")
         scores = _binary_columns(scores, None if labels is None else labels[k], k, input_format)
-        if input_format == "probs":
+        if check_values and input_format == "probs":
             warn_rows_not_normalized(scores, name=f"y_proba[{k}]")
         outputs.append(as_tensor(scores))
     return per_output_sums(outputs, as_tensor(target), input_format, _tensor(weight))
 
 
-def multilabel_path(y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str) -> Tensor:
+def multilabel_path(
+    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
+) -> Tensor:
     target = indicator_targets(y_true)
-    weight = check_sample_weight(weight_in, target.shape[0])
+    weight = sample_weight_array(weight_in, target.shape[0])
     if isinstance(y_proba, list | tuple) and y_proba and all(getattr(p, "ndim", 0) == 2 for p in y_proba):
-        return _multilabel_list_sums(target, y_proba, labels, weight, input_format)
+        return _multilabel_list_sums(target, y_proba, labels, weight, input_format, check_values)
     if labels is not None:
         raise ValueError(
             "`labels` is only used for a multilabel `y_true` when `y_proba` is a list of per-output arrays; "
             f"with an (n_samples, n_labels) `y_proba` leave it None, got {labels!r}."
         )
-    scores = check_scores(y_proba, input_format)
+    scores = check_scores(y_proba, input_format, check_values=check_values)
     if scores.shape != target.shape:
         raise ValueError(
             f"For a multilabel `y_true` of shape {target.shape}, `y_proba` must have the same shape (one score per "
@@ -130,7 +159,10 @@ def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) 
         )
 
 
-def _result(sums: Tensor, average: str, normalize: bool, per_sample_terms: int, entries: str) -> float | np.ndarray:
+def loss_value(kind: str, sums: Tensor, average: str, normalize: bool) -> float | np.ndarray:
+    """``cross_entropy_loss``'s value from ``score_sums``: a mean over weights, or (``normalize=False``) a sum."""
+    multilabel = kind == MULTILABEL
+    per_sample_terms, entries = (sums.shape[1], "labels") if multilabel else (1, "classes")
     if not normalize:
         loss = loss_sum_from_sums(sums, average)
         return loss.numpy().copy() if average == "none" else float(loss) / per_sample_terms
@@ -244,13 +276,9 @@ def cross_entropy_loss(
     >>> cross_entropy_loss([1, 0], [2.0, -1.0], input_format="logits")  # sigmoid of margins
     0.2201
     """
-    average = check_options(input_format, average)
-    check_flag("normalize", normalize)
+    average = check_score_options(input_format, average)
+    check_bool("normalize", normalize)
     if average == "macro" and not normalize:
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
-    if target_type(y_true) == MULTILABEL:
-        sums = multilabel_path(y_true, y_proba, labels, sample_weight, input_format)
-        return _result(sums, average, normalize, sums.shape[1], "labels")
-    return _result(
-        classes_path(y_true, y_proba, labels, sample_weight, input_format), average, normalize, 1, "classes"
-    )
+    kind = target_type(y_true)
+    return loss_value(kind, score_sums(kind, y_true, y_proba, labels, sample_weight, input_format), average, normalize)

@@ -11,21 +11,20 @@ import sklearn
 from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
 from xent_metrics.functional import _validation
-from xent_metrics.scoring._d2 import d2_cross_entropy_score
+from xent_metrics.scoring._d2 import check_d2_average, d2_value
 from xent_metrics.scoring._inputs import (
     MULTILABEL,
     as_tensor,
-    check_flag,
-    check_options,
+    check_bool,
+    check_score_options,
     class_targets,
     indicator_targets,
     pad_classes,
-    response_checked,
     score_dtype,
     target_type,
     warn_rows_not_normalized,
 )
-from xent_metrics.scoring._loss import cross_entropy_loss
+from xent_metrics.scoring._loss import loss_value, score_sums
 from xent_metrics.scoring._sklearn import SharedResponseScorer, cached_response
 
 #: The input format each standard response method returns.
@@ -133,8 +132,8 @@ class CrossEntropyScorer(SharedResponseScorer):
 
     def __post_init__(self) -> None:
         _validation.check_choice("task", self.task, ("auto", *_validation.TASKS))
-        check_flag("d2", self.d2)
-        check_options(self.input_format, self.average, [a for a in _validation.AVERAGES if a != "none"])
+        check_bool("d2", self.d2)
+        check_score_options(self.input_format, self.average, [a for a in _validation.AVERAGES if a != "none"])
         if not isinstance(self.response_method, str):
             raise TypeError(
                 f"`response_method` must be a method name (str), got {type(self.response_method).__name__}."
@@ -204,11 +203,10 @@ class CrossEntropyScorer(SharedResponseScorer):
         shared = None if cached is None or kind == MULTILABEL else cached_response(cached, estimator, self)
         response = method(X) if shared is None else shared
         _check_response(estimator, self.response_method, response, self.input_format, kind)
-        with response_checked():  # checked above, naming the estimator: the loss only converts
-            if kind == MULTILABEL:
-                return self._multilabel(estimator, response, y_true, sample_weight)
-            scores, classes = self._align(estimator, response, class_targets(y_true))
-            return self._value(y_true, scores, classes, sample_weight)
+        if kind == MULTILABEL:
+            return self._multilabel(estimator, response, y_true, sample_weight)
+        scores, classes = self._align(estimator, response, class_targets(y_true))
+        return self._value(kind, y_true, scores, classes, sample_weight)
 
     def _no_method(self, estimator: object) -> str:
         """The missing-method message; a model with margins only is pointed to the logits scorer."""
@@ -222,18 +220,14 @@ class CrossEntropyScorer(SharedResponseScorer):
             f"{', d2=True' if self.d2 else ''})), or make it give probabilities (SVC(probability=True))."
         )
 
-    def _value(self, y_true: object, scores: object, labels: object, sample_weight: object) -> float:
-        """The D² score, or minus the loss: greater is better."""
-        score = d2_cross_entropy_score if self.d2 else cross_entropy_loss
-        value = score(
-            y_true,
-            scores,
-            labels=labels,
-            sample_weight=sample_weight,
-            input_format=self.input_format,
-            average=self.average,
-        )
-        return float(value) if self.d2 else -float(value)
+    def _value(self, kind: str, y_true: object, scores: object, labels: object, sample_weight: object) -> float:
+        """The D² score, or minus the loss: greater is better. The response's values were checked already."""
+        if self.d2:
+            check_d2_average(kind, self.average)
+        sums = score_sums(kind, y_true, scores, labels, sample_weight, self.input_format, check_values=False)
+        if self.d2:
+            return float(d2_value(kind, sums, self.average, sample_weight))
+        return -float(loss_value(kind, sums, self.average, normalize=True))
 
     def _check_task(self, kind: str) -> None:
         if self.task == "multilabel" and kind != MULTILABEL:
@@ -319,7 +313,7 @@ class CrossEntropyScorer(SharedResponseScorer):
                 f"{target.shape}, one score per label."
             )
         labels = list(classes) if is_list and isinstance(classes, list | tuple) else None
-        return self._value(target, list(response) if is_list else response, labels, sample_weight)
+        return self._value(MULTILABEL, target, list(response) if is_list else response, labels, sample_weight)
 
 
 def make_cross_entropy_scorer(

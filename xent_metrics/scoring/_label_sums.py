@@ -1,9 +1,11 @@
-"""Sums of scikit-learn-shaped inputs: the core entry points of the scoring face.
+"""Sums of scikit-learn-shaped inputs: the scoring face's use of the tasks' ``sums`` step.
 
-:mod:`xent_metrics.scoring` converts and checks arrays; these functions turn its tensors into the
-``(3, K)`` sums of :mod:`xent_metrics.functional._sums` (each row with its one meaning there), which it
-reads its results from. No face indexes or splices sums rows. The inputs are already valid: class
-indices ``0..C-1``, finite scores in range, non-zero weights.
+:mod:`xent_metrics.scoring` converts and checks arrays (in scikit-learn's words); these functions hand
+its tensors to the ``sums`` step of :class:`~xent_metrics.functional.multiclass.MulticlassTask` or
+:class:`~xent_metrics.functional.multilabel.MultilabelTask` (scikit-learn sets no class weight,
+``pos_weight``, ignored target or smoothing: their default options) and return ``(3, K)`` sums of
+:mod:`xent_metrics.functional._sums`, read through its functions. The inputs are already valid:
+class indices ``0..C-1``, finite scores in range, non-zero weights.
 """
 
 from __future__ import annotations
@@ -13,22 +15,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._options import MulticlassOptions, MultilabelOptions
-from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT
-
-# scikit-learn's inputs set no class weight, ``pos_weight``, ignored target or smoothing: the default options.
+from xent_metrics.functional._sums import class_sums_from_label, label_sums_from_classes
+from xent_metrics.functional._validation import Batch
+from xent_metrics.functional.multiclass import MulticlassTask
+from xent_metrics.functional.multilabel import MultilabelTask
 
 
 def _softmax_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
-    """``(3, C)`` sums of the categorical kernel, ``weight`` the sample weight."""
-    return softmax_ce_sums(preds, target, MulticlassOptions(input_format=input_format), weight)
+    """``(3, C)`` sums of the multiclass task, ``weight`` the sample weight."""
+    return MulticlassTask(input_format=input_format).sums(Batch(preds, target, weight))
 
 
 def _bce_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
-    """``(3, K)`` sums of the binary kernel, ``weight`` the sample weight."""
-    return bce_sums(preds, target, MultilabelOptions(input_format=input_format), weight)
+    """``(3, K)`` sums of the multilabel task, ``weight`` the sample weight."""
+    return MultilabelTask(input_format=input_format).sums(Batch(preds, target, weight))
 
 
 def class_label_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:
@@ -53,9 +53,7 @@ def _true_class_column(
     """The ``(3,)`` sums of class ``cls`` from the binary kernel on the rows whose true class it is."""
     rows = target == cls
     weight = None if sample_weight is None else sample_weight[rows]
-    label = _bce_sums(preds[rows].unsqueeze(1), target[rows].unsqueeze(1), input_format, weight)
-    loss, mass = label[LOSS, 0], label[WEIGHT, 0]
-    return torch.stack([loss, mass, mass])  # one-hot targets: the class's target mass is the weight of its rows
+    return class_sums_from_label(_bce_sums(preds[rows].unsqueeze(1), target[rows].unsqueeze(1), input_format, weight))
 
 
 def indicator_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:
@@ -75,5 +73,5 @@ def per_output_sums(
     columns = []
     for k, scores in enumerate(outputs):
         classes = _softmax_sums(scores, target[:, k].long().contiguous(), input_format, sample_weight)
-        columns.append(torch.stack([classes[LOSS].sum(), classes[WEIGHT].sum(), classes[TARGET, 1]]))
+        columns.append(label_sums_from_classes(classes))
     return torch.stack(columns, 1)
