@@ -27,6 +27,7 @@ exactly across batches and processes, so any split of the data gives the same re
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -96,6 +97,14 @@ def cross_entropy_from_sums(
     return per_class if average == "none" else _masked_mean(per_class, has_data)
 
 
+def task_cross_entropy(task: Any, sums: Tensor, *, warn: bool = True) -> Tensor:
+    """A task's ``cross_entropy`` step: :func:`cross_entropy_from_sums` for its ``average``, naming its ``entries``.
+
+    ``warn``: warn (a host read) where no sample has weight or ``"macro"`` skips entries.
+    """
+    return cross_entropy_from_sums(sums, task.average, entries=task.entries, warn=warn)
+
+
 def _binary_entropy(rate: Tensor) -> Tensor:
     return -(torch.special.xlogy(rate, rate) + torch.special.xlogy(1 - rate, 1 - rate))
 
@@ -143,6 +152,13 @@ def normalized_entropy_from_sums(sums: Tensor, average: str = "micro", *, warn: 
         return torch.where(denom > 0, loss.sum() / denom, torch.nan)
     per_label = torch.where(valid, loss / (weight * entropy), torch.nan)
     return per_label if average == "none" else _masked_mean(per_label, valid)
+
+
+def task_normalized_entropy(task: Any, sums: Tensor, *, warn: bool = True) -> Tensor:
+    """A task's ``normalized_entropy`` step: over the class prior (multiclass) or each label's base rate."""
+    if task.entries == "classes":
+        return multiclass_normalized_entropy_from_sums(sums, task.average, warn=warn)
+    return normalized_entropy_from_sums(sums, task.average, warn=warn)
 
 
 def _warn_binary_ne(has_data: Tensor, valid: Tensor, denom: Tensor, average: str) -> None:

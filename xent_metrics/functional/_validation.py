@@ -1,25 +1,22 @@
-"""Argument and tensor checks shared by every task and every face (functions, metrics, scoring).
+"""Checks of arguments and of a batch's metadata (types, dtypes, shapes, devices), shared by every task and face.
 
 Every message names the argument, what was seen and what was expected. Wrong types raise
-``TypeError``, wrong values or shapes ``ValueError``. Checks that read tensor *values* force a
-device-to-host sync, so callers run them only when ``validate_args=True``; checks that read only
-metadata (type, dtype, shape) are free and always run.
-
-The rules for scores live here once: :func:`score_problem` (what each ``input_format`` allows)
-and :func:`row_sums_off_one` (probability rows that do not sum to 1). The scikit-learn face
-(:mod:`xent_metrics.scoring`) converts arrays to tensors and words the result in its own
-vocabulary (``y_proba``, the estimator's name); it re-declares no rule.
+``TypeError``, wrong values or shapes ``ValueError``. Nothing here reads a tensor's values, so these
+checks always run; each task's batch check (``check_*_batch``, bound as the task's ``check_batch``)
+ends, with ``validate_args=True``, in the checks of values of
+:mod:`xent_metrics.functional._value_checks` (a host sync off the CPU).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+from xent_metrics.functional import _value_checks
 
 INPUT_FORMATS = ("logits", "probs", "log_probs")
 AVERAGES = ("micro", "macro", "none")
@@ -27,10 +24,20 @@ TASKS = ("binary", "multiclass", "multilabel")
 
 
 class Batch(NamedTuple):
-    """A checked batch, as a task's ``check_batch`` returns it and its ``sums`` takes it."""
+    """A checked batch of scores, as a task's ``check_batch`` returns it and its ``sums`` takes it."""
 
     preds: Tensor
     target: Tensor
+    sample_weight: Tensor | None
+
+
+class HeadBatch(NamedTuple):
+    """A checked batch of a linear head: ``target`` and ``sample_weight`` flat, one entry per token."""
+
+    hidden: Tensor
+    linear_weight: Tensor
+    target: Tensor
+    linear_bias: Tensor | None
     sample_weight: Tensor | None
 
 
@@ -87,15 +94,6 @@ def check_task_options(
     return float(label_smoothing), average
 
 
-def check_pair(preds: object, target: object, ignore_index: int | None, validate_args: bool) -> tuple[Tensor, Tensor]:
-    """``preds`` a floating tensor, ``target`` a tensor on its device whose dtype holds ``ignore_index``."""
-    preds = check_float_preds(preds, not validate_args)
-    target = check_tensor("target", target, not validate_args)
-    check_device("target", target, preds)
-    check_ignore_index_fits(target, ignore_index)
-    return preds, target
-
-
 def check_flag(name: str, value: object) -> bool:
     """Raise ``TypeError`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
@@ -145,10 +143,22 @@ def check_device(name: str, value: Tensor, preds: Tensor, preds_name: str = "pre
         )
 
 
-def value_bounds(value: Tensor) -> tuple[float, float]:
-    """Minimum and maximum of a non-empty tensor in one multi-threaded pass, no copy (NaN if any is NaN)."""
-    lo, hi = torch.aminmax(value.detach())
-    return float(lo), float(hi)
+def check_on_state_device(preds: object, state: Tensor) -> None:
+    """A metric's inputs must live where its state does (metadata only: no host sync)."""
+    if isinstance(preds, Tensor) and preds.device != state.device:
+        raise ValueError(
+            f"`preds` is on device {preds.device} but the metric state is on {state.device}; move the "
+            f"metric with `metric.to({str(preds.device)!r})` (a LightningModule attribute moves by itself)."
+        )
+
+
+def check_pair(preds: object, target: object, ignore_index: int | None, validate_args: bool) -> tuple[Tensor, Tensor]:
+    """``preds`` a floating tensor, ``target`` a tensor on its device whose dtype holds ``ignore_index``."""
+    preds = check_float_preds(preds, not validate_args)
+    target = check_tensor("target", target, not validate_args)
+    check_device("target", target, preds)
+    check_ignore_index_fits(target, ignore_index)
+    return preds, target
 
 
 def check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
@@ -167,288 +177,242 @@ def check_ignore_index_fits(target: Tensor, ignore_index: int | None) -> None:
         )
 
 
-def check_finite(name: str, value: Tensor) -> tuple[float, float] | None:
-    """Raise if ``value`` holds NaN or +-inf (forces a host sync); return its bounds (``None`` if empty).
-
-    One ``aminmax`` pass finds any NaN (it propagates) or infinity (it is the min or the max); the bad
-    values are counted, for the message, only when there are some.
-    """
-    if not value.numel():
-        return None
-    bounds = value_bounds(value)
-    if value.is_floating_point() and not all(map(math.isfinite, bounds)):
-        _raise_not_finite(name, value)
-    return bounds
-
-
-def _raise_not_finite(name: str, value: Tensor) -> None:
-    raise ValueError(
-        f"`{name}` contains NaN or inf ({count_not_finite(value)} of {value.numel()} values); expected finite values."
-    )
-
-
-def count_not_finite(value: Tensor, input_format: str = "logits") -> int:
-    """How many values are NaN or infinite; ``-inf`` (a zero probability) counts only outside ``"log_probs"``."""
-    bad = torch.isnan(value) | (value == math.inf) if input_format == "log_probs" else ~torch.isfinite(value)
-    return int(torch.count_nonzero(bad))
-
-
-def score_problem(lo: float, hi: float, input_format: str) -> str | None:
-    """The first rule of ``input_format`` that scores with bounds ``[lo, hi]`` break, or ``None``.
-
-    The rules every face checks scores by: logits are finite; probabilities are finite and in
-    ``[0, 1]``; log-probabilities are not NaN, below ``+inf`` and ``<= 0`` (``-inf``, a zero
-    probability, is allowed). The answer is ``"nan"`` (some NaN), ``"inf"`` (an infinity the format
-    does not allow), ``"above"`` (over 1 for probabilities, 0 for log-probabilities) or ``"below"``
-    (under 0, probabilities); each face words it (``lo`` and ``hi`` come from one min/max pass).
-    """
-    if math.isnan(lo) or math.isnan(hi):
-        return "nan"
-    if hi == math.inf or (lo == -math.inf and input_format != "log_probs"):
-        return "inf"
-    if input_format == "probs":
-        return "above" if hi > 1 else "below" if lo < 0 else None
-    return "above" if input_format == "log_probs" and hi > 0 else None
-
-
-def log_probs_above_zero(name: str, lo: float, hi: float) -> str:
-    """The message for log-probabilities above 0 (every face words it so).
-
-    Values all in ``[0, 1]`` look like probabilities (the hint is ``'probs'``), others like logits.
-    """
-    hint = "probs" if 0 <= lo and hi <= 1 else "logits"
-    return (
-        f"`{name}` with input_format='log_probs' must be <= 0, got a maximum of {hi:.6g}."
-        f" Did you mean input_format='{hint}'?"
-    )
-
-
-def _check_unit_interval(name: str, value: Tensor, what: str, bounds: tuple[float, float] | None = None) -> None:
-    """Raise unless every value lies in [0, 1] (forces a host sync unless ``bounds``, its min and max, are given)."""
-    if value.numel():
-        lo, hi = value_bounds(value) if bounds is None else bounds
-        if lo < 0 or hi > 1:
-            raise ValueError(f"`{name}` {what} must lie in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
-
-
-def check_probabilities(name: str, value: Tensor, what: str) -> None:
-    """Raise unless ``value`` is finite and in [0, 1]: one ``aminmax`` pass for both checks."""
-    _check_unit_interval(name, value, what, check_finite(name, value))
-
-
-def check_preds_values(preds: Tensor, input_format: str) -> tuple[float, float] | None:
-    """Value checks on ``preds``: finite logits, probabilities in [0, 1], log-probabilities <= 0.
-
-    One ``aminmax`` pass over ``preds`` serves every check (:func:`score_problem`), so validation
-    reads the input once and allocates nothing of its size. Returns that pass's bounds (``None`` if empty).
-    """
-    if not preds.numel():
-        return None
-    lo, hi = value_bounds(preds)
-    problem = score_problem(lo, hi, input_format)
-    if problem is None:
-        return lo, hi
-    if input_format == "log_probs":
-        if problem == "above":
-            raise ValueError(log_probs_above_zero("preds", lo, hi))
-        raise ValueError("`preds` with input_format='log_probs' must not contain NaN or +inf.")
-    if problem in ("nan", "inf"):
-        _raise_not_finite("preds", preds)
-    _check_unit_interval("preds", preds, "with input_format='probs'", (lo, hi))
-    return lo, hi  # not reached: every problem raised
-
-
 def check_sample_weight(
-    sample_weight: object, allowed_shapes: Sequence[torch.Size], preds: Tensor, validate_values: bool
+    sample_weight: object, allowed_shapes: Sequence[torch.Size], preds: Tensor, meta_ok: bool
 ) -> Tensor | None:
-    """Return ``sample_weight`` as a tensor after checking its type, shape and (optionally) values."""
+    """Return ``sample_weight`` as a tensor after checking its type, device and shape (its values: see the batch)."""
     if sample_weight is None:
         return None
-    weight = check_tensor("sample_weight", sample_weight, not validate_values)
+    weight = check_tensor("sample_weight", sample_weight, meta_ok)
     check_device("sample_weight", weight, preds)
     if tuple(weight.shape) not in [tuple(s) for s in allowed_shapes]:
         expected = " or ".join(str(tuple(s)) for s in dict.fromkeys(tuple(s) for s in allowed_shapes))
         raise ValueError(f"`sample_weight` must have shape {expected}, got {tuple(weight.shape)}.")
-    if validate_values:
-        _check_weight_values("sample_weight", weight)
     return weight
 
 
-def _check_weight_values(name: str, weight: Tensor) -> None:
-    bounds = check_finite(name, weight)
-    if bounds is None:
-        return
-    lo, hi = bounds
-    if lo < 0:
-        raise ValueError(f"`{name}` must be non-negative, got a minimum of {lo:.6g}.")
-    if hi == 0:  # non-negative with a zero maximum
-        raise ValueError(f"`{name}` is zero everywhere ({weight.numel()} values); expected some weight > 0.")
-
-
-def check_class_weight(name: str, weight: object, size: int, preds: Tensor, validate_values: bool) -> Tensor | None:
-    """Check a per-class (``weight``) or per-label (``pos_weight``) vector of length ``size``."""
+def check_class_weight(name: str, weight: object, size: int, preds: Tensor, meta_ok: bool) -> Tensor | None:
+    """Check the type, device and length ``size`` of a per-class (``weight``) or per-label (``pos_weight``) vector."""
     if weight is None:
         return None
-    weight = check_tensor(name, weight, not validate_values)
+    weight = check_tensor(name, weight, meta_ok)
     check_device(name, weight, preds)
     if weight.shape != (size,):
         raise ValueError(
             f"`{name}` must have shape ({size},), one value per class or label, got {tuple(weight.shape)}."
         )
-    if validate_values:
-        _check_weight_values(name, weight)
     return weight
 
 
-def check_scalar_weight(name: str, weight: object, preds: Tensor, validate_values: bool) -> None:
-    """Check a one-element weight tensor (the binary task's ``pos_weight``) against a batch."""
+def check_scalar_weight(name: str, weight: object, preds: Tensor) -> Tensor:
+    """Check a one-element weight tensor (the binary task's ``pos_weight``) against a batch; return it as ``(1,)``."""
     weight = check_tensor(name, weight)
     if weight.numel() != 1:
         raise ValueError(f"`{name}` for the binary task must be a scalar, got shape {tuple(weight.shape)}.")
-    check_class_weight(name, weight.reshape(1), 1, preds, validate_values)
+    check_device(name, weight, preds)
+    return weight.reshape(1)
 
 
-#: Rows whose sums one block of the row-sum check holds: the check's temporary stays within 8 MiB
-#: (float64) whatever the number of classes, in one pass over ``preds`` for up to 2**20 rows.
-_ROW_SUM_BLOCK = 1 << 20
+def check_binary_batch(task: Any, preds: object, target: object, sample_weight: object = None) -> Batch:
+    """The binary task's ``check_batch``: one label's batch, ``(N, 1, ...)`` scores and targets.
 
-
-def row_sum_tolerance(dtype: torch.dtype) -> float:
-    """How far from 1 a probability row may sum: ``1e-8 + sqrt(eps)`` (torch's ``isclose``, scikit-learn's rule)."""
-    return 1e-8 + math.sqrt(torch.finfo(dtype).eps)
-
-
-def row_sums_off_one(
-    preds: Tensor, dtype: torch.dtype | None = None, tol: float | None = None
-) -> tuple[float, float] | None:
-    """The smallest and largest row sum of probability ``preds`` when some row does not sum to 1, else ``None``.
-
-    The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
-    sqrt(eps)``, ``eps`` of ``preds``' dtype, unless ``tol`` is given; a NaN sum fails). Rows are
-    summed over dim 1 in ``dtype``
-    (``None``: torch's default for ``preds``' dtype), up to :data:`_ROW_SUM_BLOCK` rows at a time,
-    each block reduced to its minimum and maximum, so the check reads ``preds`` once and its
-    temporaries are bounded by a few MiB whatever the shape; one host sync.
+    The sample weight is ``(N,)`` or ``(N, ...)`` (a scalar batch is one sample). A float
+    ``pos_weight`` was checked with the options; a tensor one is checked against the batch here.
     """
-    if preds.numel() == 0:
-        return None
-    tol = row_sum_tolerance(preds.dtype) if tol is None else tol
-    per_row = math.prod(preds.shape[2:])  # positions per sample: their sums are rows too
-    step = max(1, _ROW_SUM_BLOCK // max(1, per_row))
-    blocks = [_min_max(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
-    bounds = torch.stack(blocks)
-    lo, hi = torch.stack([bounds[:, 0].min(), bounds[:, 1].max()]).tolist()
-    return None if abs(lo - 1) <= tol and abs(hi - 1) <= tol else (lo, hi)  # NaN fails
-
-
-def _min_max(value: Tensor) -> Tensor:
-    return torch.stack([value.min(), value.max()])  # NaN propagates through both
-
-
-def _row_sum_dtype(preds: Tensor) -> torch.dtype:
-    return torch.float64 if preds.dtype == torch.float64 else torch.float32
-
-
-def warn_rows_not_normalized(preds: Tensor) -> None:
-    """Warn, as scikit-learn's ``log_loss`` does, when probability rows do not sum to 1 (summed in float32 or 64)."""
-    bounds = row_sums_off_one(preds, _row_sum_dtype(preds))
-    if bounds is not None:
-        warnings.warn(
-            f"`preds` probabilities do not sum to one along the class dimension: rows sum to values in "
-            f"[{bounds[0]:.6g}, {bounds[1]:.6g}] (tolerance {row_sum_tolerance(preds.dtype):.3g} for "
-            f"{preds.dtype}). They are clipped to [eps, 1 - eps] and not renormalised, as scikit-learn's log_loss "
-            "does. If they are logits, pass input_format='logits'.",
-            UserWarning,
-            stacklevel=3,
+    preds, target = check_pair(preds, target, task.ignore_index, task.validate_args)
+    if preds.shape != target.shape:
+        raise ValueError(
+            f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
+            f"{tuple(target.shape)}."
         )
+    shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
+    weight = check_sample_weight(sample_weight, shapes, preds, not task.validate_args)
+    pos = task.pos_weight  # a number was checked with the options
+    pos = check_scalar_weight("pos_weight", pos, preds) if pos is not None and not is_number(pos) else None
+    if task.validate_args:
+        _value_checks.check_label_values(
+            preds, target, task.input_format, task.ignore_index, ("sample_weight", weight), ("pos_weight", pos)
+        )
+    if preds.ndim == 0:
+        return Batch(preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1))
+    return Batch(preds.unsqueeze(1), target.unsqueeze(1), weight)
 
 
-def probs_as_logits_tolerance(dtype: torch.dtype) -> float:
-    """How far from 1 a row of logits may sum and still look like probabilities (:func:`warn_probs_as_logits`).
-
-    :func:`row_sum_tolerance` for float32 and float64; ``eps`` for float16 and bfloat16, twice what
-    rounding a probability row to them can move its sum (``eps / 2``): there ``sqrt(eps)`` is 0.03 and
-    0.09, wide enough for a row of random logits (``[0.25, 0.38, 0.39]`` sums to 1.02).
-    """
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch.finfo(dtype).eps
-    return row_sum_tolerance(dtype)
+def is_number(value: object) -> bool:
+    """A real number, not a bool (the binary task's ``pos_weight`` may be given as a float)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def warn_probs_as_logits(preds: Tensor, bounds: tuple[float, float] | None) -> None:
-    """Warn when ``(N, C, ...)`` logits look like probability rows: probabilities read as logits give a wrong value.
+def check_multilabel_batch(task: Any, preds: object, target: object, sample_weight: object = None) -> Batch:
+    """The multilabel task's ``check_batch``: ``(N, K, ...)`` scores and targets; ``pos_weight`` against them."""
+    preds, target = check_pair(preds, target, task.ignore_index, task.validate_args)
+    if preds.ndim < 2:
+        raise ValueError(
+            f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
+            "For a single label use the binary task."
+        )
+    if preds.shape != target.shape:
+        raise ValueError(
+            f"`preds` and `target` must have the same shape (N, K, ...) for the multilabel task, got "
+            f"{tuple(preds.shape)} and {tuple(target.shape)}."
+        )
+    if task.num_labels is not None and preds.shape[1] != task.num_labels:
+        raise ValueError(
+            f"`preds` has {preds.shape[1]} labels in dimension 1 (shape {tuple(preds.shape)}) but "
+            f"num_labels={task.num_labels}."
+        )
+    positions = preds.shape[:1] + preds.shape[2:]
+    weight = check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, not task.validate_args)
+    pos = check_class_weight("pos_weight", task.pos_weight, preds.shape[1], preds, not task.validate_args)
+    if task.validate_args:
+        _value_checks.check_label_values(
+            preds, target, task.input_format, task.ignore_index, ("sample_weight", weight), ("pos_weight", pos)
+        )
+    return Batch(preds, target, weight)
 
-    The rule: every value lies in ``[0, 1]``, some value strictly between 0 and 1 (one-hot rows are
-    not probabilities read wrongly) and every row sums to 1 within :func:`probs_as_logits_tolerance`
-    (summed in float32 or float64). ``bounds`` are ``preds``' minimum and maximum from the
-    value check: logits outside ``[0, 1]``, nearly all real ones, cost nothing more; others one pass
-    over the row sums (and, where 0 and 1 are both present, one over the values), one host sync each.
-    """
-    if bounds is None or bounds[0] < 0 or bounds[1] > 1:
-        return
-    lo, hi = bounds
-    inside = 0 < lo < 1 or 0 < hi < 1 or (lo == 0 and hi == 1 and _any_inside_unit_interval(preds))
-    tol = probs_as_logits_tolerance(preds.dtype)
-    if not inside or row_sums_off_one(preds, _row_sum_dtype(preds), tol) is not None:
-        return
-    warnings.warn(
-        f"`preds` look like probabilities, not logits: every value lies in [{lo:.6g}, {hi:.6g}] and every row sums "
-        f"to 1 (within {tol:.3g} for {preds.dtype}), but input_format='logits' applies "
-        "a softmax to them, which gives a wrong cross-entropy. Pass input_format='probs' (or validate_args=False "
-        "for logits that really are so).",
-        UserWarning,
-        stacklevel=3,
+
+def check_multiclass_batch(task: Any, preds: object, target: object, sample_weight: object = None) -> Batch:
+    """The multiclass task's ``check_batch``: ``(N, C, ...)`` scores, class indices or soft targets, class weight."""
+    preds, target = check_pair(preds, target, task.ignore_index, task.validate_args)
+    soft = multiclass_target_kind(preds, target, task.num_classes, task.ignore_index)
+    positions = preds.shape[:1] + preds.shape[2:]
+    weight = check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, not task.validate_args)
+    classes = check_class_weight("weight", task.weight, preds.shape[1], preds, not task.validate_args)
+    if task.validate_args:
+        _value_checks.check_multiclass_values(
+            preds, target, task.input_format, soft, task.ignore_index, ("sample_weight", weight), ("weight", classes)
+        )
+    return Batch(preds, target, weight)
+
+
+def multiclass_target_kind(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
+    """Check the multiclass shape contract; return True for soft (probability) targets."""
+    if preds.ndim < 2 or preds.shape[1] < 2:
+        raise ValueError(
+            f"`preds` for the multiclass task must have shape (N, C, ...) with C >= 2 classes in dimension 1, got "
+            f"{tuple(preds.shape)}. For a (B, L, V) language-model output pass `preds.movedim(-1, 1)`."
+        )
+    if num_classes is not None and preds.shape[1] != num_classes:
+        raise ValueError(
+            f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
+            f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
+        )
+    hard_shape = preds.shape[:1] + preds.shape[2:]
+    if target.shape == hard_shape and not target.is_floating_point():
+        return False
+    if target.shape == preds.shape and target.is_floating_point():
+        if ignore_index is not None:
+            raise ValueError("`ignore_index` cannot be used with soft (probability) targets; pass sample_weight=0.")
+        return True
+    if target.shape == hard_shape:
+        raise TypeError(f"`target` class indices must have an integer dtype, got {target.dtype}.")
+    if target.shape == preds.shape:
+        indices = "target.long().argmax(1)" if target.dtype == torch.bool else "target.argmax(1)"  # no bool argmax
+        raise ValueError(
+            f"`target` looks one-hot: {target.dtype} of the shape of `preds` {tuple(preds.shape)}, where class "
+            f"indices of shape {tuple(hard_shape)} or float probabilities of shape {tuple(preds.shape)} are expected. "
+            f"Pass `{indices}` (class indices) or `target.float()` (soft targets)."
+        )
+    raise ValueError(
+        f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
+        f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
+        f"{_vocab_last_hint(preds, target, num_classes)}"
     )
 
 
-def _any_inside_unit_interval(preds: Tensor) -> bool:
-    """Whether some value lies strictly between 0 and 1, in row blocks (temporaries of a few MiB); one host sync."""
-    step = max(1, _ROW_SUM_BLOCK // max(1, preds[:1].numel()))
-    found = [((block > 0) & (block < 1)).any() for block in preds.split(step)]
-    return bool(torch.stack(found).any())
-
-
-def check_binary_target_values(target: Tensor, ignore_index: int | None, name: str = "target") -> None:
-    """Binary targets are 0 / 1 (or in [0, 1] when floating), apart from ``ignore_index``."""
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.is_floating_point():
-        check_probabilities(name, kept, "values")
-    elif kept.numel():
-        lo, hi = torch.aminmax(kept.to(torch.int64) if kept.dtype == torch.bool else kept)
-        if lo < 0 or hi > 1:
-            extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
-            raise ValueError(f"`{name}` must contain only 0 and 1{extra}, got values in [{int(lo)}, {int(hi)}].")
-
-
-def check_multiclass_values(
-    preds: Tensor, target: Tensor, input_format: str, soft: bool, ignore_index: int | None
-) -> None:
-    """The value checks of a multiclass batch (host reads): scores, targets, and the warnings on scores."""
-    bounds = check_preds_values(preds, input_format)
-    if input_format == "logits":
-        warn_probs_as_logits(preds, bounds)
+def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> str:
+    """The fix for a ``(B, L, V)`` language-model layout (classes last), or "" when the shapes do not look like one."""
+    soft = target.shape == preds.shape
+    classes_last = preds.ndim >= 3 and (soft or target.shape == preds.shape[:-1]) and preds.shape[-1] >= 2
+    if not classes_last or num_classes not in (None, preds.shape[-1]):
+        return ""
+    hint = f" The classes look to be in the last dimension (a (B, L, V) language-model layout, V={preds.shape[-1]}): "
     if soft:
-        check_probabilities("target", target, "probabilities")
-    else:
-        check_class_indices(target, preds.shape[1], ignore_index)
-    if input_format == "probs":
-        warn_rows_not_normalized(preds)
+        return hint + "pass `preds.movedim(-1, 1)` and `target.movedim(-1, 1)`."
+    return hint + (
+        "pass `preds.movedim(-1, 1)` (`target` as is), or use `Perplexity`, which takes (B, L, V) logits and "
+        "(B, L) token ids as they are."
+    )
 
 
-def check_class_indices(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    """Class indices lie in [0, C - 1] apart from ``ignore_index``: one ``aminmax`` pass over ``target``.
-
-    Only when that range is out of bounds and an ``ignore_index`` is set are the ignored entries masked
-    out and the range taken again.
-    """
-    if not target.numel():
-        return
-    lo, hi = (int(v) for v in torch.aminmax(target))
-    if (lo < 0 or hi >= num_classes) and ignore_index is not None:
-        kept = target[target != ignore_index]
-        lo, hi = (int(v) for v in torch.aminmax(kept)) if kept.numel() else (0, 0)
-    if lo < 0 or hi >= num_classes:
-        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        raise ValueError(
-            f"`target` class indices must lie in [0, {num_classes - 1}]{extra}, got values in [{lo}, {hi}]."
+def check_head_batch(
+    task: Any,
+    hidden: object,
+    linear_weight: object,
+    target: object,
+    linear_bias: object = None,
+    sample_weight: object = None,
+) -> HeadBatch:
+    """The hidden-state task's ``check_batch``: every tensor and the class weight; ``target`` and weights flat."""
+    validate_args, ignore_index = task.validate_args, task.ignore_index
+    hidden, target = _check_hidden(hidden, target, validate_args)
+    weight, bias = _check_head(linear_weight, linear_bias, hidden, task.num_classes)
+    check_ignore_index_fits(target, ignore_index)
+    for name, value in (("sample_weight", sample_weight), ("weight", task.weight)):
+        if isinstance(value, Tensor):
+            check_device(name, value, hidden, "hidden")
+    sample = check_sample_weight(sample_weight, [hidden.shape[:-1], hidden.shape[:1]], hidden, not validate_args)
+    if sample is not None and sample.shape != target.shape:  # per sequence of a (B, L, d) batch
+        sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
+    classes = check_class_weight("weight", task.weight, weight.shape[0], hidden, not validate_args)
+    if validate_args:
+        tensors = (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias))
+        _value_checks.check_head_values(
+            tensors, target, weight.shape[0], ignore_index, ("sample_weight", sample), ("weight", classes)
         )
+    return HeadBatch(hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1))
+
+
+def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
+    """``linear_weight`` / ``linear_bias``: a tensor of ``hidden``'s dtype, on its device."""
+    value = check_tensor(name, value, meta_ok=hidden.is_meta)
+    if value.dtype != hidden.dtype:
+        raise TypeError(
+            f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
+            f"e.g. `{name}.to(hidden.dtype)`."
+        )
+    check_device(name, value, hidden, "hidden")
+    return value
+
+
+def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
+    hidden = check_tensor("hidden", hidden, meta_ok=not validate_args)
+    if not hidden.is_floating_point():
+        raise TypeError(f"`hidden` must be a floating point tensor (the head's input features), got {hidden.dtype}.")
+    if hidden.ndim < 2:
+        raise ValueError(f"`hidden` must have shape (N, d) or (B, L, d), features last, got {tuple(hidden.shape)}.")
+    target = check_tensor("target", target, meta_ok=not validate_args)
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"`target` must hold one class index per row of `hidden`, shape {tuple(hidden.shape[:-1])} for hidden "
+            f"{tuple(hidden.shape)}, got {tuple(target.shape)}."
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}.")
+    check_device("target", target, hidden, "hidden")
+    return hidden, target
+
+
+def _check_head(
+    linear_weight: object, linear_bias: object, hidden: Tensor, num_classes: int | None
+) -> tuple[Tensor, Tensor | None]:
+    """The head's weight ``(V, d)`` and bias ``(V,)``, of ``hidden``'s dtype and device."""
+    d = hidden.shape[-1]
+    weight = _check_operand("linear_weight", linear_weight, hidden)
+    if weight.ndim != 2 or weight.shape[0] < 2 or weight.shape[1] != d:
+        raise ValueError(
+            f"`linear_weight` must have shape (V, {d}): V >= 2 classes, the {d} features of `hidden` "
+            f"(nn.Linear({d}, V).weight), got {tuple(weight.shape)}."
+        )
+    classes = weight.shape[0]
+    if num_classes is not None and classes != num_classes:
+        raise ValueError(
+            f"`linear_weight` has {classes} rows (shape {tuple(weight.shape)}) but num_classes={num_classes}."
+        )
+    bias = None if linear_bias is None else _check_operand("linear_bias", linear_bias, hidden)
+    if bias is not None and tuple(bias.shape) != (classes,):
+        raise ValueError(
+            f"`linear_bias` must have shape ({classes},), one value per row of `linear_weight`, got "
+            f"{tuple(bias.shape)}."
+        )
+    return weight, bias

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _validation
+from xent_metrics.functional import _validation, _value_checks
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
 from xent_metrics.functional._validation import Batch
-
-
-def _is_number(value: object) -> bool:
-    """A real number, not a bool (``pos_weight`` may be given as a float)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -35,8 +31,14 @@ class BinaryTask:
     ``check_batch`` checks a batch, ``sums`` returns its ``(3, 1)`` float64 sums (a batch of one label),
     ``cross_entropy`` / ``normalized_entropy`` give the value from sums. A float ``pos_weight`` stays a
     float here: it becomes a tensor on each batch's device.
+
+    Each step is the function of the module that owns it, bound here as a method (so a call goes down
+    the layers once): ``check_batch`` from :mod:`~xent_metrics.functional._validation`, ``sums`` from
+    the kernel, the values from :mod:`~xent_metrics.functional._sums`.
     """
 
+    average: ClassVar[str] = "micro"
+    entries: ClassVar[str] = "labels"
     input_format: str = "logits"
     pos_weight: Tensor | float | None = None
     ignore_index: int | None = None
@@ -48,32 +50,13 @@ class BinaryTask:
             self.input_format, self.ignore_index, self.label_smoothing, validate_args=self.validate_args
         )
         object.__setattr__(self, "label_smoothing", smoothing)
-        if self.validate_args and _is_number(self.pos_weight):  # a number's checks read no device
+        if self.validate_args and _validation.is_number(self.pos_weight):  # a number's checks read no device
             number = torch.tensor([float(self.pos_weight)], dtype=torch.float64)  # type: ignore[arg-type]
-            _validation.check_scalar_weight("pos_weight", number, number, validate_values=True)
+            _value_checks.check_weight_values("pos_weight", number)
 
-    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
-        """Check types and shapes (always) and values (with ``validate_args``); return one label's batch.
-
-        ``(N, 1, ...)`` scores and targets, the sample weight as ``(N,)`` or ``(N, ...)`` (a scalar
-        batch is one sample).
-        """
-        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
-        if preds.shape != target.shape:
-            raise ValueError(
-                f"`preds` and `target` must have the same shape for the binary task, got {tuple(preds.shape)} and "
-                f"{tuple(target.shape)}."
-            )
-        shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
-        weight = _validation.check_sample_weight(sample_weight, shapes, preds, self.validate_args)
-        if isinstance(self.pos_weight, Tensor) or (self.pos_weight is not None and not _is_number(self.pos_weight)):
-            _validation.check_scalar_weight("pos_weight", self.pos_weight, preds, self.validate_args)
-        if self.validate_args:
-            _validation.check_preds_values(preds, self.input_format)
-            _validation.check_binary_target_values(target, self.ignore_index)
-        if preds.ndim == 0:
-            return Batch(preds.reshape(1, 1), target.reshape(1, 1), None if weight is None else weight.reshape(1))
-        return Batch(preds.unsqueeze(1), target.unsqueeze(1), weight)
+    #: Checks types and shapes (always) and values (with ``validate_args``); returns one label's batch,
+    #: ``(N, 1, ...)`` scores and targets (a tensor ``pos_weight`` checked against it).
+    check_batch = _validation.check_binary_batch
 
     def sums(self, batch: Batch) -> Tensor:
         """The ``(3, 1)`` float64 sums of a checked batch."""
@@ -85,13 +68,10 @@ class BinaryTask:
         options = _BCEOptions(self.input_format, pos, self.ignore_index, self.label_smoothing)
         return bce_sums(batch.preds, batch.target, options, batch.sample_weight)
 
-    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The weighted mean loss of ``sums``; ``warn``: warn (a host read) where no element has weight."""
-        return cross_entropy_from_sums(sums, "micro", warn=warn)
-
-    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The loss over the entropy of the weighted base rate (``nan`` and, with ``warn``, a warning at 0 or 1)."""
-        return normalized_entropy_from_sums(sums, "micro", warn=warn)
+    #: The weighted mean loss of sums; ``warn``: warn (a host read) where no element has weight.
+    cross_entropy = task_cross_entropy
+    #: The loss over the entropy of the weighted base rate (``nan`` and, with ``warn``, a warning at 0 or 1).
+    normalized_entropy = task_normalized_entropy
 
 
 def binary_cross_entropy(

@@ -7,54 +7,14 @@ The public function and the checks of its inputs; the blockwise kernel is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._head_ce import linear_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums
-
-
-def _check_operand(name: str, value: object, hidden: Tensor) -> Tensor:
-    """``linear_weight`` / ``linear_bias``: a tensor of ``hidden``'s dtype, on its device."""
-    value = _validation.check_tensor(name, value, meta_ok=hidden.is_meta)
-    if value.dtype != hidden.dtype:
-        raise TypeError(
-            f"`{name}` has dtype {value.dtype} but `hidden` has {hidden.dtype}; the projection needs one dtype, "
-            f"e.g. `{name}.to(hidden.dtype)`."
-        )
-    _validation.check_device(name, value, hidden, "hidden")
-    return value
-
-
-def _check_hidden(hidden: object, target: object, validate_args: bool) -> tuple[Tensor, Tensor]:
-    hidden = _validation.check_tensor("hidden", hidden, meta_ok=not validate_args)
-    if not hidden.is_floating_point():
-        raise TypeError(f"`hidden` must be a floating point tensor (the head's input features), got {hidden.dtype}.")
-    if hidden.ndim < 2:
-        raise ValueError(f"`hidden` must have shape (N, d) or (B, L, d), features last, got {tuple(hidden.shape)}.")
-    target = _validation.check_tensor("target", target, meta_ok=not validate_args)
-    if tuple(target.shape) != tuple(hidden.shape[:-1]):
-        raise ValueError(
-            f"`target` must hold one class index per row of `hidden`, shape {tuple(hidden.shape[:-1])} for hidden "
-            f"{tuple(hidden.shape)}, got {tuple(target.shape)}."
-        )
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}.")
-    _validation.check_device("target", target, hidden, "hidden")
-    return hidden, target
-
-
-class HeadBatch(NamedTuple):
-    """A checked batch of a linear head: ``target`` and ``sample_weight`` flat, one entry per token."""
-
-    hidden: Tensor
-    linear_weight: Tensor
-    target: Tensor
-    linear_bias: Tensor | None
-    sample_weight: Tensor | None
+from xent_metrics.functional._sums import task_cross_entropy
+from xent_metrics.functional._validation import HeadBatch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +24,13 @@ class HeadTask:
     ``check_batch`` checks hidden states, the head and targets (the class ``weight`` against them),
     ``sums`` returns the ``(3, V)`` float64 sums per class (or their ``(3, 1)`` totals) without
     building the logits, ``cross_entropy`` gives the value from sums. The head reads logits.
+
+    Each step is the function of the module that owns it, bound here as a method (so a call goes down
+    the layers once): ``check_batch`` from :mod:`~xent_metrics.functional._validation`, ``sums`` from
+    the kernel, the values from :mod:`~xent_metrics.functional._sums`.
     """
+
+    entries: ClassVar[str] = "classes"
 
     input_format: ClassVar[str] = "logits"
     fused: ClassVar[bool] = False
@@ -84,66 +50,16 @@ class HeadTask:
         object.__setattr__(self, "average", _validation.check_average(self.average))
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
-    def check_batch(
-        self,
-        hidden: object,
-        linear_weight: object,
-        target: object,
-        linear_bias: object = None,
-        sample_weight: object = None,
-    ) -> HeadBatch:
-        """Check every tensor (the class weight too); return them, ``target`` and the weights flat as ``(N,)``."""
-        hidden, target = _check_hidden(hidden, target, self.validate_args)
-        weight, bias = _check_head(linear_weight, linear_bias, hidden, self.num_classes)
-        _validation.check_ignore_index_fits(target, self.ignore_index)
-        for name, value in (("sample_weight", sample_weight), ("weight", self.weight)):
-            if isinstance(value, Tensor):
-                _validation.check_device(name, value, hidden, "hidden")
-        shapes = [hidden.shape[:-1], hidden.shape[:1]]  # per token, or per sequence for (B, L, d)
-        sample = _validation.check_sample_weight(sample_weight, shapes, hidden, self.validate_args)
-        if sample is not None and sample.shape != target.shape:
-            sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
-        _validation.check_class_weight("weight", self.weight, weight.shape[0], hidden, self.validate_args)
-        if self.validate_args:
-            for name, value in (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias)):
-                if value is not None:
-                    _validation.check_finite(name, value)
-            _validation.check_class_indices(target, weight.shape[0], self.ignore_index)
-        return HeadBatch(hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1))
+    #: Checks every tensor (the class weight too); returns them, ``target`` and the weights flat as ``(N,)``.
+    check_batch = _validation.check_head_batch
 
     def sums(self, batch: HeadBatch, *, per_class: bool = True) -> Tensor:
         """The ``(3, V)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
         sums = linear_sums(*batch, self, self.block_size)
         return sums if per_class else sums.sum(1, keepdim=True)
 
-    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped classes."""
-        return cross_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
-
-
-def _check_head(
-    linear_weight: object, linear_bias: object, hidden: Tensor, num_classes: int | None
-) -> tuple[Tensor, Tensor | None]:
-    """The head's weight ``(V, d)`` and bias ``(V,)``, of ``hidden``'s dtype and device."""
-    d = hidden.shape[-1]
-    weight = _check_operand("linear_weight", linear_weight, hidden)
-    if weight.ndim != 2 or weight.shape[0] < 2 or weight.shape[1] != d:
-        raise ValueError(
-            f"`linear_weight` must have shape (V, {d}): V >= 2 classes, the {d} features of `hidden` "
-            f"(nn.Linear({d}, V).weight), got {tuple(weight.shape)}."
-        )
-    classes = weight.shape[0]
-    if num_classes is not None and classes != num_classes:
-        raise ValueError(
-            f"`linear_weight` has {classes} rows (shape {tuple(weight.shape)}) but num_classes={num_classes}."
-        )
-    bias = None if linear_bias is None else _check_operand("linear_bias", linear_bias, hidden)
-    if bias is not None and tuple(bias.shape) != (classes,):
-        raise ValueError(
-            f"`linear_bias` must have shape ({classes},), one value per row of `linear_weight`, got "
-            f"{tuple(bias.shape)}."
-        )
-    return weight, bias
+    #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped classes.
+    cross_entropy = task_cross_entropy
 
 
 def linear_cross_entropy(

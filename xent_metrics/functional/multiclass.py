@@ -3,64 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, multiclass_normalized_entropy_from_sums
+from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
 from xent_metrics.functional._validation import Batch
-
-
-def _check_shapes(preds: Tensor, target: Tensor, num_classes: int | None, ignore_index: int | None) -> bool:
-    """Check the multiclass shape contract; return True for soft (probability) targets."""
-    if preds.ndim < 2 or preds.shape[1] < 2:
-        raise ValueError(
-            f"`preds` for the multiclass task must have shape (N, C, ...) with C >= 2 classes in dimension 1, got "
-            f"{tuple(preds.shape)}. For a (B, L, V) language-model output pass `preds.movedim(-1, 1)`."
-        )
-    if num_classes is not None and preds.shape[1] != num_classes:
-        raise ValueError(
-            f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
-            f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
-        )
-    hard_shape = preds.shape[:1] + preds.shape[2:]
-    if target.shape == hard_shape and not target.is_floating_point():
-        return False
-    if target.shape == preds.shape and target.is_floating_point():
-        if ignore_index is not None:
-            raise ValueError("`ignore_index` cannot be used with soft (probability) targets; pass sample_weight=0.")
-        return True
-    if target.shape == hard_shape:
-        raise TypeError(f"`target` class indices must have an integer dtype, got {target.dtype}.")
-    if target.shape == preds.shape:
-        indices = "target.long().argmax(1)" if target.dtype == torch.bool else "target.argmax(1)"  # no bool argmax
-        raise ValueError(
-            f"`target` looks one-hot: {target.dtype} of the shape of `preds` {tuple(preds.shape)}, where class "
-            f"indices of shape {tuple(hard_shape)} or float probabilities of shape {tuple(preds.shape)} are expected. "
-            f"Pass `{indices}` (class indices) or `target.float()` (soft targets)."
-        )
-    raise ValueError(
-        f"`target` must hold class indices of shape {tuple(hard_shape)} or probabilities of shape "
-        f"{tuple(preds.shape)} (the shape of `preds`), got {tuple(target.shape)} ({target.dtype})."
-        f"{_vocab_last_hint(preds, target, num_classes)}"
-    )
-
-
-def _vocab_last_hint(preds: Tensor, target: Tensor, num_classes: int | None) -> str:
-    """The fix for a ``(B, L, V)`` language-model layout (classes last), or "" when the shapes do not look like one."""
-    soft = target.shape == preds.shape
-    classes_last = preds.ndim >= 3 and (soft or target.shape == preds.shape[:-1]) and preds.shape[-1] >= 2
-    if not classes_last or num_classes not in (None, preds.shape[-1]):
-        return ""
-    hint = f" The classes look to be in the last dimension (a (B, L, V) language-model layout, V={preds.shape[-1]}): "
-    if soft:
-        return hint + "pass `preds.movedim(-1, 1)` and `target.movedim(-1, 1)`."
-    return hint + (
-        "pass `preds.movedim(-1, 1)` (`target` as is), or use `Perplexity`, which takes (B, L, V) logits and "
-        "(B, L) token ids as they are."
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +20,13 @@ class MulticlassTask:
     ``check_batch`` checks a batch (the class ``weight`` against it), ``sums`` returns its ``(3, C)``
     float64 sums per class (or their ``(3, 1)`` totals), ``cross_entropy`` / ``normalized_entropy``
     give the value from sums.
+
+    Each step is the function of the module that owns it, bound here as a method (so a call goes down
+    the layers once): ``check_batch`` from :mod:`~xent_metrics.functional._validation`, ``sums`` from
+    the kernel, the values from :mod:`~xent_metrics.functional._sums`.
     """
+
+    entries: ClassVar[str] = "classes"
 
     num_classes: int | None = None
     input_format: str = "logits"
@@ -94,28 +50,17 @@ class MulticlassTask:
         object.__setattr__(self, "label_smoothing", smoothing)
         object.__setattr__(self, "average", average)
 
-    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
-        """Check types and shapes (always) and values (with ``validate_args``); the class weight against the batch."""
-        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
-        soft = _check_shapes(preds, target, self.num_classes, self.ignore_index)
-        positions = preds.shape[:1] + preds.shape[2:]
-        sample = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, self.validate_args)
-        _validation.check_class_weight("weight", self.weight, preds.shape[1], preds, self.validate_args)
-        if self.validate_args:
-            _validation.check_multiclass_values(preds, target, self.input_format, soft, self.ignore_index)
-        return Batch(preds, target, sample)
+    #: Checks types and shapes (always) and values (with ``validate_args``); the class weight against the batch.
+    check_batch = _validation.check_multiclass_batch
 
     def sums(self, batch: Batch, *, per_class: bool = True) -> Tensor:
         """The ``(3, C)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
         return softmax_ce_sums(batch.preds, batch.target, self, batch.sample_weight, per_class=per_class)
 
-    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped classes."""
-        return cross_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
-
-    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The cross-entropy over the entropy of the weighted class prior (``average`` for the numerator)."""
-        return multiclass_normalized_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
+    #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped classes.
+    cross_entropy = task_cross_entropy
+    #: The cross-entropy over the entropy of the weighted class prior (``average`` for the numerator).
+    normalized_entropy = task_normalized_entropy
 
 
 def multiclass_cross_entropy(

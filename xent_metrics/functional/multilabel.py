@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
 from xent_metrics.functional import _validation
 from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._sums import cross_entropy_from_sums, normalized_entropy_from_sums
+from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
 from xent_metrics.functional._validation import Batch
 
 
@@ -18,7 +19,13 @@ class MultilabelTask:
 
     ``check_batch`` checks a batch, ``sums`` returns its ``(3, K)`` float64 sums per label,
     ``cross_entropy`` / ``normalized_entropy`` give the value from sums (any ``average``).
+
+    Each step is the function of the module that owns it, bound here as a method (so a call goes down
+    the layers once): ``check_batch`` from :mod:`~xent_metrics.functional._validation`, ``sums`` from
+    the kernel, the values from :mod:`~xent_metrics.functional._sums`.
     """
+
+    entries: ClassVar[str] = "labels"
 
     num_labels: int | None = None
     input_format: str = "logits"
@@ -40,43 +47,17 @@ class MultilabelTask:
         object.__setattr__(self, "label_smoothing", smoothing)
         object.__setattr__(self, "average", average)
 
-    def check_batch(self, preds: object, target: object, sample_weight: object = None) -> Batch:
-        """Check types and shapes (always) and values (with ``validate_args``); ``pos_weight`` against the batch."""
-        preds, target = _validation.check_pair(preds, target, self.ignore_index, self.validate_args)
-        if preds.ndim < 2:
-            raise ValueError(
-                f"`preds` for the multilabel task must have shape (N, K, ...), got {tuple(preds.shape)}. "
-                "For a single label use the binary task."
-            )
-        if preds.shape != target.shape:
-            raise ValueError(
-                f"`preds` and `target` must have the same shape (N, K, ...) for the multilabel task, got "
-                f"{tuple(preds.shape)} and {tuple(target.shape)}."
-            )
-        if self.num_labels is not None and preds.shape[1] != self.num_labels:
-            raise ValueError(
-                f"`preds` has {preds.shape[1]} labels in dimension 1 (shape {tuple(preds.shape)}) but "
-                f"num_labels={self.num_labels}."
-            )
-        positions = preds.shape[:1] + preds.shape[2:]
-        weight = _validation.check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, self.validate_args)
-        _validation.check_class_weight("pos_weight", self.pos_weight, preds.shape[1], preds, self.validate_args)
-        if self.validate_args:
-            _validation.check_preds_values(preds, self.input_format)
-            _validation.check_binary_target_values(target, self.ignore_index)
-        return Batch(preds, target, weight)
+    #: Checks types and shapes (always) and values (with ``validate_args``); ``pos_weight`` against the batch.
+    check_batch = _validation.check_multilabel_batch
 
     def sums(self, batch: Batch) -> Tensor:
         """The ``(3, K)`` float64 sums per label of a checked batch."""
         return bce_sums(batch.preds, batch.target, self, batch.sample_weight)
 
-    def cross_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """The cross-entropy of ``sums`` for ``average``; ``warn``: warn (a host read) of no data or skipped labels."""
-        return cross_entropy_from_sums(sums, self.average, entries="labels", warn=warn)  # type: ignore[arg-type]
-
-    def normalized_entropy(self, sums: Tensor, *, warn: bool = True) -> Tensor:
-        """Each label's cross-entropy over the entropy of its base rate, averaged as ``average`` says."""
-        return normalized_entropy_from_sums(sums, self.average, warn=warn)  # type: ignore[arg-type]
+    #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped labels.
+    cross_entropy = task_cross_entropy
+    #: Each label's cross-entropy over the entropy of its base rate, averaged as ``average`` says.
+    normalized_entropy = task_normalized_entropy
 
 
 def multilabel_cross_entropy(

@@ -73,14 +73,6 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         self.add_state(tag, torch.zeros(0, dtype=dtype, device=self.device), dist_reduce_fx="sum", persistent=False)
         self._config_state = tag
 
-    def _check_state_device(self, preds: object) -> None:
-        """Inputs must live where the state does (metadata only: no host sync)."""
-        if isinstance(preds, Tensor) and preds.device != self.sums.device:
-            raise ValueError(
-                f"`preds` is on device {preds.device} but the metric state is on {self.sums.device}; move the "
-                f"metric with `metric.to({str(preds.device)!r})` (a LightningModule attribute moves by itself)."
-            )
-
     def update(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add a batch (shapes: see the class's Notes); a batch that is refused changes nothing."""
         self.sums.add_(self._batch_sums(preds, target, sample_weight))

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._validation import Batch
 from xent_metrics.functional.linear import HeadTask
 from xent_metrics.functional.multiclass import MulticlassTask
@@ -41,7 +42,8 @@ class HeadSumsMetric(SumsMetric):
         that is refused changes nothing.
         """
         task, batch = self._checked(preds, target, sample_weight, linear_weight, linear_bias)
-        self.sums.add_(self._with_extra_rows(task.sums(batch, per_class=self._per_class), target, **extra))
+        sums = task.sums(batch, per_class=self._per_class)
+        self.sums.add_(self._with_extra_rows(sums, target, **extra) if extra else sums)
 
     def _batch_sums(
         self,
@@ -60,15 +62,14 @@ class HeadSumsMetric(SumsMetric):
     def _checked(
         self, preds: Tensor, target: Tensor, sample_weight: object, linear_weight: object, linear_bias: object
     ) -> tuple[Any, Any]:
-        """The task that takes the batch (scores: the metric's; hidden states: its head's) and the checked batch."""
-        self._check_state_device(preds)
+        """The task that takes the batch (scores: the metric's; hidden states: its head's) and the checked batch.
+
+        The head's :class:`~xent_metrics.functional.linear.HeadTask` is built from the metric's task on
+        the first hidden-state update and again whenever that task is replaced (a new weight, a move).
+        """
+        _validation.check_on_state_device(preds, self.sums)
         if linear_weight is None and linear_bias is None:
             return self.task, self._score_batch(preds, target, sample_weight)
-        head = self._head_task(linear_weight)
-        return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
-
-    def _head_task(self, linear_weight: object) -> HeadTask:
-        """The hidden-state task of this metric's options; it needs the head's weight and a metric of logits."""
         task = self.task
         if linear_weight is None:
             raise ValueError("`linear_bias` was given without `linear_weight`; pass the head's weight too.")
@@ -77,14 +78,18 @@ class HeadSumsMetric(SumsMetric):
                 f"`linear_weight` turns `preds` (hidden states) into logits, but this metric reads "
                 f"input_format={task.input_format!r}; construct it with input_format='logits'."
             )
-        return HeadTask(
-            num_classes=task.num_classes,
-            weight=task.weight,
-            ignore_index=task.ignore_index,
-            label_smoothing=task.label_smoothing,
-            average=task.average,
-            validate_args=task.validate_args,
-        )
+        source, head = self.__dict__.get("_head_task", (None, None))
+        if source is not task:
+            head = HeadTask(
+                num_classes=task.num_classes,
+                weight=task.weight,
+                ignore_index=task.ignore_index,
+                label_smoothing=task.label_smoothing,
+                average=task.average,
+                validate_args=task.validate_args,
+            )
+            self.__dict__["_head_task"] = (task, head)
+        return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""

@@ -15,7 +15,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _validation
+from xent_metrics.functional import _validation, _value_checks
 
 STATE = "sums"
 
@@ -59,9 +59,10 @@ def fixed_weight(
         return None
     if scalar and isinstance(value, int | float) and not isinstance(value, bool):
         value = torch.tensor([float(value)], dtype=torch.float64)
+    weight = _validation.check_tensor(name, value)
     if scalar:
-        _validation.check_scalar_weight(name, value, value, validate_values=True)  # type: ignore[arg-type]
+        weight = _validation.check_scalar_weight(name, weight, weight)
     else:
-        _validation.check_class_weight(name, value, size, value, validate_values=True)  # type: ignore[arg-type]
-    assert isinstance(value, Tensor)
-    return value.detach().reshape(size).to(device=device, dtype=dtype).clone()
+        _validation.check_class_weight(name, weight, size, weight, meta_ok=False)
+    _value_checks.check_weight_values(name, weight)
+    return weight.detach().to(device=device, dtype=dtype).clone()

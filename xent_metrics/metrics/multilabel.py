@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional.multilabel import MultilabelTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
@@ -55,7 +56,7 @@ class _MultilabelMetric(SumsMetric):
         self._add_sums_state(num_labels, dtype)
 
     def _batch_sums(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        self._check_state_device(preds)
+        _validation.check_on_state_device(preds, self.sums)
         return self.task.sums(self.task.check_batch(preds, target, sample_weight))
 
 

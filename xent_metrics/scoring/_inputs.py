@@ -2,7 +2,8 @@
 
 Everything here reads, converts and reshapes arrays; no loss is computed (the math lives in
 :mod:`xent_metrics.functional`) and no rule is declared twice: the options, the score ranges and the
-row-sum tolerance are :mod:`xent_metrics.functional._validation`'s, worded here as
+row-sum tolerance are :mod:`xent_metrics.functional._validation`'s and
+:mod:`~xent_metrics.functional._value_checks`', worded here as
 :func:`sklearn.metrics.log_loss` words them. Exception types follow ``log_loss``: a wrong value or
 shape raises ``ValueError``, a wrong type ``TypeError``.
 """
@@ -19,7 +20,7 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from torch import Tensor
 
-from xent_metrics.functional import _validation
+from xent_metrics.functional import _validation, _value_checks
 
 #: :data:`_validation.INPUT_FORMATS`, ``"probs"`` (``predict_proba``, the default here) first: this face lists them so.
 SCORE_FORMATS = ("probs", *(f for f in _validation.INPUT_FORMATS if f != "probs"))
@@ -92,7 +93,7 @@ def named_check_array(name: str, value: object, **options: object) -> np.ndarray
 def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, check_values: bool = True) -> np.ndarray:
     """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
 
-    The rules are :func:`~xent_metrics.functional._validation.score_problem`'s (probabilities in
+    The rules are :func:`~xent_metrics.functional._value_checks.score_problem`'s (probabilities in
     ``[0, 1]``, finite logits, log-probabilities ``<= 0`` with ``-inf`` allowed), from one
     multi-threaded min/max pass, worded as ``check_array`` words them. Integer input becomes
     float64, as in ``log_loss``. ``check_values=False`` (the scorer, which checked the estimator's
@@ -101,14 +102,14 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, c
     scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
     if not check_values:
         return scores
-    lo, hi = _validation.value_bounds(as_tensor(scores))
-    problem = _validation.score_problem(lo, hi, input_format)
+    lo, hi = _value_checks.value_bounds(as_tensor(scores))
+    problem = _value_checks.score_problem(lo, hi, input_format)
     if problem == "nan":
         raise ValueError(f"Input {name} contains NaN.")
     if problem == "inf" or hi == -math.inf:  # all -inf: refused here, also for log-probabilities (as always)
         raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
     if problem is not None and input_format == "log_probs":
-        raise ValueError(_validation.log_probs_above_zero(name, lo, hi))
+        raise ValueError(_value_checks.log_probs_above_zero(name, lo, hi))
     if problem == "above":
         raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
     if problem == "below":
@@ -118,7 +119,7 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, c
 
 def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
-    bounds = _validation.row_sums_off_one(as_tensor(probs))
+    bounds = _value_checks.row_sums_off_one(as_tensor(probs))
     if bounds is not None:
         warnings.warn(
             f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "

@@ -10,7 +10,7 @@ import numpy as np
 import sklearn
 from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
-from xent_metrics.functional import _validation
+from xent_metrics.functional import _validation, _value_checks
 from xent_metrics.scoring._d2 import check_d2_average, d2_value
 from xent_metrics.scoring._inputs import (
     MULTILABEL,
@@ -79,12 +79,12 @@ def _check_response(estimator: object, method: str, response: object, input_form
 
 
 def _check_response_values(where: str, values: np.ndarray, input_format: str) -> None:
-    """The rules of :func:`~xent_metrics.functional._validation.score_problem`, worded to name the estimator."""
+    """The rules of :func:`~xent_metrics.functional._value_checks.score_problem`, worded to name the estimator."""
     lo, hi = float(values.min()), float(values.max())
-    problem = _validation.score_problem(lo, hi, input_format)
+    problem = _value_checks.score_problem(lo, hi, input_format)
     if problem in ("nan", "inf"):
         raise ValueError(
-            f"{where} returned NaN or inf in {_validation.count_not_finite(as_tensor(values), input_format)} of "
+            f"{where} returned NaN or inf in {_value_checks.count_not_finite(as_tensor(values), input_format)} of "
             f"{values.size} values; the estimator is numerically broken on this data (cannot score it)."
         )
     if problem is not None and input_format == "probs":
