@@ -59,6 +59,18 @@ def check_average(average: object, choices: Sequence[str] = AVERAGES) -> str:
     return average  # type: ignore[return-value]
 
 
+def check_format_and_average(
+    input_format: object, average: object, formats: Sequence[str] = INPUT_FORMATS, averages: Sequence[str] = AVERAGES
+) -> str:
+    """Check ``input_format`` against ``formats`` and ``average`` against ``averages``; return ``average``.
+
+    ``None`` is read as ``"none"`` (:func:`check_average`). The scikit-learn face passes its own order of
+    the formats (``"probs"`` first) and of the averages its scorers take.
+    """
+    check_choice("input_format", input_format, formats)
+    return check_average(average, averages)
+
+
 def check_common_args(input_format: str, ignore_index: int | None, label_smoothing: float) -> None:
     """Validate the options every task shares."""
     check_choice("input_format", input_format, INPUT_FORMATS)

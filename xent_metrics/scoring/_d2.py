@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._sums import d2_from_sums, multiclass_d2_from_sums
-from xent_metrics.scoring._inputs import MULTILABEL, check_score_options, target_type
-from xent_metrics.scoring._loss import score_sums
+from xent_metrics.scoring._inputs import MULTILABEL, SCORE_FORMATS, score_batch, target_type
+from xent_metrics.scoring._label_sums import batch_sums
 
 
 def _check_no_negative_weight(sample_weight: object) -> None:
@@ -98,10 +99,10 @@ def d2_cross_entropy_score(
     >>> d2_cross_entropy_score([1, 0, 1], [2.0, -1.0, 0.3], input_format="logits")
     0.4792
     """
-    average = check_score_options(input_format, average)
+    average = _validation.check_format_and_average(input_format, average, SCORE_FORMATS)
     kind = target_type(y_true)
     check_d2_average(kind, average)
-    sums = score_sums(kind, y_true, y_proba, labels, sample_weight, input_format)
+    sums = batch_sums(score_batch(kind, y_true, y_proba, labels, sample_weight, input_format))
     return d2_value(kind, sums, average, sample_weight)
 
 

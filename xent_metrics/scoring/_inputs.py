@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,22 +28,6 @@ SCORE_FORMATS = ("probs", *(f for f in _validation.INPUT_FORMATS if f != "probs"
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
 CLASS_TARGETS = ("binary", "multiclass")
 MULTILABEL = "multilabel-indicator"
-
-
-def check_score_options(
-    input_format: str, average: str | None, averages: Sequence[str] = _validation.AVERAGES
-) -> str:
-    """Raise ``ValueError`` unless ``input_format`` is a known format and ``average`` one of ``averages``.
-
-    Returns ``average``, ``None`` read as ``"none"`` (:func:`~xent_metrics.functional._validation.check_average`).
-    """
-    _validation.check_choice("input_format", input_format, SCORE_FORMATS)
-    return _validation.check_average(average, averages)
-
-
-def check_bool(name: str, value: object) -> None:
-    """Raise ``TypeError`` unless ``value`` is a bool; a numpy bool is converted first."""
-    _validation.check_flag(name, bool(value) if isinstance(value, np.bool_) else value)
 
 
 def target_type(y_true: object) -> str:
@@ -90,19 +75,28 @@ def named_check_array(name: str, value: object, **options: object) -> np.ndarray
         raise type(err)(f"`{name}`: {err}") from err
 
 
-def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, check_values: bool = True) -> np.ndarray:
-    """Return ``y_proba`` as a 1-D or 2-D float array after checking its values for ``input_format``.
+def score_array(y_proba: object, name: str = "y_proba") -> np.ndarray:
+    """``y_proba`` as a 1-D or 2-D float array (integers become float64, as in ``log_loss``); values unchecked."""
+    return named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
+
+
+#: ``log_loss``'s warning (same text, same tolerance) for probability rows that do not sum to 1.
+_ROWS_WARNING = (
+    "The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values in "
+    "[{lo:.6g}, {hi:.6g}]; they are clipped to [eps, 1 - eps], not renormalised.)"
+)
+
+
+def check_score_values(scores: np.ndarray, input_format: str, name: str = "y_proba", rows: bool = False) -> None:
+    """Raise unless ``scores`` fit ``input_format``; with ``rows``, warn where probability rows do not sum to 1.
 
     The rules are :func:`~xent_metrics.functional._value_checks.score_problem`'s (probabilities in
     ``[0, 1]``, finite logits, log-probabilities ``<= 0`` with ``-inf`` allowed), from one
-    multi-threaded min/max pass, worded as ``check_array`` words them. Integer input becomes
-    float64, as in ``log_loss``. ``check_values=False`` (the scorer, which checked the estimator's
-    response in its own words) only converts.
+    multi-threaded min/max pass, worded as ``check_array`` words them; the row sums as ``log_loss``
+    words them.
     """
-    scores = named_check_array(name, y_proba, dtype=FLOAT_DTYPES, ensure_all_finite=False)
-    if not check_values:
-        return scores
-    lo, hi = _value_checks.value_bounds(as_tensor(scores))
+    values = torch.from_numpy(np.ascontiguousarray(scores))
+    lo, hi = _value_checks.value_bounds(values)
     problem = _value_checks.score_problem(lo, hi, input_format)
     if problem == "nan":
         raise ValueError(f"Input {name} contains NaN.")
@@ -114,19 +108,16 @@ def check_scores(y_proba: object, input_format: str, name: str = "y_proba", *, c
         raise ValueError(f"`{name}` contains values greater than 1: {hi}. Probabilities must lie in [0, 1].")
     if problem == "below":
         raise ValueError(f"`{name}` contains values lower than 0: {lo}. Probabilities must lie in [0, 1].")
-    return scores
+    bounds = _value_checks.row_sums_off_one(values) if rows else None
+    if bounds is not None:
+        warnings.warn(_ROWS_WARNING.format(name=name, lo=bounds[0], hi=bounds[1]), UserWarning, stacklevel=5)
 
 
 def warn_rows_not_normalized(probs: np.ndarray, name: str = "y_proba") -> None:
     """Warn as ``log_loss`` does (same text, same tolerance) when probability rows do not sum to 1."""
     bounds = _value_checks.row_sums_off_one(as_tensor(probs))
     if bounds is not None:
-        warnings.warn(
-            f"The y_prob values do not sum to one. Make sure to pass probabilities. (`{name}` rows sum to values "
-            f"in [{bounds[0]:.6g}, {bounds[1]:.6g}]; they are clipped to [eps, 1 - eps], not renormalised.)",
-            UserWarning,
-            stacklevel=4,
-        )
+        warnings.warn(_ROWS_WARNING.format(name=name, lo=bounds[0], hi=bounds[1]), UserWarning, stacklevel=4)
 
 
 def score_dtype(dtype: np.dtype) -> np.dtype:
@@ -152,6 +143,36 @@ def pad_classes(scores: np.ndarray, columns: np.ndarray, width: int, input_forma
     padded = np.full((scores.shape[0], width), zero, dtype=dtype)
     padded[:, columns] = scores
     return padded
+
+
+class ScoreBatch(NamedTuple):
+    """Checked scikit-learn inputs as tensors: ``kind`` (a target type, or ``"outputs"`` for per-output arrays)."""
+
+    kind: str
+    scores: Tensor | list[Tensor]
+    target: Tensor
+    sample_weight: Tensor | None
+    input_format: str
+
+
+def score_batch(
+    kind: str,
+    y_true: object,
+    y_proba: object,
+    labels: object,
+    sample_weight: object,
+    input_format: str,
+    *,
+    check_values: bool = True,
+) -> ScoreBatch:
+    """Check and convert scikit-learn inputs for ``kind`` (:func:`target_type`'s) into a :class:`ScoreBatch`.
+
+    ``check_values=False`` (the scorer, which checked the estimator's response in its own words) skips
+    the checks of score values.
+    """
+    if kind == MULTILABEL:
+        return multilabel_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
+    return classes_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
 
 
 def sample_weight_array(sample_weight: object, num_samples: int) -> np.ndarray | None:
@@ -237,3 +258,118 @@ def check_class_columns(classes: np.ndarray, scores: np.ndarray, labels_given: b
         f"y_true and y_proba contain different number of classes: {classes.shape[0]} vs {columns}. Please provide the "
         f"true labels explicitly through the labels argument. Classes found in y_true: {classes.tolist()}."
     )
+
+
+def classes_path(
+    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
+) -> ScoreBatch:
+    """Class labels and ``(n,)`` / ``(n, C)`` scores: the labels encoded as indices of the sorted classes."""
+    y = class_targets(y_true)
+    scores = score_array(y_proba)
+    check_lengths(y.shape[0], scores)
+    weight = sample_weight_array(weight_in, y.shape[0])
+    classes = resolve_classes(y, labels)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    check_class_columns(classes, scores, labels is not None)
+    batch = ScoreBatch("classes", as_tensor(scores), as_tensor(encode(y, classes)), _tensor(weight), input_format)
+    if check_values:  # last: the only call out of this module
+        check_score_values(scores, input_format, rows=input_format == "probs" and scores.ndim == 2)
+    return batch
+
+
+def _tensor(weight: np.ndarray | None) -> Tensor | None:
+    return None if weight is None else as_tensor(weight)
+
+
+def _binary_columns(scores: np.ndarray, classes: object, output: int, input_format: str) -> np.ndarray:
+    """Return output ``output``'s ``(n, 2)`` scores for classes ``[0, 1]``, padding a single-class estimator's."""
+    name = f"y_proba[{output}]"
+    if classes is None:
+        if scores.shape[1] != 2:
+            raise ValueError(
+                f"`{name}` has shape {scores.shape}; expected (n_samples, 2) for classes [0, 1]. A single column means "
+                "its estimator saw one class in training: pass labels=estimator.classes_ (one array per output)."
+            )
+        return scores
+    known = np.asarray(classes).reshape(-1)
+    if (
+        known.shape[0] != scores.shape[1]
+        or not np.all((known == 0) | (known == 1))
+        or len(set(known.tolist())) < len(known)
+    ):
+        raise ValueError(
+            f"labels[{output}] must list the distinct classes (0 or 1) of the {scores.shape[1]} column(s) of `{name}`, "
+            f"got {known.tolist()}."
+        )
+    return pad_classes(scores, known.astype(np.int64), 2, input_format)
+
+
+def _outputs_batch(
+    target: np.ndarray, y_proba: Sequence, labels: object, weight: np.ndarray | None, input_format: str, checked: bool
+) -> ScoreBatch:
+    """Multi-output ``predict_proba``: one ``(n, 2)`` array per label (kind ``"outputs"``)."""
+    if input_format == "logits":
+        raise ValueError("A list `y_proba` holds probabilities per output: use input_format='probs' or 'log_probs'.")
+    num_labels = target.shape[1]
+    if len(y_proba) != num_labels:
+        raise ValueError(
+            f"`y_proba` is a list of {len(y_proba)} arrays but `y_true` has {num_labels} labels (columns)."
+        )
+    if labels is not None and (not isinstance(labels, Sequence | np.ndarray) or len(labels) != num_labels):
+        raise ValueError(
+            f"With a list `y_proba`, `labels` must hold the classes of each of the {num_labels} outputs "
+            f"(estimator.classes_), got {labels!r}."
+        )
+    outputs = []
+    for k, part in enumerate(y_proba):
+        name = f"y_proba[{k}]"
+        scores = score_array(part, name=name)
+        if checked:
+            check_score_values(scores, input_format, name)
+        check_lengths(target.shape[0], scores, name=name)
+        scores = _binary_columns(scores, None if labels is None else labels[k], k, input_format)
+        if checked and input_format == "probs":
+            warn_rows_not_normalized(scores, name=name)
+        outputs.append(as_tensor(scores))
+    return ScoreBatch("outputs", outputs, as_tensor(target), _tensor(weight), input_format)
+
+
+def multilabel_path(
+    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
+) -> ScoreBatch:
+    """A multilabel indicator and ``(n, K)`` positive-label scores, or one ``(n, 2)`` array per label."""
+    target = indicator_targets(y_true)
+    weight = sample_weight_array(weight_in, target.shape[0])
+    if isinstance(y_proba, list | tuple) and y_proba and all(getattr(p, "ndim", 0) == 2 for p in y_proba):
+        return _outputs_batch(target, y_proba, labels, weight, input_format, check_values)
+    if labels is not None:
+        raise ValueError(
+            "`labels` is only used for a multilabel `y_true` when `y_proba` is a list of per-output arrays; "
+            f"with an (n_samples, n_labels) `y_proba` leave it None, got {labels!r}."
+        )
+    scores = score_array(y_proba)
+    if scores.shape != target.shape:
+        raise ValueError(
+            f"For a multilabel `y_true` of shape {target.shape}, `y_proba` must have the same shape (one score per "
+            f"label) or be a list of {target.shape[1]} (n_samples, 2) arrays, got shape {scores.shape}."
+        )
+    _warn_if_one_hot(target, scores, input_format)
+    batch = ScoreBatch(MULTILABEL, as_tensor(scores), as_tensor(target), _tensor(weight), input_format)
+    if check_values:  # last: the only call out of this module
+        check_score_values(scores, input_format)
+    return batch
+
+
+def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) -> None:
+    """``log_loss`` reads a one-hot ``y_true`` as multiclass; we read it as multilabel. Say so when that is likely."""
+    if input_format != "probs" or not np.all(target.sum(axis=1) == 1):
+        return
+    if np.allclose(scores.sum(axis=1), 1, rtol=np.sqrt(np.finfo(scores.dtype).eps)):
+        warnings.warn(
+            "`y_true` is a one-hot indicator and the rows of `y_proba` sum to 1: it is scored as multilabel (the mean "
+            "per-label binary cross-entropy). For the multiclass log loss pass class labels, e.g. y_true.argmax(1).",
+            UserWarning,
+            stacklevel=3,
+        )
+

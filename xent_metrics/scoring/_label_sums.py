@@ -16,19 +16,34 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional._sums import class_sums_from_label, label_sums_from_classes
-from xent_metrics.functional._validation import Batch
+from xent_metrics.functional._validation import INPUT_FORMATS, Batch
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.functional.multilabel import MultilabelTask
+from xent_metrics.scoring._inputs import MULTILABEL, ScoreBatch
+
+#: The tasks of scikit-learn's inputs: no class weight, ``pos_weight``, ignored target or smoothing.
+_MULTICLASS = {fmt: MulticlassTask(input_format=fmt) for fmt in INPUT_FORMATS}
+_MULTILABEL = {fmt: MultilabelTask(input_format=fmt) for fmt in INPUT_FORMATS}
+
+
+def batch_sums(batch: ScoreBatch) -> Tensor:
+    """The ``(3, K)`` sums of a checked :class:`~xent_metrics.scoring._inputs.ScoreBatch`: per class or per label."""
+    fmt, weight = batch.input_format, batch.sample_weight
+    if batch.kind == "outputs":
+        return per_output_sums(batch.scores, batch.target, fmt, weight)  # type: ignore[arg-type]
+    if batch.kind == MULTILABEL:
+        return indicator_sums(batch.scores, batch.target, fmt, weight)  # type: ignore[arg-type]
+    return class_label_sums(batch.scores, batch.target, fmt, weight)  # type: ignore[arg-type]
 
 
 def _softmax_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
     """``(3, C)`` sums of the multiclass task, ``weight`` the sample weight."""
-    return MulticlassTask(input_format=input_format).sums(Batch(preds, target, weight))
+    return _MULTICLASS[input_format].sums(Batch(preds, target, weight))
 
 
 def _bce_sums(preds: Tensor, target: Tensor, input_format: str, weight: Tensor | None) -> Tensor:
     """``(3, K)`` sums of the multilabel task, ``weight`` the sample weight."""
-    return MultilabelTask(input_format=input_format).sums(Batch(preds, target, weight))
+    return _MULTILABEL[input_format].sums(Batch(preds, target, weight))
 
 
 def class_label_sums(preds: Tensor, target: Tensor, input_format: str, sample_weight: Tensor | None) -> Tensor:

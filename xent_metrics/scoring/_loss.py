@@ -2,165 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-
 import numpy as np
 from torch import Tensor
 
+from xent_metrics.functional import _validation
 from xent_metrics.functional._sums import cross_entropy_from_sums, loss_sum_from_sums, weight_sum_from_sums
-from xent_metrics.scoring._inputs import (
-    MULTILABEL,
-    as_tensor,
-    check_bool,
-    check_class_columns,
-    check_lengths,
-    check_score_options,
-    check_scores,
-    class_targets,
-    encode,
-    indicator_targets,
-    pad_classes,
-    resolve_classes,
-    sample_weight_array,
-    target_type,
-    warn_rows_not_normalized,
-)
-from xent_metrics.scoring._label_sums import class_label_sums, indicator_sums, per_output_sums
-
-
-def score_sums(
-    kind: str,
-    y_true: object,
-    y_proba: object,
-    labels: object,
-    sample_weight: object,
-    input_format: str,
-    *,
-    check_values: bool = True,
-) -> Tensor:
-    """The ``(3, K)`` sums of scikit-learn inputs: per class, or per label for a multilabel ``kind``.
-
-    ``kind`` is :func:`~xent_metrics.scoring._inputs.target_type`'s; ``check_values=False`` (the scorer,
-    which checked the estimator's response in its own words) skips the checks of score values.
-    """
-    if kind == MULTILABEL:
-        return multilabel_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
-    return classes_path(y_true, y_proba, labels, sample_weight, input_format, check_values)
-
-
-def classes_path(
-    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
-) -> Tensor:
-    y = class_targets(y_true)
-    scores = check_scores(y_proba, input_format, check_values=check_values)
-    check_lengths(y.shape[0], scores)
-    weight = sample_weight_array(weight_in, y.shape[0])
-    classes = resolve_classes(y, labels)
-    if scores.ndim == 2 and scores.shape[1] == 1:
-        scores = scores[:, 0]
-    check_class_columns(classes, scores, labels is not None)
-    if check_values and input_format == "probs" and scores.ndim == 2:
-        warn_rows_not_normalized(scores)
-    return class_label_sums(as_tensor(scores), as_tensor(encode(y, classes)), input_format, _tensor(weight))
-
-
-def _tensor(weight: np.ndarray | None) -> Tensor | None:
-    return None if weight is None else as_tensor(weight)
-
-
-def _binary_columns(scores: np.ndarray, classes: object, output: int, input_format: str) -> np.ndarray:
-    """Return output ``output``'s ``(n, 2)`` scores for classes ``[0, 1]``, padding a single-class estimator's."""
-    name = f"y_proba[{output}]"
-    if classes is None:
-        if scores.shape[1] != 2:
-            raise ValueError(
-                f"`{name}` has shape {scores.shape}; expected (n_samples, 2) for classes [0, 1]. A single column means "
-                "its estimator saw one class in training: pass labels=estimator.classes_ (one array per output)."
-            )
-        return scores
-    known = np.asarray(classes).reshape(-1)
-    if (
-        known.shape[0] != scores.shape[1]
-        or not np.all((known == 0) | (known == 1))
-        or len(set(known.tolist())) < len(known)
-    ):
-        raise ValueError(
-            f"labels[{output}] must list the distinct classes (0 or 1) of the {scores.shape[1]} column(s) of `{name}`, "
-            f"got {known.tolist()}."
-        )
-    return pad_classes(scores, known.astype(np.int64), 2, input_format)
-
-
-def _multilabel_list_sums(
-    target: np.ndarray,
-    y_proba: Sequence,
-    labels: object,
-    weight: np.ndarray | None,
-    input_format: str,
-    check_values: bool,
-) -> Tensor:
-    """Per-label sums for multi-output ``predict_proba``: one 2-class core call per output."""
-    if input_format == "logits":
-        raise ValueError("A list `y_proba` holds probabilities per output: use input_format='probs' or 'log_probs'.")
-    num_labels = target.shape[1]
-    if len(y_proba) != num_labels:
-        raise ValueError(
-            f"`y_proba` is a list of {len(y_proba)} arrays but `y_true` has {num_labels} labels (columns)."
-        )
-    if labels is not None and (not isinstance(labels, Sequence | np.ndarray) or len(labels) != num_labels):
-        raise ValueError(
-            f"With a list `y_proba`, `labels` must hold the classes of each of the {num_labels} outputs "
-            f"(estimator.classes_), got {labels!r}."
-        )
-    outputs = []
-    for k, part in enumerate(y_proba):
-        scores = check_scores(part, input_format, name=f"y_proba[{k}]", check_values=check_values)
-        check_lengths(target.shape[0], scores, name=f"y_proba[{k}]")
-        scores = _binary_columns(scores, None if labels is None else labels[k], k, input_format)
-        if check_values and input_format == "probs":
-            warn_rows_not_normalized(scores, name=f"y_proba[{k}]")
-        outputs.append(as_tensor(scores))
-    return per_output_sums(outputs, as_tensor(target), input_format, _tensor(weight))
-
-
-def multilabel_path(
-    y_true: object, y_proba: object, labels: object, weight_in: object, input_format: str, check_values: bool
-) -> Tensor:
-    target = indicator_targets(y_true)
-    weight = sample_weight_array(weight_in, target.shape[0])
-    if isinstance(y_proba, list | tuple) and y_proba and all(getattr(p, "ndim", 0) == 2 for p in y_proba):
-        return _multilabel_list_sums(target, y_proba, labels, weight, input_format, check_values)
-    if labels is not None:
-        raise ValueError(
-            "`labels` is only used for a multilabel `y_true` when `y_proba` is a list of per-output arrays; "
-            f"with an (n_samples, n_labels) `y_proba` leave it None, got {labels!r}."
-        )
-    scores = check_scores(y_proba, input_format, check_values=check_values)
-    if scores.shape != target.shape:
-        raise ValueError(
-            f"For a multilabel `y_true` of shape {target.shape}, `y_proba` must have the same shape (one score per "
-            f"label) or be a list of {target.shape[1]} (n_samples, 2) arrays, got shape {scores.shape}."
-        )
-    _warn_if_one_hot(target, scores, input_format)
-    return indicator_sums(as_tensor(scores), as_tensor(target), input_format, _tensor(weight))
-
-
-def _warn_if_one_hot(target: np.ndarray, scores: np.ndarray, input_format: str) -> None:
-    """``log_loss`` reads a one-hot ``y_true`` as multiclass; we read it as multilabel. Say so when that is likely."""
-    if input_format != "probs" or not np.all(target.sum(axis=1) == 1):
-        return
-    if np.allclose(scores.sum(axis=1), 1, rtol=np.sqrt(np.finfo(scores.dtype).eps)):
-        warnings.warn(
-            "`y_true` is a one-hot indicator and the rows of `y_proba` sum to 1: it is scored as multilabel (the mean "
-            "per-label binary cross-entropy). For the multiclass log loss pass class labels, e.g. y_true.argmax(1).",
-            UserWarning,
-            stacklevel=3,
-        )
+from xent_metrics.scoring._inputs import MULTILABEL, SCORE_FORMATS, score_batch, target_type
+from xent_metrics.scoring._label_sums import batch_sums
 
 
 def loss_value(kind: str, sums: Tensor, average: str, normalize: bool) -> float | np.ndarray:
-    """``cross_entropy_loss``'s value from ``score_sums``: a mean over weights, or (``normalize=False``) a sum."""
+    """``cross_entropy_loss``'s value from a batch's sums: a mean over weights, or (``normalize=False``) a sum."""
     multilabel = kind == MULTILABEL
     per_sample_terms, entries = (sums.shape[1], "labels") if multilabel else (1, "classes")
     if not normalize:
@@ -276,9 +128,10 @@ def cross_entropy_loss(
     >>> cross_entropy_loss([1, 0], [2.0, -1.0], input_format="logits")  # sigmoid of margins
     0.2201
     """
-    average = check_score_options(input_format, average)
-    check_bool("normalize", normalize)
+    average = _validation.check_format_and_average(input_format, average, SCORE_FORMATS)
+    _validation.check_flag("normalize", bool(normalize) if isinstance(normalize, np.bool_) else normalize)
     if average == "macro" and not normalize:
         raise ValueError("average='macro' is a mean of means; it cannot be combined with normalize=False.")
     kind = target_type(y_true)
-    return loss_value(kind, score_sums(kind, y_true, y_proba, labels, sample_weight, input_format), average, normalize)
+    sums = batch_sums(score_batch(kind, y_true, y_proba, labels, sample_weight, input_format))
+    return loss_value(kind, sums, average, normalize)

@@ -14,17 +14,18 @@ from xent_metrics.functional import _validation, _value_checks
 from xent_metrics.scoring._d2 import check_d2_average, d2_value
 from xent_metrics.scoring._inputs import (
     MULTILABEL,
+    SCORE_FORMATS,
     as_tensor,
-    check_bool,
-    check_score_options,
     class_targets,
     indicator_targets,
     pad_classes,
+    score_batch,
     score_dtype,
     target_type,
     warn_rows_not_normalized,
 )
-from xent_metrics.scoring._loss import loss_value, score_sums
+from xent_metrics.scoring._label_sums import batch_sums
+from xent_metrics.scoring._loss import loss_value
 from xent_metrics.scoring._sklearn import SharedResponseScorer, cached_response
 
 #: The input format each standard response method returns.
@@ -132,8 +133,9 @@ class CrossEntropyScorer(SharedResponseScorer):
 
     def __post_init__(self) -> None:
         _validation.check_choice("task", self.task, ("auto", *_validation.TASKS))
-        check_bool("d2", self.d2)
-        check_score_options(self.input_format, self.average, [a for a in _validation.AVERAGES if a != "none"])
+        _validation.check_flag("d2", bool(self.d2) if isinstance(self.d2, np.bool_) else self.d2)
+        averages = [a for a in _validation.AVERAGES if a != "none"]
+        _validation.check_format_and_average(self.input_format, self.average, SCORE_FORMATS, averages)
         if not isinstance(self.response_method, str):
             raise TypeError(
                 f"`response_method` must be a method name (str), got {type(self.response_method).__name__}."
@@ -224,7 +226,8 @@ class CrossEntropyScorer(SharedResponseScorer):
         """The D² score, or minus the loss: greater is better. The response's values were checked already."""
         if self.d2:
             check_d2_average(kind, self.average)
-        sums = score_sums(kind, y_true, scores, labels, sample_weight, self.input_format, check_values=False)
+        batch = score_batch(kind, y_true, scores, labels, sample_weight, self.input_format, check_values=False)
+        sums = batch_sums(batch)
         if self.d2:
             return float(d2_value(kind, sums, self.average, sample_weight))
         return -float(loss_value(kind, sums, self.average, normalize=True))
