@@ -14,7 +14,7 @@ from xent_metrics.functional._sums import task_cross_entropy, task_normalized_en
 from xent_metrics.functional._validation import Batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _BCEOptions:
     """What the BCE kernel reads of a binary task, its ``pos_weight`` a tensor on the batch's device."""
 
@@ -65,7 +65,9 @@ class BinaryTask:
             pos = pos.reshape(1)
         elif pos is not None:  # a number
             pos = torch.tensor([float(pos)], dtype=torch.float64, device=batch.preds.device)
-        options = _BCEOptions(self.input_format, pos, self.ignore_index, self.label_smoothing)
+        options = _BCEOptions(
+            input_format=self.input_format, pos_weight=pos, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
+        )
         return bce_sums(batch.preds, batch.target, options, batch.sample_weight)
 
     #: The weighted mean loss of sums; ``warn``: warn (a host read) where no element has weight.
@@ -111,7 +113,7 @@ def binary_cross_entropy(
     ignore_index : int, optional
         Elements whose target equals it drop out of both sums.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``y (1 - eps) + eps / 2`` (Keras' rule).
+        Targets become ``y (1 - s) + s / 2``, ``s`` the ``label_smoothing`` (Keras' rule).
     validate_args : bool, default=True
         Check values (a host sync). Type and shape checks always run; with ``False`` no check
         reads tensor values.

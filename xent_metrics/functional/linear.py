@@ -105,7 +105,7 @@ def linear_cross_entropy(
         Targets equal to it drop out. On the CPU (and wherever ``validate_args=True``) those tokens
         are removed before the projection, so they cost nothing.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``(1 - eps) onehot + eps / V`` (torch's rule), on the blockwise path.
+        Targets become ``(1 - s) onehot + s / V``, ``s`` the ``label_smoothing`` (torch's rule).
     average : {"micro", "macro", "none"} or None, default="micro"
         ``None`` means ``"none"`` (torchmetrics' spelling).
         As in :func:`multiclass_cross_entropy`: the weighted mean over tokens, the mean per true

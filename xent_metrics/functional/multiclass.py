@@ -113,7 +113,7 @@ def multiclass_cross_entropy(
     ignore_index : int, optional
         Targets equal to it drop out; not allowed with soft targets.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
+        Targets become ``(1 - s) onehot + s / C``, ``s`` the ``label_smoothing`` (torch's rule).
     average : {"micro", "macro", "none"} or None, default="micro"
         ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over samples (``F.cross_entropy(reduction="mean")``);

@@ -98,7 +98,7 @@ def multilabel_cross_entropy(
     ignore_index : int, optional
         Individual label entries whose target equals it drop out of that label's sums.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``y (1 - eps) + eps / 2`` (Keras' rule).
+        Targets become ``y (1 - s) + s / 2``, ``s`` the ``label_smoothing`` (Keras' rule).
     average : {"micro", "macro", "none"} or None, default="micro"
         ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over all entries (``BCEWithLogitsLoss(reduction="mean")``);

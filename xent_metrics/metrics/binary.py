@@ -75,7 +75,7 @@ class BinaryCrossEntropy(_BinaryMetric):
     ignore_index : int, optional
         Elements whose target equals it drop out of both sums.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``y (1 - eps) + eps / 2``.
+        Targets become ``y (1 - s) + s / 2``, ``s`` the ``label_smoothing``.
     validate_args : bool, default=True
         Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
         and device checks run, which read no tensor value.

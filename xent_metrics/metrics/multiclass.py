@@ -86,7 +86,7 @@ class MulticlassCrossEntropy(_MulticlassMetric):
     ignore_index : int, optional
         Targets equal to it drop out; not allowed with soft targets.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``(1 - eps) onehot + eps / C`` (torch's rule).
+        Targets become ``(1 - s) onehot + s / C``, ``s`` the ``label_smoothing`` (torch's rule).
     average : {"micro", "macro", "none"} or None, default="micro"
         ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over samples (``F.cross_entropy``); ``"none"``: the mean

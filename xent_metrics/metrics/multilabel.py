@@ -84,7 +84,7 @@ class MultilabelCrossEntropy(_MultilabelMetric):
     ignore_index : int, optional
         Label entries whose target equals it drop out of that label's sums.
     label_smoothing : float in [0, 1), default=0.0
-        Targets become ``y (1 - eps) + eps / 2``.
+        Targets become ``y (1 - s) + s / 2``, ``s`` the ``label_smoothing``.
     average : {"micro", "macro", "none"} or None, default="micro"
         ``None`` means ``"none"`` (torchmetrics' spelling).
         ``"micro"``: the weighted mean over all entries; ``"macro"``: the mean of the per-label

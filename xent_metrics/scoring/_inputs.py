@@ -100,7 +100,7 @@ def check_score_values(scores: np.ndarray, input_format: str, name: str = "y_pro
     problem = _value_checks.score_problem(lo, hi, input_format)
     if problem == "nan":
         raise ValueError(f"Input {name} contains NaN.")
-    if problem == "inf" or hi == -math.inf:  # all -inf: refused here, also for log-probabilities (as always)
+    if problem == "inf" or hi == -math.inf:  # all -inf: refused, for log-probabilities too
         raise ValueError(f"Input {name} contains infinity or a value too large for {scores.dtype!r}.")
     if problem is not None and input_format == "log_probs":
         raise ValueError(_value_checks.log_probs_above_zero(name, lo, hi))

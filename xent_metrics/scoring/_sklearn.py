@@ -9,7 +9,7 @@ is that base, so ours share the call with ``"neg_log_loss"`` and with each other
 The cached value is what scikit-learn's ``_get_response_values`` returns: the estimator's response as
 it is, except that a binary classifier's ``predict_proba`` / ``predict_log_proba`` is cut to the positive
 column (``classes_[1]``) and multi-output lists are stacked. :func:`cached_response` reads it where that value
-is what the scorer needs; otherwise the scorer calls the estimator itself, as before.
+is what the scorer needs; otherwise the scorer calls the estimator itself.
 
 Every private name relied on is listed in :data:`PRIVATE_NAMES`; ``tests/scoring/test_sklearn_adapter.py``
 checks that each exists in the installed scikit-learn and that a multi-metric ``cross_validate`` calls
