@@ -66,7 +66,10 @@ class BinaryTask:
         elif pos is not None:  # a number
             pos = torch.tensor([float(pos)], dtype=torch.float64, device=batch.preds.device)
         options = _BCEOptions(
-            input_format=self.input_format, pos_weight=pos, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
+            input_format=self.input_format,
+            pos_weight=pos,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
         )
         return bce_sums(batch.preds, batch.target, options, batch.sample_weight)
 
