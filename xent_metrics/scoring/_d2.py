@@ -61,6 +61,14 @@ def d2_cross_entropy_score(
         over the summed loss of the per-label base rates; ``"macro"`` the mean of the per-label
         D²; ``"none"`` the per-label D² array.
 
+    Shape
+    -----
+    - ``y_true``: ``(n_samples,)`` labels, or ``(n_samples, n_labels)`` indicators.
+    - ``y_proba``: ``(n_samples, n_classes)``; ``(n_samples,)`` positive-class scores (binary);
+      ``(n_samples, n_labels)``, or a list of ``n_labels`` arrays ``(n_samples, 2)`` (multilabel).
+    - ``sample_weight``: ``(n_samples,)``.
+    - Output: a float, or ``(n_labels,)`` with ``average="none"``.
+
     Returns
     -------
     float or ndarray of shape (n_labels,)
