@@ -32,6 +32,9 @@ class Shown(Protocol):
     heatmap_max_labels: int | None
     log_worst_k: int | None
 
+    def summary_table(self) -> str | None:
+        """The end-of-fit table, ``None`` before any epoch."""
+
 
 def summary_table(monitor: Shown) -> str | None:
     """The end-of-fit table (validation if measured, else training, else test); ``None`` before any epoch."""
@@ -70,7 +73,7 @@ def end_of_fit(monitor: Shown, trainer: pl.Trainer) -> Path | None:
     log_dir = trainer.log_dir  # a broadcast: every rank must ask
     if not trainer.is_global_zero:
         return None
-    table = summary_table(monitor) if monitor.print_table else None
+    table = monitor.summary_table() if monitor.print_table else None
     if table is not None:
         rank_zero_info(table)
     stage = next((s for s in ("val", "train") if monitor.records.fit_records(s)), None)
