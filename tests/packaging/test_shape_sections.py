@@ -1,8 +1,10 @@
 """Every public function and Metric has a ``Shape`` section that names the tensors (arrays) it takes and its output.
 
 The section is numpydoc-style (``Shape`` underlined by dashes, after ``Parameters``), one bullet per input:
-``- ``name``: shape`` or ``- Output: shape``. The names must be parameters that exist (of the function, of a
-Metric's ``update`` or ``__init__``, of a scorer's ``__call__``), and every tensor or array parameter must be named.
+``- ``name``: shape`` or ``- Output: shape``; a twin (a normalized entropy, D²) may say ``- ``a``, ``b``: as in
+:func:`its_cross_entropy```, whose section must then name them. The names must be parameters that exist (of the
+function, of a Metric's ``update`` or ``__init__``, of a scorer's ``__call__``), and every tensor or array
+parameter must be named.
 The docs build renders it (``docs/_ext/shape_section.py``; ``tests/packaging/test_docs.py`` counts the rubrics).
 """
 
@@ -25,6 +27,7 @@ NO_DATA = {
 }
 SKLEARN_ARRAYS = ("X", "y_true", "y_proba", "sample_weight")  # scikit-learn's array arguments (typed `object`)
 SHAPE = re.compile(r"``\(([\w.]+(, [\w.]+)*,?)?\)``")  # a shape tuple in double backticks: ``(N, C, ...)``, ``()``
+AS_IN = re.compile(r"^as in :(?:func|class):`~?([\w.]+)`")  # a twin's reference to its cross-entropy's section
 
 
 def _public() -> Iterator[tuple[str, object]]:
@@ -75,9 +78,19 @@ def _shape_entries(doc: str) -> list[str]:
     return entries
 
 
-def _check(name: str, obj: object) -> None:
+def _doc(obj: object) -> str:
     doc = obj.__doc__ if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj).__doc__
-    assert doc, name
+    assert doc
+    return doc
+
+
+def _named(obj: object) -> set[str]:
+    """The parameter names the Shape section of ``obj`` gives a shape."""
+    return {n for entry in _shape_entries(_doc(obj)) for n in re.findall(r"``(\w+)``", entry.partition(": ")[0])}
+
+
+def _check(name: str, obj: object, public: dict[str, object]) -> None:
+    doc = _doc(obj)
     parameters = {p for sig in _signatures(obj) for p in sig.parameters if p != "self"}
     data = {
         p.name
@@ -90,13 +103,17 @@ def _check(name: str, obj: object) -> None:
     for entry in _shape_entries(doc):
         head, _, shape = entry.partition(": ")
         assert shape, f"{name}: a Shape bullet without `name: shape`: {entry!r}"
-        if head == "Output":
-            outputs += 1
-        else:
-            names = re.findall(r"``(\w+)``", head)
+        names = [] if head == "Output" else re.findall(r"``(\w+)``", head)
+        outputs += head == "Output"
+        if head != "Output":
             assert names and ", ".join(f"``{n}``" for n in names) == head, f"{name}: {head!r} is not ``name``s"
             assert set(names) <= parameters, f"{name}: Shape names {set(names) - parameters}, which it does not take"
             named |= set(names)
+        twin = AS_IN.match(shape)
+        if twin and names:  # the twin's section must give these names a shape
+            (other,) = [v for k, v in public.items() if k.endswith("." + twin.group(1).rpartition(".")[2])]
+            assert other is not obj and set(names) <= _named(other), f"{name}: {entry!r} refers to no such shapes"
+            continue
         referred = re.findall(r"the shape of ``(\w+)``", shape)
         assert SHAPE.search(shape) or referred or shape.startswith("a float"), f"{name}: no shape in {entry!r}"
         assert set(referred) <= parameters, f"{name}: {entry!r} refers to a parameter that does not exist"
@@ -105,6 +122,7 @@ def _check(name: str, obj: object) -> None:
 
 
 PUBLIC = list(_public())
+BY_NAME = dict(PUBLIC)
 
 
 def test_every_public_name_is_checked_or_exempt() -> None:
@@ -119,7 +137,7 @@ def test_every_public_name_is_checked_or_exempt() -> None:
 
 @pytest.mark.parametrize(("name", "obj"), PUBLIC, ids=[name for name, _ in PUBLIC])
 def test_public_name_has_a_shape_section(name: str, obj: object) -> None:
-    _check(name, obj)
+    _check(name, obj, BY_NAME)
 
 
 def test_transformers_functions_have_a_shape_section() -> None:
@@ -127,7 +145,7 @@ def test_transformers_functions_have_a_shape_section() -> None:
     functions = list(_transformers_functions())
     assert len(functions) == 2
     for name, obj in functions:
-        _check(name, obj)
+        _check(name, obj, dict(functions))
 
 
 @pytest.mark.parametrize(
@@ -138,6 +156,10 @@ def test_transformers_functions_have_a_shape_section() -> None:
         ("Sum.\n\nShape\n-----\n- ``preds``: ``(N,)``.\n- Output: ``()``.", r"leaves out \['target'\]"),
         ("Sum.\n\nShape\n-----\n- ``preds``: any.\n- ``target``: ``(N,)``.\n- Output: ``()``.", "no shape"),
         ("Sum.\n\nParameters\n----------\npreds : Tensor\n", "0 Shape sections"),
+        (
+            "Sum.\n\nShape\n-----\n- ``preds``, ``target``: as in :func:`cross_entropy_loss`.\n- Output: ``()``.\n",
+            "no such",
+        ),
     ],
 )
 def test_the_check_sees_a_wrong_section(doc: str, match: str) -> None:
@@ -147,4 +169,4 @@ def test_the_check_sees_a_wrong_section(doc: str, match: str) -> None:
     loss.__annotations__.update(preds="Tensor", target="Tensor")
     loss.__doc__ = doc
     with pytest.raises(AssertionError, match=match):
-        _check("loss", loss)
+        _check("loss", loss, BY_NAME)

@@ -175,10 +175,7 @@ def binary_normalized_entropy(
 
     Shape
     -----
-    - ``preds``: ``(N, ...)``, any shape.
-    - ``target``: the shape of ``preds``.
-    - ``pos_weight``: a float, or ``(1,)``.
-    - ``sample_weight``: ``(N,)`` (broadcast over trailing dimensions), or the shape of ``preds``.
+    - ``preds``, ``target``, ``pos_weight``, ``sample_weight``: as in :func:`binary_cross_entropy`.
     - Output: ``()``.
 
     Returns

@@ -73,9 +73,7 @@ def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: 
 
     Shape
     -----
-    - ``preds``, ``target``: as the task's function takes them: ``(N, ...)`` both (binary); ``(N, C, ...)``
-      and ``(N, ...)`` class indices or ``(N, C, ...)`` probabilities (multiclass); ``(N, K, ...)`` both
-      (multilabel).
+    - ``preds``, ``target``: as in :func:`cross_entropy`.
     - Output: ``()``, or ``(C,)`` / ``(K,)`` with ``average="none"``.
 
     Returns

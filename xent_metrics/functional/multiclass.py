@@ -253,10 +253,7 @@ def multiclass_normalized_entropy(
 
     Shape
     -----
-    - ``preds``: ``(N, C, ...)``, classes in dimension 1 (``(B, L, V)`` logits as ``preds.movedim(-1, 1)``).
-    - ``target``: ``(N, ...)`` class indices, or ``(N, C, ...)`` probabilities (the shape of ``preds``).
-    - ``weight``: ``(C,)``.
-    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` one per position.
+    - ``preds``, ``target``, ``weight``, ``sample_weight``: as in :func:`multiclass_cross_entropy`.
     - Output: ``()``, or ``(C,)`` with ``average="none"``.
 
     Returns

@@ -179,10 +179,7 @@ def multilabel_normalized_entropy(
 
     Shape
     -----
-    - ``preds``: ``(N, K, ...)``, labels in dimension 1.
-    - ``target``: the shape of ``preds``.
-    - ``pos_weight``: ``(K,)``.
-    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` of the shape of ``preds`` without dimension 1.
+    - ``preds``, ``target``, ``pos_weight``, ``sample_weight``: as in :func:`multilabel_cross_entropy`.
     - Output: ``()``, or ``(K,)`` with ``average="none"``.
 
     Returns

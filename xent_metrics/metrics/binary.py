@@ -151,10 +151,7 @@ class BinaryNormalizedEntropy(_BinaryMetric):
 
     Shape
     -----
-    - ``preds``: ``(N, ...)``, any shape (``update`` and ``forward``).
-    - ``target``: the shape of ``preds``.
-    - ``sample_weight``: ``(N,)`` (broadcast over trailing dimensions), or the shape of ``preds``.
-    - ``pos_weight``: a float, or ``(1,)``.
+    - ``preds``, ``target``, ``sample_weight``, ``pos_weight``: as in :class:`BinaryCrossEntropy`.
     - Output: ``()`` (``compute`` and ``forward``).
 
     See Also

@@ -188,14 +188,8 @@ class MulticlassNormalizedEntropy(_MulticlassMetric):
 
     Shape
     -----
-    - ``preds``: ``(N, C, ...)``, classes in dimension 1 (``update`` and ``forward``); or the hidden
-      states ``(N, d)`` / ``(B, L, d)`` of a linear head given as ``linear_weight``.
-    - ``target``: ``(N, ...)`` class indices, or ``(N, C, ...)`` probabilities; ``(N,)`` / ``(B, L)``
-      with hidden states.
-    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` one per position.
-    - ``linear_weight``: ``(C, d)``.
-    - ``linear_bias``: ``(C,)``.
-    - ``weight``: ``(C,)``.
+    - ``preds``, ``target``, ``sample_weight``, ``linear_weight``, ``linear_bias``, ``weight``: as in
+      :class:`MulticlassCrossEntropy`.
     - Output: ``()``, or ``(C,)`` with ``average="none"`` (``compute`` and ``forward``).
 
     See Also

@@ -164,10 +164,7 @@ class MultilabelNormalizedEntropy(_MultilabelMetric):
 
     Shape
     -----
-    - ``preds``: ``(N, K, ...)``, labels in dimension 1 (``update`` and ``forward``).
-    - ``target``: the shape of ``preds``.
-    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` of the shape of ``preds`` without dimension 1.
-    - ``pos_weight``: ``(K,)``.
+    - ``preds``, ``target``, ``sample_weight``, ``pos_weight``: as in :class:`MultilabelCrossEntropy`.
     - Output: ``()``, or ``(K,)`` with ``average="none"`` (``compute`` and ``forward``).
 
     See Also

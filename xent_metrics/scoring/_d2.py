@@ -63,10 +63,7 @@ def d2_cross_entropy_score(
 
     Shape
     -----
-    - ``y_true``: ``(n_samples,)`` labels, or ``(n_samples, n_labels)`` indicators.
-    - ``y_proba``: ``(n_samples, n_classes)``; ``(n_samples,)`` positive-class scores (binary);
-      ``(n_samples, n_labels)``, or a list of ``n_labels`` arrays ``(n_samples, 2)`` (multilabel).
-    - ``sample_weight``: ``(n_samples,)``.
+    - ``y_true``, ``y_proba``, ``sample_weight``: as in :func:`cross_entropy_loss`.
     - Output: a float, or ``(n_labels,)`` with ``average="none"``.
 
     Returns
