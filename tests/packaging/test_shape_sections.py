@@ -11,9 +11,11 @@ The docs build renders it (``docs/_ext/shape_section.py``; ``tests/packaging/tes
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from torchmetrics import Metric
@@ -170,3 +172,21 @@ def test_the_check_sees_a_wrong_section(doc: str, match: str) -> None:
     loss.__doc__ = doc
     with pytest.raises(AssertionError, match=match):
         _check("loss", loss, BY_NAME)
+
+
+def test_the_docs_hook_renders_the_section_after_the_parameters() -> None:
+    path = Path(__file__).resolve().parents[2] / "docs" / "_ext" / "shape_section.py"
+    spec = importlib.util.spec_from_file_location("shape_section", path)
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    doc = ["Sum.", "", "Parameters", "----------", "x : Tensor", "    One.", "", "Shape", "-----", "- ``x``: ``(N,)``."]
+    doc += ["", "Returns", "-------", "Tensor", "    Two."]
+    hook.take_shape(None, "function", "f", None, None, doc)  # before numpydoc: numpydoc drops an unknown section
+    assert doc[6:] == ["", "Returns", "-------", "Tensor", "    Two."] and "Shape" not in doc
+    rendered = [":Parameters:", "", "    **x** : Tensor", "        One.", "", ":Returns:", "", "    Tensor"]
+    hook.put_shape(None, "function", "f", None, None, rendered)  # after numpydoc: between the two field lists
+    assert rendered[5:9] == [".. rubric:: Shape", "", "- ``x``: ``(N,)``.", ""] and rendered[10] == ":Returns:"
+    untouched = [":Parameters:", "", "    **x** : Tensor"]
+    hook.put_shape(None, "function", "f", None, None, untouched)  # taken once, put once
+    assert untouched == [":Parameters:", "", "    **x** : Tensor"]
