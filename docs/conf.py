@@ -21,6 +21,8 @@ extensions = [
     "sphinx-mathjax-offline",
     "numpydoc",
     "public_api",
+    # numpydoc has no `Shape` section: this moves it around numpydoc and renders it after the parameters.
+    "shape_section",
 ]
 
 html_theme = "furo"
@@ -39,3 +41,6 @@ numpydoc_xref_param_type = False
 # numpydoc reports a malformed docstring (a bad underline, an unknown section) as a Python warning, which -W does
 # not see: make it fail the build.
 warnings.filterwarnings("error", category=UserWarning, module=r"numpydoc\.")
+# numpydoc's signature step parses each docstring again and reports the `Shape` section it does not know; the
+# `shape_section` extension renders that section, so this one report is not an error.
+warnings.filterwarnings("ignore", message=r"Unknown section Shape\b", category=UserWarning, module=r"numpydoc\.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -130,3 +131,40 @@ def test_state_dict_round_trip_and_label_mismatch() -> None:
 
 class _NotSanity:
     sanity_checking = False
+
+
+class _Trainer(_NotSanity):
+    world_size, current_epoch, global_step, state = 1, 0, 1, None
+
+
+class _Module:
+    device = torch.device("cpu")
+
+    def log_dict(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def test_warnings_given_and_the_run_count_survive_a_checkpoint() -> None:
+    trainer, module = _Trainer(), _Module()
+    batch = {"preds": torch.zeros(2, 2), "target": torch.tensor([[1, -1], [0, -1]])}  # label "b": every target ignored
+    monitor = PerClassBCEMonitor(labels=["a", "b"], stages=["val"], ignore_index=-1)
+    monitor.setup(trainer, module, "fit")
+    monitor.on_validation_batch_end(trainer, module, batch, None, 0)
+    with pytest.warns(UserWarning, match=r"1 label\(s\) had no val target left to score .*\['b'\]"):
+        monitor.on_validation_epoch_end(trainer, module)
+
+    twin = PerClassBCEMonitor(labels=["a", "b"], stages=["val"], ignore_index=-1)
+    twin.load_state_dict(monitor.state_dict())
+    twin.setup(trainer, module, "validate")
+    twin.on_validation_batch_end(trainer, module, batch, None, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "b" was warned about before the checkpoint: not again
+        twin.on_validation_epoch_end(trainer, module)
+    assert [r["run"] for r in twin.history["val"]] == [1, 2]
+    last = twin.history["val"][1]["values"]
+    assert np.isnan(last[1]) and last[0] == pytest.approx(np.log(2), rel=1e-6)  # float32 logits
+    fresh = PerClassBCEMonitor(labels=["a", "b"], stages=["val"], ignore_index=-1)  # without the state it warns
+    fresh.setup(trainer, module, "validate")
+    fresh.on_validation_batch_end(trainer, module, batch, None, 0)
+    with pytest.warns(UserWarning, match="had no val target left to score"):
+        fresh.on_validation_epoch_end(trainer, module)

@@ -64,6 +64,8 @@ def test_api_page_documents_every_public_name(site: Path) -> None:
     assert [a for a in anchors if a not in ids] == []
     # numpydoc rendered the sections (a docstring autodoc only pasted would show "Parameters\n----------")
     assert "----------" not in html and html.count('<p class="rubric">Examples</p>') >= 10
+    # the Shape sections (numpydoc has no such section: docs/_ext/shape_section.py renders them after Parameters)
+    assert "Shape\n-----" not in html and html.count('<p class="rubric">Shape</p>') >= 19
 
 
 def _page_param(page: str) -> object:

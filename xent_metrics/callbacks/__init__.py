@@ -7,8 +7,8 @@
   duplicates Lightning's default ``DistributedSampler`` adds.
 """
 
-from xent_metrics.callbacks._bce import PerClassBCEMonitor
-from xent_metrics.callbacks._ce import PerClassCEMonitor
+from xent_metrics.callbacks._bce_monitor import PerClassBCEMonitor
+from xent_metrics.callbacks._ce_monitor import PerClassCEMonitor
 from xent_metrics.callbacks._sampler import UnpaddedDistributedSampler
 
 __all__ = ["PerClassBCEMonitor", "PerClassCEMonitor", "UnpaddedDistributedSampler"]

@@ -20,8 +20,9 @@ from torch import Tensor
 from torchmetrics import Metric
 from typing_extensions import override
 
-from xent_metrics.callbacks import _output, _store
+from xent_metrics.callbacks import _output
 from xent_metrics.callbacks._args import check_options, flatten_loaders
+from xent_metrics.callbacks._records import MonitorRecords
 from xent_metrics.callbacks._render import HEATMAP_MAX_LABELS, worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
 from xent_metrics.callbacks._sync_hint import ignore_sync_hint, remove_filter
@@ -67,22 +68,30 @@ class PerClassMonitor(Callback):
         self.log_worst_k, self.max_table_rows = log_worst_k, max_table_rows
         self.heatmap_max_labels = heatmap_max_labels
         self.print_table, self.save_heatmap = print_table, save_heatmap
-        self.metrics: dict[str, Metric] = {stage: self._new_metric() for stage in self.stages}
-        self.history: dict[str, list[dict[str, Any]]] = {stage: [] for stage in self.stages}
+        metrics = {stage: self._new_metric() for stage in self.stages}
+        self.records = MonitorRecords(type(self).__name__, self.names_arg, labels, metrics)
         self.heatmap_path: Any = None
-        self.run = 0  # counts the trainer calls (fit, validate, test) this monitor has been set up for
         self._loaders: dict[str, list[Metric]] = {}  # per-dataloader metrics while several run
         self._loader_records: dict[str, list[dict[str, Any] | None]] = {}
-        self._warned: set[str] = set()
         self._hint_filter: tuple[object, ...] | None = None  # the warning filter this monitor added, while it runs
 
     def _new_metric(self) -> Metric:
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
     @property
+    def metrics(self) -> dict[str, Metric]:
+        """One metric per measured stage, holding the sums of the epoch in progress."""
+        return self.records.metrics
+
+    @property
+    def history(self) -> dict[str, list[dict[str, Any]]]:
+        """One record per stage and epoch: ``{"epoch", "step", "values", "macro", "run", "fn"}``."""
+        return self.records.history
+
+    @property
     @override
     def state_key(self) -> str:
-        # Lightning's helper: `{qualname}{kwargs!r}`, the key every checkpoint so far was saved under.
+        # Lightning's helper: `{qualname}{kwargs!r}`, the key a checkpoint holds this monitor's state under.
         return self._generate_state_key(prefix=self.prefix, preds_key=self.preds_key, target_key=self.target_key)
 
     # ---- updates -------------------------------------------------------------------------------
@@ -130,7 +139,7 @@ class PerClassMonitor(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.run += 1
+        self.records.run += 1
         for metric in self.metrics.values():
             metric.to(pl_module.device)
         if trainer.world_size > 1 and self._hint_filter is None:
@@ -265,7 +274,7 @@ class PerClassMonitor(Callback):
         self.metrics[stage].reset()
         record = {"epoch": trainer.current_epoch, "step": trainer.global_step, **self._record(values)}
         fn = getattr(getattr(trainer, "state", None), "fn", None)  # "fit", "validate" or "test"
-        record.update(run=self.run, fn=None if fn is None else str(fn.value))
+        record.update(run=self.records.run, fn=None if fn is None else str(fn.value))
         if records is not None:
             record["dataloaders"] = list(records)
             del self._loaders[stage], self._loader_records[stage]
@@ -276,9 +285,9 @@ class PerClassMonitor(Callback):
     def _warn_empty(self, stage: str, values: list[float]) -> None:
         """Warn once per name and stage when a label (class) had nothing to score."""
         empty = [self.labels[k] for k, v in enumerate(values) if math.isnan(v)]
-        new = [name for name in empty if f"empty:{stage}:{name}" not in self._warned]
+        new = [name for name in empty if f"empty:{stage}:{name}" not in self.records.warned]
         if new:
-            self._warned.update(f"empty:{stage}:{name}" for name in new)
+            self.records.warned.update(f"empty:{stage}:{name}" for name in new)
             rank_zero_warn(
                 f"{type(self).__name__}: {len(new)} {self.unit}(s) had no {stage} target left to score "
                 f"(every entry equal to ignore_index={self.ignore_index}, or no data): {new[:10]}"
@@ -289,7 +298,7 @@ class PerClassMonitor(Callback):
 
     def _check_sampler(self, stage: str, loaders: object) -> None:
         """Warn once when a distributed sampler pads (or drops) evaluation samples."""
-        if f"sampler:{stage}" in self._warned:
+        if f"sampler:{stage}" in self.records.warned:
             return
         for loader in flatten_loaders(loaders):
             samplers = [
@@ -299,7 +308,7 @@ class PerClassMonitor(Callback):
             found = next((m for m in map(sampler_mismatch, samplers) if m is not None), None)
             if found is None:
                 continue
-            self._warned.add(f"sampler:{stage}")
+            self.records.warned.add(f"sampler:{stage}")
             covered, size = found
             what = f"repeats {covered - size} sample(s)" if covered > size else f"drops {size - covered} sample(s)"
             rank_zero_warn(
@@ -319,14 +328,16 @@ class PerClassMonitor(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _output.end_of_fit(self, trainer)
+        path = _output.end_of_fit(self, trainer)
+        if path is not None:
+            self.heatmap_path = path
 
     # ---- checkpoints -----------------------------------------------------------------------------
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return _store.state_dict(self)
+        return self.records.state_dict()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _store.load_state_dict(self, state_dict)
+        self.records.load_state_dict(state_dict)

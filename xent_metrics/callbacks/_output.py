@@ -8,36 +8,42 @@ logging is configured before Lightning is imported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from xent_metrics.callbacks._records import MonitorRecords
 from xent_metrics.callbacks._render import format_table, heatmap_figure, save_png
 
-if TYPE_CHECKING:
-    from xent_metrics.callbacks._monitor import PerClassMonitor
+
+class Shown(Protocol):
+    """What the end of fit reads from a monitor: its records and its display options."""
+
+    records: MonitorRecords
+    labels: list[str]
+    unit: str
+    loss: str
+    prefix: str
+    print_table: bool
+    save_heatmap: bool
+    max_table_rows: int | None
+    heatmap_max_labels: int | None
+    log_worst_k: int | None
+
+    def summary_table(self) -> str | None:
+        """The end-of-fit table, ``None`` before any epoch."""
 
 
-def fit_records(monitor: PerClassMonitor, stage: str) -> list[dict[str, Any]]:
-    """The records of ``stage`` from the latest fit (not from a later ``validate``, not from an earlier fit)."""
-    records = [r for r in monitor.history.get(stage, []) if r.get("fn", "fit") == "fit"]
-    if not records:
-        return []
-    latest = records[-1].get("run")
-    return [r for r in records if r.get("run") == latest]
-
-
-def summary_table(monitor: PerClassMonitor) -> str | None:
+def summary_table(monitor: Shown) -> str | None:
     """The end-of-fit table (validation if measured, else training, else test); ``None`` before any epoch."""
-    found = [
-        (s, fit_records(monitor, s) if s != "test" else monitor.history.get(s, [])) for s in ("val", "train", "test")
-    ]
+    kept = monitor.records
+    found = [(s, kept.fit_records(s) if s != "test" else kept.history.get(s, [])) for s in ("val", "train", "test")]
     stage, records = next(((s, r) for s, r in found if r), (None, []))
     if stage is None:
         return None
-    train = fit_records(monitor, "train")
+    train = kept.fit_records("train")
     return format_table(
         monitor.labels,
         records[0],
@@ -62,24 +68,24 @@ def why_no_file(trainer: pl.Trainer, log_dir: str | None) -> str | None:
     return None
 
 
-def end_of_fit(monitor: PerClassMonitor, trainer: pl.Trainer) -> None:
-    """Show the table and save the heatmap (rank zero), or say where the heatmap would have gone."""
+def end_of_fit(monitor: Shown, trainer: pl.Trainer) -> Path | None:
+    """Show the table and save the heatmap (rank zero), or say where the heatmap would have gone; return its path."""
     log_dir = trainer.log_dir  # a broadcast: every rank must ask
     if not trainer.is_global_zero:
-        return
+        return None
     table = monitor.summary_table() if monitor.print_table else None
     if table is not None:
         rank_zero_info(table)
-    stage = next((s for s in ("val", "train") if fit_records(monitor, s)), None)
+    stage = next((s for s in ("val", "train") if monitor.records.fit_records(s)), None)
     if not monitor.save_heatmap or stage is None:
-        return
+        return None
     name = f"{monitor.prefix}_per_{monitor.unit}_{stage}.png"
     reason = why_no_file(trainer, log_dir)
     if reason is not None:
         where = Path(log_dir or trainer.default_root_dir) / name
         rank_zero_info(f"{type(monitor).__name__}: no heatmap written: {reason}; it would have gone to {where}.")
-        return
-    records = fit_records(monitor, stage)
+        return None
+    records = monitor.records.fit_records(stage)
     fig = heatmap_figure(
         monitor.labels,
         records,
@@ -90,8 +96,9 @@ def end_of_fit(monitor: PerClassMonitor, trainer: pl.Trainer) -> None:
         max_labels=monitor.heatmap_max_labels,
         worst_k=monitor.log_worst_k,
     )
-    monitor.heatmap_path = save_png(fig, Path(str(log_dir)) / name)
-    rank_zero_info(f"Per-{monitor.unit} {stage} {monitor.loss} heatmap: {monitor.heatmap_path}")
+    path = save_png(fig, Path(str(log_dir)) / name)
+    rank_zero_info(f"Per-{monitor.unit} {stage} {monitor.loss} heatmap: {path}")
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure(f"{stage}/{monitor.prefix}/heatmap", fig, trainer.global_step, close=False)
+    return path

@@ -123,6 +123,14 @@ def binary_cross_entropy(
         With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
         are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
 
+    Shape
+    -----
+    - ``preds``: ``(N, ...)``, any shape.
+    - ``target``: the shape of ``preds``.
+    - ``pos_weight``: a float, or ``(1,)``.
+    - ``sample_weight``: ``(N,)`` (broadcast over trailing dimensions), or the shape of ``preds``.
+    - Output: ``()``.
+
     Returns
     -------
     Tensor
@@ -187,6 +195,11 @@ def binary_normalized_entropy(
 
     As torcheval's ``BinaryNormalizedEntropy`` and ``1 - d2_log_loss_score``: 1 means no better
     than always predicting the base rate. Parameters are those of :func:`binary_cross_entropy`.
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``pos_weight``, ``sample_weight``: as in :func:`binary_cross_entropy`.
+    - Output: ``()``.
 
     Returns
     -------

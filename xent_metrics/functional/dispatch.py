@@ -38,6 +38,13 @@ def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) 
     **options
         Keyword options of the task's function (for example ``input_format``, ``num_classes``).
 
+    Shape
+    -----
+    - ``preds``, ``target``: as the task's function takes them: ``(N, ...)`` both (binary); ``(N, C, ...)``
+      and ``(N, ...)`` class indices or ``(N, C, ...)`` probabilities (multiclass); ``(N, K, ...)`` both
+      (multilabel).
+    - Output: ``()``, or ``(C,)`` / ``(K,)`` with ``average="none"``.
+
     Returns
     -------
     Tensor
@@ -63,6 +70,11 @@ def cross_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) 
 
 def normalized_entropy(preds: Tensor, target: Tensor, *, task: Task, **options: Any) -> Tensor:
     """Normalized entropy for ``task``; see :func:`cross_entropy` for the arguments.
+
+    Shape
+    -----
+    - ``preds``, ``target``: as in :func:`cross_entropy`.
+    - Output: ``()``, or ``(C,)`` / ``(K,)`` with ``average="none"``.
 
     Returns
     -------

@@ -119,6 +119,16 @@ def linear_cross_entropy(
         Tokens per block; default: as many as fit
         :data:`~xent_metrics.functional._head_ce.BLOCK_BYTES` of logits.
 
+    Shape
+    -----
+    - ``hidden``: ``(N, d)`` or ``(B, L, d)``, features last.
+    - ``linear_weight``: ``(V, d)``.
+    - ``target``: ``(N,)`` or ``(B, L)``.
+    - ``linear_bias``: ``(V,)``.
+    - ``weight``: ``(V,)``.
+    - ``sample_weight``: ``(N,)``, or ``(B, L)`` / ``(B,)`` for ``(B, L, d)`` hidden states.
+    - Output: ``()``, or ``(V,)`` with ``average="none"``.
+
     Returns
     -------
     Tensor

@@ -137,6 +137,14 @@ def multiclass_cross_entropy(
         input dtype, so float32 results agree with the eager ones to float32 rounding, float64
         results to about 1e-12.
 
+    Shape
+    -----
+    - ``preds``: ``(N, C, ...)``, classes in dimension 1 (``(B, L, V)`` logits as ``preds.movedim(-1, 1)``).
+    - ``target``: ``(N, ...)`` class indices, or ``(N, C, ...)`` probabilities (the shape of ``preds``).
+    - ``weight``: ``(C,)``.
+    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` one per position.
+    - Output: ``()``, or ``(C,)`` with ``average="none"``.
+
     Returns
     -------
     Tensor
@@ -212,6 +220,11 @@ def multiclass_normalized_entropy(
     1 means no better than predicting the class prior. Parameters are those of
     :func:`multiclass_cross_entropy`; ``average`` selects the cross-entropy in the numerator, class
     weights enter the numerator only. A single-class prior has zero entropy: ``nan`` and a warning.
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``weight``, ``sample_weight``: as in :func:`multiclass_cross_entropy`.
+    - Output: ``()``, or ``(C,)`` with ``average="none"``.
 
     Returns
     -------

@@ -109,6 +109,14 @@ def multilabel_cross_entropy(
         With ``False`` nothing is read back from the device (the "no data" and "macro skipped" warnings
         are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
 
+    Shape
+    -----
+    - ``preds``: ``(N, K, ...)``, labels in dimension 1.
+    - ``target``: the shape of ``preds``.
+    - ``pos_weight``: ``(K,)``.
+    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` of the shape of ``preds`` without dimension 1.
+    - Output: ``()``, or ``(K,)`` with ``average="none"``.
+
     Returns
     -------
     Tensor
@@ -179,6 +187,11 @@ def multilabel_normalized_entropy(
     ``"micro"`` is the total loss over that of the best constant predictor. Parameters are those of
     :func:`multilabel_cross_entropy`. A label whose base rate is exactly 0 or 1 has zero entropy:
     it gives ``nan`` (``"none"``) or is skipped (``"macro"``), with a warning.
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``pos_weight``, ``sample_weight``: as in :func:`multilabel_cross_entropy`.
+    - Output: ``()``, or ``(K,)`` with ``average="none"``.
 
     Returns
     -------

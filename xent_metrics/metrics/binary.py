@@ -83,6 +83,14 @@ class BinaryCrossEntropy(_BinaryMetric):
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
 
+    Shape
+    -----
+    - ``preds``: ``(N, ...)``, any shape (``update`` and ``forward``).
+    - ``target``: the shape of ``preds``.
+    - ``sample_weight``: ``(N,)`` (broadcast over trailing dimensions), or the shape of ``preds``.
+    - ``pos_weight``: a float, or ``(1,)``.
+    - Output: ``()`` (``compute`` and ``forward``).
+
     Attributes
     ----------
     sums : Tensor of shape (3, 1)
@@ -139,6 +147,11 @@ class BinaryNormalizedEntropy(_BinaryMetric):
     :class:`BinaryCrossEntropy`. All-positive or all-negative targets have a base rate of exactly
     0 or 1, which has zero entropy: ``nan`` and a warning. With ``label_smoothing`` the base rate
     is that of the smoothed targets, so the value stays finite.
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``sample_weight``, ``pos_weight``: as in :class:`BinaryCrossEntropy`.
+    - Output: ``()`` (``compute`` and ``forward``).
 
     See Also
     --------

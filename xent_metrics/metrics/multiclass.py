@@ -104,6 +104,18 @@ class MulticlassCrossEntropy(_MulticlassMetric):
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
 
+    Shape
+    -----
+    - ``preds``: ``(N, C, ...)``, classes in dimension 1 (``update`` and ``forward``); or the hidden
+      states ``(N, d)`` / ``(B, L, d)`` of a linear head given as ``linear_weight``.
+    - ``target``: ``(N, ...)`` class indices, or ``(N, C, ...)`` probabilities; ``(N,)`` / ``(B, L)``
+      with hidden states.
+    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` one per position.
+    - ``linear_weight``: ``(C, d)``.
+    - ``linear_bias``: ``(C,)``.
+    - ``weight``: ``(C,)``.
+    - Output: ``()``, or ``(C,)`` with ``average="none"`` (``compute`` and ``forward``).
+
     Attributes
     ----------
     sums : Tensor of shape (3, C), or (3, 1) for ``average="micro"``
@@ -170,6 +182,12 @@ class MulticlassNormalizedEntropy(_MulticlassMetric):
     and behaviour are those of :class:`MulticlassCrossEntropy`; ``average`` selects the
     cross-entropy in the numerator, class weights enter the numerator only. A single-class prior
     has zero entropy: ``nan`` and a warning.
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``sample_weight``, ``linear_weight``, ``linear_bias``, ``weight``: as in
+      :class:`MulticlassCrossEntropy`.
+    - Output: ``()``, or ``(C,)`` with ``average="none"`` (``compute`` and ``forward``).
 
     See Also
     --------

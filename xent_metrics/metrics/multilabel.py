@@ -97,6 +97,14 @@ class MultilabelCrossEntropy(_MultilabelMetric):
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
 
+    Shape
+    -----
+    - ``preds``: ``(N, K, ...)``, labels in dimension 1 (``update`` and ``forward``).
+    - ``target``: the shape of ``preds``.
+    - ``sample_weight``: ``(N,)``, or ``(N, ...)`` of the shape of ``preds`` without dimension 1.
+    - ``pos_weight``: ``(K,)``.
+    - Output: ``()``, or ``(K,)`` with ``average="none"`` (``compute`` and ``forward``).
+
     Attributes
     ----------
     sums : Tensor of shape (3, K)
@@ -154,6 +162,11 @@ class MultilabelNormalizedEntropy(_MultilabelMetric):
     :class:`MultilabelCrossEntropy`; a label whose base rate is exactly 0 or 1 gives ``nan``
     (``"none"``) or is skipped (``"macro"``), with a warning. All-positive or all-negative targets
     give such a base rate (with ``label_smoothing`` the base rate is that of the smoothed targets).
+
+    Shape
+    -----
+    - ``preds``, ``target``, ``sample_weight``, ``pos_weight``: as in :class:`MultilabelCrossEntropy`.
+    - Output: ``()``, or ``(K,)`` with ``average="none"`` (``compute`` and ``forward``).
 
     See Also
     --------

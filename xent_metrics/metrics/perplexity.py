@@ -158,6 +158,17 @@ class Perplexity(HeadSumsMetric):
     **kwargs
         torchmetrics' ``Metric`` options.
 
+    Shape
+    -----
+    - ``preds``: ``(B, L, V)`` or ``(N, V)``, vocabulary last (``update`` and ``forward``); or the hidden
+      states ``(B, L, d)`` / ``(N, d)`` of a linear head given as ``linear_weight``.
+    - ``target``: ``(B, L)`` or ``(N,)`` token ids.
+    - ``sample_weight``: ``(B, L)`` / ``(N,)`` per token, or ``(B,)`` per sequence.
+    - ``linear_weight``: ``(V, d)``.
+    - ``linear_bias``: ``(V,)``.
+    - ``num_bytes``: an int, or ``(B,)`` one count per sequence.
+    - Output: ``()`` (``compute`` and ``forward``).
+
     Attributes
     ----------
     sums : Tensor of shape (3, 1), or (4, 1) with bytes given per update

@@ -63,6 +63,11 @@ def d2_cross_entropy_score(
         over the summed loss of the per-label base rates; ``"macro"`` the mean of the per-label
         D²; ``"none"`` the per-label D² array.
 
+    Shape
+    -----
+    - ``y_true``, ``y_proba``, ``sample_weight``: as in :func:`cross_entropy_loss`.
+    - Output: a float, or ``(n_labels,)`` with ``average="none"``.
+
     Returns
     -------
     float or ndarray of shape (n_labels,)

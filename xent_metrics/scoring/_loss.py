@@ -90,6 +90,14 @@ def cross_entropy_loss(
         If False, return the weighted sum over samples of the per-sample loss (the mean over labels
         for multilabel); with ``average="none"`` the per-class (per-label) sums.
 
+    Shape
+    -----
+    - ``y_true``: ``(n_samples,)`` labels, or ``(n_samples, n_labels)`` indicators.
+    - ``y_proba``: ``(n_samples, n_classes)``; ``(n_samples,)`` positive-class scores (binary);
+      ``(n_samples, n_labels)``, or a list of ``n_labels`` arrays ``(n_samples, 2)`` (multilabel).
+    - ``sample_weight``: ``(n_samples,)``.
+    - Output: a float, or ``(n_classes,)`` / ``(n_labels,)`` with ``average="none"``.
+
     Returns
     -------
     float or ndarray of shape (n_classes,) or (n_labels,)

@@ -120,6 +120,13 @@ class CrossEntropyScorer(SharedResponseScorer):
     Greater is better either way. Build it with :func:`make_cross_entropy_scorer`; the parameters are
     those of that function. Called as ``scorer(estimator, X, y_true, sample_weight=None)``, as
     scikit-learn calls scorers.
+
+    Shape
+    -----
+    - ``X``: what the estimator's ``response_method`` takes, ``(n_samples, n_features)`` for an array.
+    - ``y_true``: ``(n_samples,)`` labels, or ``(n_samples, n_labels)`` indicators.
+    - ``sample_weight``: ``(n_samples,)``.
+    - Output: a float.
     """
 
     task: str = "auto"

@@ -112,6 +112,15 @@ def sequence_sums_from_hidden(
     validate_args : bool, default=True
         Passed to :func:`~xent_metrics.functional.linear_cross_entropy`.
 
+    Shape
+    -----
+    - ``hidden``: ``(B, L, d)``.
+    - ``labels``: ``(B, L)``.
+    - ``linear_weight``: ``(V, d)``.
+    - ``linear_bias``: ``(V,)``.
+    - ``num_bytes``: ``(B,)``.
+    - Output: ``(B, 3)``.
+
     Returns
     -------
     Tensor of shape (B, 3)
@@ -171,6 +180,13 @@ def sequence_sums_from_logits(
         Causal language modelling: position ``t`` predicts ``labels[:, t + 1]``.
     validate_args : bool, default=True
         Passed to :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+
+    Shape
+    -----
+    - ``logits``: ``(B, L, V)``.
+    - ``labels``: ``(B, L)``.
+    - ``num_bytes``: ``(B,)``.
+    - Output: ``(B, 3)``.
 
     Returns
     -------
