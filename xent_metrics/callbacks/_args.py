@@ -41,7 +41,7 @@ def check_labels(
     return list(labels)
 
 
-def check_options(
+def check_display_options(
     stages: object, prefix: object, log_worst_k: object, max_table_rows: object, heatmap_max_labels: object
 ) -> list[str]:
     """Check the display options; return the stages in train, val, test order."""

@@ -21,7 +21,7 @@ from torchmetrics import Metric
 from typing_extensions import override
 
 from xent_metrics.callbacks import _output
-from xent_metrics.callbacks._args import check_options, flatten_loaders
+from xent_metrics.callbacks._args import check_display_options, flatten_loaders
 from xent_metrics.callbacks._records import MonitorRecords
 from xent_metrics.callbacks._render import HEATMAP_MAX_LABELS, worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
@@ -62,7 +62,7 @@ class PerClassMonitor(Callback):
         heatmap_max_labels: int | None = HEATMAP_MAX_LABELS,
     ) -> None:
         self.labels, self.input_format = labels, input_format
-        self.stages = check_options(stages, prefix, log_worst_k, max_table_rows, heatmap_max_labels)
+        self.stages = check_display_options(stages, prefix, log_worst_k, max_table_rows, heatmap_max_labels)
         self.ignore_index = ignore_index
         self.preds_key, self.target_key, self.prefix = preds_key, target_key, prefix
         self.log_worst_k, self.max_table_rows = log_worst_k, max_table_rows

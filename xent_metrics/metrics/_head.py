@@ -41,7 +41,7 @@ class HeadSumsMetric(SumsMetric):
         ``extra``: a subclass's own ``update`` keywords, read by :meth:`_with_extra_rows`. A batch
         that is refused changes nothing.
         """
-        task, batch = self._checked(preds, target, sample_weight, linear_weight, linear_bias)
+        task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
         sums = task.sums(batch, per_class=self._per_class)
         self.sums.add_(self._with_extra_rows(sums, target, **extra) if extra else sums)
 
@@ -56,10 +56,10 @@ class HeadSumsMetric(SumsMetric):
         **extra: Any,
     ) -> Tensor:
         """The batch's sums in the state's layout, as :meth:`update` adds them; the state is not touched."""
-        task, batch = self._checked(preds, target, sample_weight, linear_weight, linear_bias)
+        task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
         return self._with_extra_rows(task.sums(batch, per_class=self._per_class), target, **extra)
 
-    def _checked(
+    def _task_and_batch(
         self, preds: Tensor, target: Tensor, sample_weight: object, linear_weight: object, linear_bias: object
     ) -> tuple[Any, Any]:
         """The task that takes the batch (scores: the metric's; hidden states: its head's) and the checked batch.
