@@ -167,11 +167,8 @@ def binary_cross_entropy(
     tensor(200., dtype=torch.float64)
     """
     task = BinaryTask(
-        input_format=input_format,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        validate_args=bool(validate_args),
+        input_format=input_format, pos_weight=pos_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        validate_args=bool(validate_args)
     )
     return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
@@ -215,11 +212,8 @@ def binary_normalized_entropy(
     tensor(1.0000, dtype=torch.float64)
     """
     task = BinaryTask(
-        input_format=input_format,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        validate_args=bool(validate_args),
+        input_format=input_format, pos_weight=pos_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        validate_args=bool(validate_args)
     )
     sums = task.sums(task.check_batch(preds, target, sample_weight))
     return task.normalized_entropy(sums, warn=task.validate_args)

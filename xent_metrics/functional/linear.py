@@ -170,12 +170,8 @@ def linear_cross_entropy(
     tensor(1.3863, dtype=torch.float64)
     """
     task = HeadTask(
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=validate_args,
-        block_size=block_size,
+        weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, average=average,
+        validate_args=validate_args, block_size=block_size
     )
     batch = task.check_batch(hidden, linear_weight, target, linear_bias, sample_weight)
     return task.cross_entropy(task.sums(batch), warn=task.validate_args)

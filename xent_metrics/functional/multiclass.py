@@ -39,13 +39,8 @@ class MulticlassTask:
 
     def __post_init__(self) -> None:
         smoothing, average = _validation.check_task_options(
-            self.input_format,
-            self.ignore_index,
-            self.label_smoothing,
-            validate_args=self.validate_args,
-            count=("num_classes", self.num_classes),
-            average=self.average,
-            fused=self.fused,
+            self.input_format, self.ignore_index, self.label_smoothing, validate_args=self.validate_args,
+            count=("num_classes", self.num_classes), average=self.average, fused=self.fused
         )
         object.__setattr__(self, "label_smoothing", smoothing)
         object.__setattr__(self, "average", average)
@@ -185,14 +180,8 @@ def multiclass_cross_entropy(
     tensor(1.3863, dtype=torch.float64)
     """
     task = MulticlassTask(
-        num_classes=num_classes,
-        input_format=input_format,
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=bool(validate_args),
-        fused=fused,
+        num_classes=num_classes, input_format=input_format, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, average=average, validate_args=bool(validate_args), fused=fused
     )
     return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
@@ -239,14 +228,8 @@ def multiclass_normalized_entropy(
     tensor(1., dtype=torch.float64)
     """
     task = MulticlassTask(
-        num_classes=num_classes,
-        input_format=input_format,
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=bool(validate_args),
-        fused=fused,
+        num_classes=num_classes, input_format=input_format, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, average=average, validate_args=bool(validate_args), fused=fused
     )
     sums = task.sums(task.check_batch(preds, target, sample_weight))
     return task.normalized_entropy(sums, warn=task.validate_args)

@@ -37,12 +37,8 @@ class MultilabelTask:
 
     def __post_init__(self) -> None:
         smoothing, average = _validation.check_task_options(
-            self.input_format,
-            self.ignore_index,
-            self.label_smoothing,
-            validate_args=self.validate_args,
-            count=("num_labels", self.num_labels),
-            average=self.average,
+            self.input_format, self.ignore_index, self.label_smoothing, validate_args=self.validate_args,
+            count=("num_labels", self.num_labels), average=self.average
         )
         object.__setattr__(self, "label_smoothing", smoothing)
         object.__setattr__(self, "average", average)
@@ -153,13 +149,8 @@ def multilabel_cross_entropy(
     tensor([0.1269, 0.3133, 0.4741], dtype=torch.float64)
     """
     task = MultilabelTask(
-        num_labels=num_labels,
-        input_format=input_format,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=bool(validate_args),
+        num_labels=num_labels, input_format=input_format, pos_weight=pos_weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, average=average, validate_args=bool(validate_args)
     )
     return task.cross_entropy(task.sums(task.check_batch(preds, target, sample_weight)), warn=task.validate_args)
 
@@ -207,13 +198,8 @@ def multilabel_normalized_entropy(
     tensor(1.0000, dtype=torch.float64)
     """
     task = MultilabelTask(
-        num_labels=num_labels,
-        input_format=input_format,
-        pos_weight=pos_weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        average=average,
-        validate_args=bool(validate_args),
+        num_labels=num_labels, input_format=input_format, pos_weight=pos_weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, average=average, validate_args=bool(validate_args)
     )
     sums = task.sums(task.check_batch(preds, target, sample_weight))
     return task.normalized_entropy(sums, warn=task.validate_args)

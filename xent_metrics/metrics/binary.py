@@ -38,10 +38,8 @@ class _BinaryMetric(SumsMetric):
     ) -> None:
         super().__init__(**kwargs)
         task = BinaryTask(
-            input_format=input_format,
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            validate_args=validate_args,
+            input_format=input_format, ignore_index=ignore_index, label_smoothing=label_smoothing,
+            validate_args=validate_args
         )
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, 1, self.device, dtype, scalar=True)

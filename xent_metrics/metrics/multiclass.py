@@ -45,13 +45,8 @@ class _MulticlassMetric(HeadSumsMetric):
         super().__init__(**kwargs)
         _state.check_required_count("num_classes", num_classes)
         task = MulticlassTask(
-            num_classes=num_classes,
-            input_format=input_format,
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            average=average,
-            validate_args=validate_args,
-            fused=fused,
+            num_classes=num_classes, input_format=input_format, ignore_index=ignore_index,
+            label_smoothing=label_smoothing, average=average, validate_args=validate_args, fused=fused
         )
         dtype = _state.state_dtype(self.device)
         weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)

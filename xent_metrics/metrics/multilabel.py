@@ -43,12 +43,8 @@ class _MultilabelMetric(SumsMetric):
         super().__init__(**kwargs)
         _state.check_required_count("num_labels", num_labels)
         task = MultilabelTask(
-            num_labels=num_labels,
-            input_format=input_format,
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            average=average,
-            validate_args=validate_args,
+            num_labels=num_labels, input_format=input_format, ignore_index=ignore_index,
+            label_smoothing=label_smoothing, average=average, validate_args=validate_args
         )
         dtype = _state.state_dtype(self.device)
         pos = _state.fixed_weight("pos_weight", pos_weight, num_labels, self.device, dtype)
