@@ -105,7 +105,8 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         """The state layout: the class, the options that change what an update adds, the shape (see :mod:`._layout`)."""
         width, per_class = self._widths
         update = _layout.update_text(self._task_name, self.task)
-        return _layout.Layout(self._reader(), update, (self._rows, width), (self._rows, per_class))
+        shape, per_class_shape = (self._rows, width), (self._rows, per_class)
+        return _layout.Layout(metric=self._reader(), update=update, shape=shape, per_class=per_class_shape)
 
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
         """Add another metric's sums (or a state dict's) to this metric's, where their layouts are compatible.

@@ -76,7 +76,7 @@ def _value_text(value: object) -> str:
     return f"<{values.numel()} values, sha256 {digest}>"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Layout:
     """What a ``sums`` state means: the metric that reads it, what its updates add, and its shape.
 
