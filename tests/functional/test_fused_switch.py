@@ -12,7 +12,7 @@ import torch
 from helpers import cases
 
 from xent_metrics import MulticlassCrossEntropy, MulticlassNormalizedEntropy, Perplexity
-from xent_metrics.functional import _fused, multiclass_cross_entropy, multiclass_normalized_entropy
+from xent_metrics.functional import _chunks, multiclass_cross_entropy, multiclass_normalized_entropy
 
 C = 12
 
@@ -33,7 +33,7 @@ def test_fused_switch_equals_eager_everywhere_and_compiles_once(monkeypatch: pyt
     pytest.importorskip("torch._inductor")
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(_fused, "FUSED_CHUNK_ELEMENTS", 16 * C)  # 16-row blocks: small batches reach the kernel
+    monkeypatch.setattr(_chunks, "FUSED_CHUNK_ELEMENTS", 16 * C)  # 16-row blocks: small batches reach the kernel
     batches = _batches(torch.float64)
     metrics = {
         cls: (cls(**kwargs, fused=True), cls(**kwargs))
@@ -75,11 +75,11 @@ _NO_COMPILER_SCRIPT = textwrap.dedent(
     import torch.nn.functional as F
     from torch._dynamo.utils import counters
     from xent_metrics import MulticlassCrossEntropy
-    from xent_metrics.functional import _fused, multiclass_cross_entropy
+    from xent_metrics.functional import _chunks, multiclass_cross_entropy
 
     C = 100
-    _fused.FUSED_CHUNK_ELEMENTS = 64 * C  # 64-row fused blocks (read at call time): a small batch spans several
-    rows = _fused.fused_step(C, None)
+    _chunks.FUSED_CHUNK_ELEMENTS = 64 * C  # 64-row fused blocks (read at call time): a small batch spans several
+    rows = _chunks.chunk_rows(C, _chunks.FUSED_CHUNK_ELEMENTS)
     n = 3 * rows + 5  # three full fused blocks and a ragged tail
     gen = torch.Generator().manual_seed(51)
     z = torch.randn(n, C, generator=gen) * 3
