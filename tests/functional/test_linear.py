@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -334,3 +335,23 @@ def test_module_exports() -> None:
     import xent_metrics.functional as functional
 
     assert "linear_cross_entropy" in functional.__all__ and functional.linear_cross_entropy is linear_cross_entropy
+
+
+def test_the_head_kernel_returns_totals_when_asked_for_any_options_object() -> None:
+    """``per_class=False``: the (3, 1) totals, from the kernel itself; the options are read by attribute only."""
+    from xent_metrics.functional._head_ce import linear_sums
+
+    gen = torch.Generator().manual_seed(12)
+    hidden = torch.randn(3, 7, 6, generator=gen, dtype=torch.float64)
+    head = torch.randn(11, 6, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 11, (21,), generator=gen)
+    target[::4] = -100
+    options = SimpleNamespace(weight=None, ignore_index=-100, label_smoothing=0.0, validate_args=False)
+    per_class = linear_sums(hidden, head, target, None, None, options, 4)
+    totals = linear_sums(hidden, head, target, None, None, options, 4, per_class=False)
+    assert per_class.shape == (3, 11) and totals.shape == (3, 1)
+    loss = F.cross_entropy(F.linear(hidden.reshape(-1, 6), head), target, ignore_index=-100, reduction="sum")
+    kept = float((target != -100).sum())
+    expected = torch.tensor([loss.item(), kept, kept], dtype=torch.float64)
+    torch.testing.assert_close(totals[:, 0], expected, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(totals, per_class.sum(1, keepdim=True), rtol=0, atol=0)
