@@ -26,21 +26,12 @@ from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import HeadPlan, cpu_read
-from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional._softmax_ce import ClassOptions, softmax_ce_sums
 from xent_metrics.functional._sums import NUM_SUMS
 
 
-class HeadOptions(Protocol):
+class HeadOptions(ClassOptions, Protocol):
     """What the head's kernel reads of a task's options."""
-
-    @property
-    def weight(self) -> Tensor | None: ...
-
-    @property
-    def ignore_index(self) -> int | None: ...
-
-    @property
-    def label_smoothing(self) -> float: ...
 
     @property
     def validate_args(self) -> bool: ...

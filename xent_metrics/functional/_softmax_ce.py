@@ -29,11 +29,8 @@ from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
 Kernel = Callable[[Tensor, Tensor], Tensor]
 
 
-class SoftmaxOptions(Protocol):
-    """What the multiclass kernel reads of a task's options."""
-
-    @property
-    def input_format(self) -> str: ...
+class ClassOptions(Protocol):
+    """The options of a multiclass loss that every multiclass kernel reads (the head's too)."""
 
     @property
     def weight(self) -> Tensor | None: ...
@@ -43,6 +40,13 @@ class SoftmaxOptions(Protocol):
 
     @property
     def label_smoothing(self) -> float: ...
+
+
+class SoftmaxOptions(ClassOptions, Protocol):
+    """What the multiclass kernel reads of a task's options."""
+
+    @property
+    def input_format(self) -> str: ...
 
     @property
     def fused(self) -> bool: ...
