@@ -159,11 +159,15 @@ def softmax_plan(
     gather of the target's score, without smoothing (row-sized temporaries: ``C / 8`` blocks).
     ``fused``: a compiled kernel runs the full blocks of :data:`FUSED_CHUNK_ELEMENTS` (or ``chunk_elements``)
     first, the ragged tail runs eagerly with the default block. ``plain``: the batch may take the
-    per-step path, which needs no buffer. ``work``: the eager blocks need the scratch buffer.
+    per-step path (at most ``small`` elements): no blocks, no buffer. ``work``: the eager blocks need
+    the scratch buffer.
     """
-    rows, classes, row_numel = preds.shape[0], preds.shape[1], math.prod(preds.shape[1:])
-    grad, done, fused_blocks = needs_grad(preds), 0, tuple[slice, ...]()
+    grad, dtype = needs_grad(preds), compute_dtype(preds.dtype)
     small = default_chunk(preds.device, chunk_elements) // SMALL_FRACTION
+    if plain and preds.numel() <= small:  # the per-step path: no blocks, no buffer
+        return SoftmaxPlan((), (), small, dtype, grad, None)
+    rows, classes, row_numel = preds.shape[0], preds.shape[1], math.prod(preds.shape[1:])
+    done, fused_blocks = 0, tuple[slice, ...]()  # no fused blocks unless a compiled kernel runs
     if fused and not grad:
         step = chunk_rows(row_numel, FUSED_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements)
         done = rows - rows % step
@@ -175,10 +179,8 @@ def softmax_plan(
     elif gather:
         chunk = max(1, chunk * classes // 8)
     eager = tuple(slice(s.start + done, s.stop + done) for s in row_slices(rows - done, row_numel, chunk))
-    work = work and not grad and bool(eager) and not (plain and preds.numel() <= small)
     height = max(2, min(chunk_rows(row_numel, chunk), rows - done) * row_numel // max(1, classes))
-    dtype = compute_dtype(preds.dtype)
-    buffer = torch.empty(height, classes, dtype=dtype, device=preds.device) if work else None
+    buffer = torch.empty(height, classes, dtype=dtype, device=preds.device) if work and eager and not grad else None
     return SoftmaxPlan(fused_blocks, eager, small, dtype, grad, buffer)
 
 
