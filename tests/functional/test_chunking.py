@@ -11,10 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from xent_metrics.functional import _chunks, _fused
-from xent_metrics.functional._bce import bce_sums
-from xent_metrics.functional._chunks import Scratch, chunk_rows, column_sums, row_slices
+from xent_metrics.functional import _chunks
+from xent_metrics.functional._bce import bce_sums, column_sums
+from xent_metrics.functional._chunks import bce_plan, chunk_rows, row_slices, softmax_plan
 from xent_metrics.functional._softmax_ce import softmax_ce_sums
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.functional.multilabel import MultilabelTask
@@ -73,12 +75,39 @@ def test_row_slices_cover_every_row_once_with_the_requested_block() -> None:
     assert chunk_rows(1000, 1 << 18) == 262 and chunk_rows(10**6, 1 << 18) == 1
 
 
-def test_scratch_buffers_are_reused_and_sliced() -> None:
-    scratch = Scratch(8, 3, torch.float32, torch.device("cpu"))
-    first = scratch.take(0, 8)
-    assert scratch.take(0, 5).data_ptr() == first.data_ptr() and scratch.take(0, 5).shape == (5, 3)
-    assert scratch.take(1, 8).data_ptr() != first.data_ptr()
-    assert len(scratch.buffers) == 2
+def test_the_binary_plan_names_its_buffers_and_each_has_one_dtype() -> None:
+    z = torch.zeros(100, 4)
+    plan = bce_plan(z, 40, buffered=True, masked=False)  # a quarter of 40 elements: 2-row blocks
+    assert plan.dtype == torch.float32 and [(s.start, s.stop) for s in plan.blocks[:2]] == [(0, 2), (2, 4)]
+    assert plan.buffers is not None and plan.buffers.wide is not None
+    assert (plan.buffers.loss.dtype, plan.buffers.spare.dtype, plan.buffers.wide.dtype) == (
+        torch.float32,
+        torch.float32,
+        torch.float64,
+    )
+    assert plan.buffers.loss.shape == plan.buffers.spare.shape == plan.buffers.wide.shape == (2, 4)
+    assert len({plan.buffers.loss.data_ptr(), plan.buffers.spare.data_ptr(), plan.buffers.wide.data_ptr()}) == 3
+    wide = bce_plan(z.double(), 40, buffered=True, masked=True)  # float64: no widening buffer; an eighth: 1 row
+    assert wide.buffers is not None and wide.buffers.wide is None and wide.buffers.loss.shape == (1, 4)
+    assert bce_plan(z, 40, buffered=False, masked=False).buffers is None  # the general kernel allocates its own
+    assert bce_plan(z.requires_grad_(), 40, buffered=True, masked=False).buffers is None  # autograd: out of place
+
+
+def test_the_multiclass_plan_allocates_its_one_buffer_only_where_a_block_uses_it() -> None:
+    z = torch.zeros(100, 10, dtype=torch.float16)
+    plan = softmax_plan(z, 30, soft=False, gather=False, fused=False, plain=False, work=True)
+    assert plan.work is not None and plan.work.dtype == torch.float32 and plan.work.shape == (3, 10)
+    assert [(s.start, s.stop) for s in plan.eager[-2:]] == [(96, 99), (99, 100)] and not plan.fused
+    one_row = softmax_plan(z, 10, soft=False, gather=False, fused=False, plain=False, work=True)
+    assert one_row.work is not None and one_row.work.shape == (2, 10)  # a lone row is summed as one of two
+    assert softmax_plan(z, 30, soft=False, gather=False, fused=False, plain=False, work=False).work is None
+    assert softmax_plan(z, 4000, soft=False, gather=False, fused=False, plain=True, work=True).work is None  # per step
+    grad = z.float().requires_grad_()
+    assert softmax_plan(grad, 30, soft=False, gather=False, fused=False, plain=False, work=True).work is None
+    fused = softmax_plan(z, 30, soft=False, gather=False, fused=True, plain=False, work=True)
+    assert [len(range(100)[s]) for s in fused.fused] == [3] * 33 and [(s.start, s.stop) for s in fused.eager] == [
+        (99, 100)
+    ]
 
 
 @pytest.mark.parametrize("rows", [1, 15, 16, 17, 100])
@@ -96,7 +125,7 @@ def test_column_sums_widen_float32_before_adding(rows: int) -> None:
 
 @pytest.fixture(params=["ratio"])
 def kernel(request: pytest.FixtureRequest) -> str:
-    """The logits kernel (one for every row length since the log1p-ratio form; kept as a parameter for the ids)."""
+    """The logits kernel: one for every row length (the log1p-ratio form), a parameter for the ids."""
     return request.param
 
 
@@ -335,16 +364,39 @@ def test_half_inputs_are_computed_in_float32(dtype) -> None:
         _close(_bce(z, yl, chunk), _np_bce_sums(z.double(), yl), rtol=1e-6)
 
 
-def test_default_block_size_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+class _OpsAndLargest(TorchDispatchMode):
+    """Count the dispatched aten ops and the elements of the largest tensor any of them returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        self.largest = max([self.largest, *(t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor))])
+        return out
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"ignore_index": 1}], ids=["plain", "ls", "ii"])
+def test_default_block_size_is_read_at_call_time_and_bounds_every_temporary(
+    monkeypatch: pytest.MonkeyPatch, options: dict
+) -> None:
+    """With 60-element blocks no op returns more than a block (the control: one block returns the whole input),
+    and the ops per block are a fixed number, none per row; the sums match the float64 reference."""
     gen = torch.Generator().manual_seed(15)
     z, y = torch.randn(40, 20, generator=gen, dtype=torch.float64), torch.randint(0, 20, (40,), generator=gen)
-    expected = _ce(z, y)
-    calls = []
-    original = torch.exp
-    monkeypatch.setattr(torch, "exp", lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k))
+    ref = _np_ce_sums(z, y, smoothing=options.get("label_smoothing", 0.0), ignore=options.get("ignore_index"))
+    with _OpsAndLargest() as whole:
+        _close(_ce(z, y, **options), ref, rtol=1e-12)
+    assert whole.largest >= z.numel()  # the control: the default block holds the whole batch
     monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 60)
-    torch.testing.assert_close(_ce(z, y), expected, rtol=1e-13, atol=0)
-    assert calls == [3] * 13 + [2]  # a lone last row is summed as one of two identical rows
+    blocks = len(list(row_slices(40, 20)))
+    assert blocks == 14
+    with _OpsAndLargest() as blocked:
+        _close(_ce(z, y, **options), ref, rtol=1e-12)
+    assert blocked.largest <= 60 < z.numel(), blocked.largest
+    assert blocked.ops <= 40 * blocks, blocked.ops  # about 22 to 35 per 3-row block
 
 
 # ------------------------------------------------------------------------------------- fused path
@@ -355,8 +407,8 @@ def test_fused_kernel_matches_eager_and_compiles_once() -> None:
 
     gen = torch.Generator().manual_seed(17)
     c = 12
-    step = _fused.fused_step(c, 16 * c)
-    assert step == 16
+    blocks = softmax_plan(torch.zeros(40, c), 16 * c, soft=False, gather=False, fused=True, plain=False, work=False)
+    assert [(s.start, s.stop) for s in blocks.fused] == [(0, 16), (16, 32)]
     counters.clear()
     for n in (16 * 5 + 3, 16 * 2, 16 * 3 + 15):  # full blocks plus ragged tails of several sizes
         z = torch.randn(n, c, generator=gen) * 4

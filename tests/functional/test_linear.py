@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -132,11 +133,27 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    assert _head_ce.BLOCK_BYTES // (32000 * 4) == 65 and _head_ce.KERNEL_CHUNK_ELEMENTS // 32000 == 32
-    assert _head_ce.block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
-    assert _head_ce.block_rows(1000, 4) == 2096 and _head_ce.block_rows(5 * 10**6, 4) == 1
-    assert _head_ce.block_rows(10**9, 4) == 1
-    assert _head_ce.block_rows(32000, 4, block_size=8) == 8
+    assert _chunks.HEAD_BLOCK_BYTES // (32000 * 4) == 65 and _chunks.HEAD_KERNEL_ELEMENTS // 32000 == 32
+    assert _chunks.head_block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
+    assert _chunks.head_block_rows(1000, 4) == 2096 and _chunks.head_block_rows(5 * 10**6, 4) == 1
+    assert _chunks.head_block_rows(10**9, 4) == 1
+    assert _chunks.head_block_rows(32000, 4, block_size=8) == 8
+
+
+def test_the_head_plan_blocks_tokens_and_vocabulary_columns() -> None:
+    """Tokens in blocks, each with the loss kernel's row slices; columns in one GEMM, or head blocks for half heads."""
+    hidden, head = torch.zeros(200, 512), torch.zeros(32000, 512)
+    plan = _chunks.head_plan(hidden, head, None, 150, None, plain=False, work=True)
+    assert [(t.start, t.stop) for t, _ in plan.blocks] == [(0, 64), (64, 128), (128, 150)]
+    assert [[(r.start, r.stop) for r in rows] for _, rows in plan.blocks] == [[(0, 32), (32, 64)]] * 2 + [
+        [(0, 22)]
+    ]
+    assert plan.cols == (slice(0, 32000),) and plan.logits is not None and plan.logits.shape == (64, 32000)
+    assert plan.kernel.work is not None and plan.kernel.work.shape == (32, 32000)
+    half = _chunks.head_plan(hidden.half(), head.half(), None, 150, 8, plain=True, work=True)
+    widths = {c.stop - c.start for c in half.cols[:-1]}
+    assert widths == {_chunks.CHUNK_ELEMENTS // 512} and half.cols[-1].stop == 32000  # 2048 head rows per GEMM
+    assert half.dtype == torch.float32 and half.logits is not None and half.logits.dtype == torch.float32
 
 
 def test_ignored_tokens_are_never_projected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,3 +335,23 @@ def test_module_exports() -> None:
     import xent_metrics.functional as functional
 
     assert "linear_cross_entropy" in functional.__all__ and functional.linear_cross_entropy is linear_cross_entropy
+
+
+def test_the_head_kernel_returns_totals_when_asked_for_any_options_object() -> None:
+    """``per_class=False``: the (3, 1) totals, from the kernel itself; the options are read by attribute only."""
+    from xent_metrics.functional._head_ce import linear_sums
+
+    gen = torch.Generator().manual_seed(12)
+    hidden = torch.randn(3, 7, 6, generator=gen, dtype=torch.float64)
+    head = torch.randn(11, 6, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 11, (21,), generator=gen)
+    target[::4] = -100
+    options = SimpleNamespace(weight=None, ignore_index=-100, label_smoothing=0.0, validate_args=False)
+    per_class = linear_sums(hidden, head, target, None, None, options, 4)
+    totals = linear_sums(hidden, head, target, None, None, options, 4, per_class=False)
+    assert per_class.shape == (3, 11) and totals.shape == (3, 1)
+    loss = F.cross_entropy(F.linear(hidden.reshape(-1, 6), head), target, ignore_index=-100, reduction="sum")
+    kept = float((target != -100).sum())
+    expected = torch.tensor([loss.item(), kept, kept], dtype=torch.float64)
+    torch.testing.assert_close(totals[:, 0], expected, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(totals, per_class.sum(1, keepdim=True), rtol=0, atol=0)

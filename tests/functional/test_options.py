@@ -1,4 +1,4 @@
-"""The options object of each task: frozen, checked once in the old order, shared by the function and the Metric.
+"""The options object of each task: frozen, checked once in a fixed order, shared by the function and the Metric.
 
 And the measure that goes with it: from every public entry point the per-row / per-element loss kernel
 is at most four calls away (counted on the live stack, so a new pass-through layer fails here).
@@ -71,12 +71,12 @@ def test_options_are_frozen(options: object) -> None:
         "linear",
     ],
 )
-def test_the_first_bad_argument_wins_as_before(build: Callable[[], object], match: str) -> None:
+def test_the_first_bad_argument_wins(build: Callable[[], object], match: str) -> None:
     with pytest.raises((TypeError, ValueError), match=rf"^`{match}`"):
         build()
 
 
-def test_functions_read_validate_args_by_truth_as_before() -> None:
+def test_functions_read_validate_args_by_truth() -> None:
     preds, target = torch.tensor([0.9, 0.3], dtype=torch.float64), torch.tensor([1, 0])
     expected = -(torch.tensor(0.9, dtype=torch.float64).log() + torch.tensor(-0.3, dtype=torch.float64).log1p()) / 2
     got = binary_cross_entropy(preds, target, input_format="probs", validate_args=0)  # type: ignore[arg-type]

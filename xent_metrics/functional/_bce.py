@@ -11,11 +11,12 @@ into reused scratch buffers and adds their float64 column sums:
   ``[eps, 1 - eps]`` exactly as scikit-learn's ``log_loss`` (which takes ``log(1 - p)``: ``1 - p`` rounds
   first, up to ``1e-16 / p`` relative in float64); float targets mix both logs.
 
-Every elementwise op used gives the same digits for an element wherever it sits in a block (torch's
-``softplus`` and ``sigmoid`` do not: their scalar tail loop rounds differently from the vector
-body), and float32 losses are widened to float64 before any addition, so the sums do not depend on
-how rows are split into blocks or batches. ``pos_weight``, log-probabilities and autograd take the
-general, out-of-place path.
+The blocks, their dtype and the named scratch buffers come from one plan
+(:func:`~xent_metrics.functional._chunks.bce_plan`), asked once per call. Every elementwise op used
+gives the same digits for an element wherever it sits in a block (torch's ``softplus`` and ``sigmoid``
+do not: their scalar tail loop rounds differently from the vector body), and float32 losses are
+widened to float64 before any addition, so the sums do not depend on how rows are split into blocks
+or batches. ``pos_weight``, log-probabilities and autograd take the general, out-of-place path.
 
 The dtype policy is the multiclass kernel's (:func:`~xent_metrics.functional._chunks.kernel_dtype`): on the
 CPU a block runs in float32 (float64 for float64 input), and the elements whose tail term ``exp(-|z|)``
@@ -29,26 +30,51 @@ every loss above ``eps``.
 from __future__ import annotations
 
 import math
-from typing import Any as BinaryOptions  # replaced by the kernel's Protocol
-from typing import Any as MultilabelOptions
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._chunks import (
-    Scratch,
-    column_sums,
-    kernel_dtype,
-    labels_last,
-    needs_grad,
-    position_weight,
-    row_slices,
-    tail_limit,
-)
-from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
+from xent_metrics.functional._chunks import BceBuffers, cpu_read, labels_last, position_weight
+from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
 
 _LOG_HALF = -math.log(2.0)
+
+
+class BceOptions(Protocol):
+    """What the binary / multilabel kernel reads of a task's options."""
+
+    @property
+    def input_format(self) -> str: ...
+
+    @property
+    def pos_weight(self) -> Tensor | float | None: ...
+
+    @property
+    def ignore_index(self) -> int | None: ...
+
+    @property
+    def label_smoothing(self) -> float: ...
+
+
+def tail_limit(dtype: torch.dtype) -> float:
+    """Arguments ``x >= -tail_limit(dtype)`` keep ``exp(x)`` a normal number of ``dtype`` (a nat to spare)."""
+    return -math.log(torch.finfo(dtype).tiny) - 1
+
+
+def column_sums(values: Tensor, wide: Tensor | None = None) -> Tensor:
+    """Exact-order float64 sums over dimension 0 of a ``(m, K)`` block.
+
+    Float32 values are widened to float64 before any addition (into ``wide``, a float64 buffer of
+    at least the block's shape, when given), never summed in float32 first: float32 partial sums would
+    make the result depend, in the 8th digit, on where blocks and batches start.
+    """
+    if values.dtype == torch.float64:
+        return values.sum(0)
+    if wide is None:
+        return values.sum(0, dtype=torch.float64)
+    return wide[: values.shape[0]].copy_(values).sum(0)
 
 
 def _log1mexp(log_p: Tensor) -> Tensor:
@@ -79,14 +105,13 @@ def _mix(neg_log_p: Tensor, neg_log_q: Tensor, y: Tensor, n: Tensor, *, finite: 
     return torch.where(y != 0, neg_log_p * y, 0) + torch.where(n != 0, neg_log_q * n, 0)
 
 
-def _fast_loss(z: Tensor, y: Tensor, n: Tensor | None, input_format: str, eps: float, scratch: Scratch) -> Tensor:
-    """Elementwise loss of a block into scratch buffer 0 (logits or probabilities, targets as described above).
+def _fast_loss(z: Tensor, y: Tensor, n: Tensor | None, input_format: str, eps: float, buffers: BceBuffers) -> Tensor:
+    """Elementwise loss of a block into the ``loss`` buffer (logits or probabilities, targets as described above).
 
     ``n`` is ``1 - y`` for float targets (``None`` for 0 / 1 class indices), computed by :func:`_targets` from the
     given targets: ``relu(z) - y z`` would cancel every digit of a soft target's loss on a confident logit.
     """
-    rows = z.shape[0]
-    out, spare = scratch.take(0, rows), scratch.take(1, rows)
+    out, spare = buffers.loss[: z.shape[0]], buffers.spare[: z.shape[0]]
     if input_format == "logits":
         relu = torch.clamp_min(z, 0, out=out)
         if n is None:  # 0 / 1 targets: relu(z) - y z is exact
@@ -115,6 +140,7 @@ def _general_loss(
     return _mix(neg_log_p, neg_log_q, y, n, finite=input_format != "log_probs")
 
 
+@cpu_read
 def _far_elements(z: Tensor, input_format: str) -> tuple[Tensor, Tensor] | None:
     """``(rows, cols)`` of the float32 elements whose tail term leaves the normal range, or ``None`` for none.
 
@@ -135,28 +161,28 @@ def _exact_far(
     eps: float, pos: Tensor | None, out: Tensor | None,
 ) -> Tensor:
     """``loss`` widened to float64 (into ``out`` when given), the elements ``far`` recomputed from float64 inputs."""
-    wide = loss.double() if out is None else out.copy_(loss)
+    wide = loss.double() if out is None else out[: loss.shape[0]].copy_(loss)
     y, n = targets[0][far], None if targets[1] is None else targets[1][far]
     exact = _general_loss(z[far].double(), y, n, input_format, eps, None if pos is None else pos[far[1]])
     return wide.index_put(far, exact) if out is None else wide.index_put_(far, exact)
 
 
 def _add_block(
-    sums: Tensor, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None, scratch: Scratch | None
+    sums: Tensor, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None, buffers: BceBuffers | None
 ) -> None:
     """Add a block's float64 column sums: loss, weight (1 or ``w`` per position, 0 where not ``keep``), target mass.
 
-    With ``scratch`` (no autograd) the loss is masked in place and widened into float64 scratch buffer 2.
+    With ``buffers`` (the in-place kernel) the loss is masked in place and widened into the float64 ``wide``.
     """
     if keep is not None:
-        loss = loss.masked_fill(~keep, 0) if scratch is None else loss.masked_fill_(~keep, 0)
-    wide = None if scratch is None or loss.dtype == torch.float64 else scratch.take(2, loss.shape[0], torch.float64)
+        loss = loss.masked_fill(~keep, 0) if buffers is None else loss.masked_fill_(~keep, 0)
+    wide = None if buffers is None or loss.dtype == torch.float64 else buffers.wide
     if w is None:
         sums[LOSS].add_(column_sums(loss, wide))
         sums[WEIGHT].add_(y.shape[0] if keep is None else keep.sum(0))
         sums[TARGET].add_(y.sum(0) if not y.is_floating_point() else column_sums(y, wide))
         return
-    weighted = loss * w[:, None] if wide is None else torch.mul(loss, w[:, None], out=wide)  # float64 products
+    weighted = loss * w[:, None] if wide is None else torch.mul(loss, w[:, None], out=wide[: loss.shape[0]])
     dropped = w[:, None] == 0  # a zero weight removes an entry exactly, even one whose loss is inf
     weighted = weighted.masked_fill(dropped, 0) if wide is None else weighted.masked_fill_(dropped, 0)
     sums[LOSS] += weighted.sum(0)
@@ -193,7 +219,7 @@ def _targets(
 def bce_sums(
     preds: Tensor,
     target: Tensor,
-    options: BinaryOptions | MultilabelOptions,
+    options: BceOptions,
     sample_weight: Tensor | None = None,
     *,
     chunk_elements: int | None = None,
@@ -205,33 +231,34 @@ def bce_sums(
     by the ``K`` labels there. ``chunk_elements`` overrides the row block size.
     """
     input_format, ignore_index, smoothing = options.input_format, options.ignore_index, options.label_smoothing
-    sums = new_sums(preds.shape[1], preds.device)
-    dtype = kernel_dtype(preds.dtype, preds.device)
-    eps = torch.finfo(preds.dtype).eps
     pos = None  # as given: 0.3 is not rounded to float32
     if options.pos_weight is not None:
         pos = torch.as_tensor(options.pos_weight, dtype=torch.float64, device=preds.device)
-    fast = pos is None and input_format != "log_probs" and not needs_grad(preds)
-    # two float32 and one float64 buffer (two float64 off the CPU): a quarter block; weights, masks and the
-    # general path hold more
-    fraction = 4 if fast and sample_weight is None and ignore_index is None else 8
-    chunk_elements = max(1, _chunks.default_chunk(preds.device, chunk_elements) // fraction)
-    row_numel = preds[:1].numel()
-    step = min(_chunks.chunk_rows(row_numel, chunk_elements), preds.shape[0])
-    scratch = Scratch(step * row_numel // max(1, preds.shape[1]), preds.shape[1], dtype, preds.device)
-    for rows in row_slices(preds.shape[0], row_numel, chunk_elements):
-        z = labels_last(preds[rows]).to(dtype)
-        y, n, keep = _targets(labels_last(target[rows]), ignore_index, smoothing, dtype)
-        w = None
-        if sample_weight is not None:
-            w = position_weight(sample_weight[rows], preds[rows].shape).to(torch.float64)
-        if fast:
-            loss = _fast_loss(z, y, n, input_format, eps, scratch)
-        else:
+    buffered = pos is None and input_format != "log_probs"
+    masked = sample_weight is not None or ignore_index is not None
+    plan = _chunks.bce_plan(preds, chunk_elements, buffered=buffered, masked=masked)
+    sums = torch.zeros(NUM_SUMS, preds.shape[1], dtype=torch.float64, device=preds.device)
+    eps = torch.finfo(preds.dtype).eps
+    buffers = plan.buffers
+    for rows in plan.blocks:
+        z, y, w = preds[rows], target[rows], None if sample_weight is None else sample_weight[rows]
+        if z.ndim != 2:  # (m, K, *rest): one row per position
+            w = None if w is None else position_weight(w, z.shape)
+            z, y = labels_last(z), labels_last(y)
+        z, (y, n, keep) = z.to(plan.dtype), _targets(y, ignore_index, smoothing, plan.dtype)
+        w = None if w is None else w.to(torch.float64)
+        if buffers is None:
             loss = _general_loss(z, y, n, input_format, eps, pos)
+        else:
+            loss = _fast_loss(z, y, n, input_format, eps, buffers)
         far = _far_elements(z, input_format)
-        if far is not None:  # float32 elements past the tail limit: recomputed in float64 (scratch buffer 2)
-            out = scratch.take(2, z.shape[0], torch.float64) if fast else None
-            loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, out)
-        _add_block(sums, loss, y, keep, w, scratch if fast else None)
+        if far is not None:  # float32 elements past the tail limit: recomputed in float64 (into ``wide``)
+            loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, None if buffers is None else buffers.wide)
+        _add_block(sums, loss, y, keep, w, buffers)
     return sums
+
+
+def batch_sums(options: BceOptions, batch: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
+    """A task's ``sums`` step: :func:`bce_sums` of a checked ``(preds, target, sample_weight)`` batch."""
+    preds, target, sample_weight = batch
+    return bce_sums(preds, target, options, sample_weight)

@@ -1,18 +1,26 @@
-"""Row chunking, block layout, scratch buffers and float64 column sums shared by the cross-entropy kernels.
+"""The block plan of the cross-entropy kernels: one owner of block sizes, per device and dtype.
 
-Every kernel walks ``preds`` in row blocks of about :data:`CHUNK_ELEMENTS` elements and writes its
-elementwise work into scratch buffers of that size, allocated once per call and reused by every
-block. No temporary of the size of ``preds`` is ever built, so the extra memory of an update is a
-few MiB whatever the batch; a block stays in the CPU's L2/L3 cache between the passes over it.
+A kernel asks its plan once, at the start of a call (:func:`softmax_plan`, :func:`bce_plan`,
+:func:`head_plan`), and gets everything its blocks need: the row slices, the dtype of the
+elementwise math, whether autograd records, and its named scratch buffers, allocated once per call
+and reused by every block. No temporary of the size of ``preds`` is ever built, so the extra memory
+of an update is a few MiB whatever the batch; a block stays in the CPU's L2/L3 cache between the
+passes over it. The hidden-state head's plan has a second dimension: the vocabulary columns each
+projection writes (one GEMM per column block).
 
 Results do not depend on the block size: multiclass losses are float64 per row and accumulated
-row by row; multilabel column sums are float64 (see :func:`column_sums`).
+row by row; multilabel column sums are float64. The constants are read at call time.
+
+The module also declares the kernels' CPU-only host reads (:func:`cpu_read`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -24,11 +32,50 @@ from torch import Tensor
 #: 2 cores: 2**18 is 30% slower than 2**20 for (65536, 1000) logits).
 CHUNK_ELEMENTS = 1 << 20
 
-
 #: Elements per row block off the CPU (GPUs): one block for a (65536, 1000) or a (4096, 32000) batch,
 #: so the number of kernel launches of an update does not grow with the batch; its float64 temporary is
 #: 1 GiB at most (the float32 input of such a block is 512 MiB; F.cross_entropy writes as much).
 DEVICE_CHUNK_ELEMENTS = 1 << 27
+
+#: Logits per block of the compiled multiclass kernel (32 MiB of float32, read in place: nothing of that
+#: size is allocated). Measured on 2 cores: 2**23 is 4.2x F.cross_entropy at (65536, 1000) and
+#: (4096, 32000), where 2**22 gives 4.0x and 3.6x (more calls) and 2**24 leaves a quarter of (65536, 1000)
+#: to the eager tail.
+FUSED_CHUNK_ELEMENTS = 1 << 23
+
+#: Bytes of a hidden-state block's logits on the CPU: 8 MiB (64 tokens of a 32000-token vocabulary in
+#: float32). At N = 8192, d = 512, V = 32000 the peak extra memory stays under torch's chunked
+#: ``F.linear_cross_entropy`` (the ``linear_ce`` case of ``benchmarks/``); 16 MiB blocks are about 15%
+#: faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak above torch's.
+HEAD_BLOCK_BYTES = 8 << 20
+
+#: Logits per loss-kernel block inside a projected block on the CPU (a 4 MiB float32 scratch buffer):
+#: half a projected block, so the kernel runs two sub-blocks per block (fewer parallel regions).
+HEAD_KERNEL_ELEMENTS = 1 << 20
+
+#: Row sums (or values) per block of the value checks of ``preds`` (``_validation``): the row-sum check's
+#: temporary stays within 8 MiB (float64) whatever the number of classes, one pass for up to 2**20 rows.
+ROW_CHECK_ELEMENTS = 1 << 20
+
+#: A plain multiclass batch (class indices, unit weights) of at most a block / ``SMALL_FRACTION``
+#: elements takes the per-step path: its temporaries stay within the block's memory bound.
+SMALL_FRACTION = 4
+
+#: The code objects of the functions declared with :func:`cpu_read`.
+CPU_READS: set[CodeType] = set()
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def cpu_read(fn: _Fn) -> _Fn:
+    """Declare ``fn`` a read of tensor values back to the host that the kernels make on CPU tensors only.
+
+    On the CPU such a read is a memory access, not a device sync; other devices take a path without
+    it (a ``where``, or float64 for every value). ``fn`` is returned as it is (no wrapper, no extra
+    call); the test of the update path's host reads knows the declared reads by :data:`CPU_READS`.
+    """
+    CPU_READS.add(fn.__code__)
+    return fn
 
 
 def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
@@ -80,44 +127,179 @@ def kernel_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return compute_dtype(dtype) if device.type == "cpu" else torch.float64
 
 
-def tail_limit(dtype: torch.dtype) -> float:
-    """Arguments ``x >= -tail_limit(dtype)`` keep ``exp(x)`` a normal number of ``dtype`` (a nat to spare)."""
-    return -math.log(torch.finfo(dtype).tiny) - 1
-
-
 def needs_grad(*tensors: Tensor | None) -> bool:
     """True when autograd records the computation: then kernels use out-of-place ops (no scratch buffers)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-class Scratch:
-    """Reusable ``(rows, cols)`` buffers of one dtype and device; ``take(i, m)`` views the first ``m`` rows of #i.
+@dataclass(frozen=True)
+class SoftmaxPlan:
+    """The blocks of a multiclass kernel call over ``(N, C, ...)`` scores.
 
-    Buffers are created on first use, so a path that needs one buffer never allocates two.
+    ``fused`` are the full blocks of the compiled kernel, ``eager`` the row blocks after them;
+    ``small`` the size in elements up to which a plain ``(N, C)`` batch takes the per-step path;
+    ``work`` the eager blocks' one ``(rows, C)`` scratch buffer in ``dtype`` (``None`` when no block
+    needs it, or under autograd: ``grad``).
     """
 
-    def __init__(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.shape, self.dtype, self.device = (rows, cols), dtype, device
-        self.buffers: dict[int, Tensor] = {}
-
-    def take(self, index: int, rows: int, dtype: torch.dtype | None = None) -> Tensor:
-        """Return the first ``rows`` rows of buffer ``index`` (``dtype`` default: the scratch's; contents undefined)."""
-        buffer = self.buffers.get(index)
-        if buffer is None:
-            buffer = torch.empty(self.shape, dtype=dtype or self.dtype, device=self.device)
-            self.buffers[index] = buffer
-        return buffer[:rows]
+    fused: tuple[slice, ...]
+    eager: tuple[slice, ...]
+    small: int
+    dtype: torch.dtype
+    grad: bool
+    work: Tensor | None
 
 
-def column_sums(values: Tensor, wide: Tensor | None = None) -> Tensor:
-    """Exact-order float64 sums over dimension 0 of a ``(m, K)`` block.
+def softmax_plan(
+    preds: Tensor, chunk_elements: int | None, *, soft: bool, gather: bool, fused: bool, plain: bool, work: bool
+) -> SoftmaxPlan:
+    """The block plan of :func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums` for ``preds``.
 
-    Float32 values are widened to float64 before any addition (into ``wide``, a float64 scratch of
-    the block's shape, when given), never summed in float32 first: float32 partial sums would make
-    the result depend, in the 8th digit, on where blocks and batches start.
+    ``soft``: probability targets (float64 block temporaries: a quarter block). ``gather``: a per-row
+    gather of the target's score, without smoothing (row-sized temporaries: ``C / 8`` blocks).
+    ``fused``: a compiled kernel runs the full blocks of :data:`FUSED_CHUNK_ELEMENTS` (or ``chunk_elements``)
+    first, the ragged tail runs eagerly with the default block. ``plain``: the batch may take the
+    per-step path (at most ``small`` elements): no blocks, no buffer. ``work``: the eager blocks need
+    the scratch buffer.
     """
-    if values.dtype == torch.float64:
-        return values.sum(0)
-    if wide is None:
-        return values.sum(0, dtype=torch.float64)
-    return wide.copy_(values).sum(0)
+    grad, dtype = needs_grad(preds), compute_dtype(preds.dtype)
+    small = default_chunk(preds.device, chunk_elements) // SMALL_FRACTION
+    if plain and preds.numel() <= small:  # the per-step path: no blocks, no buffer
+        return SoftmaxPlan((), (), small, dtype, grad, None)
+    rows, classes, row_numel = preds.shape[0], preds.shape[1], math.prod(preds.shape[1:])
+    done, fused_blocks = 0, tuple[slice, ...]()  # no fused blocks unless a compiled kernel runs
+    if fused and not grad:
+        step = chunk_rows(row_numel, FUSED_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements)
+        done = rows - rows % step
+        fused_blocks = tuple(slice(start, start + step) for start in range(0, done, step))
+        chunk_elements = None if done else chunk_elements
+    chunk = default_chunk(preds.device, chunk_elements)
+    if soft:
+        chunk = max(1, chunk // 4)
+    elif gather:
+        chunk = max(1, chunk * classes // 8)
+    eager = tuple(slice(s.start + done, s.stop + done) for s in row_slices(rows - done, row_numel, chunk))
+    height = max(2, min(chunk_rows(row_numel, chunk), rows - done) * row_numel // max(1, classes))
+    buffer = torch.empty(height, classes, dtype=dtype, device=preds.device) if work and eager and not grad else None
+    return SoftmaxPlan(fused_blocks, eager, small, dtype, grad, buffer)
+
+
+@dataclass(frozen=True)
+class BceBuffers:
+    """The in-place binary kernel's named ``(rows, K)`` scratch buffers.
+
+    ``loss`` and ``spare`` in the kernel's dtype; ``wide`` float64, ``None`` where that dtype is float64.
+    """
+
+    loss: Tensor
+    spare: Tensor
+    wide: Tensor | None
+
+
+@dataclass(frozen=True)
+class BcePlan:
+    """The blocks of a binary / multilabel kernel call over ``(M, K, ...)`` scores.
+
+    ``blocks`` are the row slices, ``dtype`` the elementwise dtype (:func:`kernel_dtype`), ``buffers``
+    those of the in-place kernel (``None``: the general, out-of-place kernel runs).
+    """
+
+    blocks: tuple[slice, ...]
+    dtype: torch.dtype
+    buffers: BceBuffers | None
+
+
+def bce_plan(preds: Tensor, chunk_elements: int | None, *, buffered: bool, masked: bool) -> BcePlan:
+    """The block plan of :func:`~xent_metrics.functional._bce.bce_sums` for ``preds``.
+
+    ``buffered``: the kernel can run in place (no ``pos_weight``, no log-probabilities); it does unless
+    autograd records. Its two float32 and one float64 buffer (two float64 off the CPU) take a quarter
+    block; weights or ignored targets (``masked``) and the general kernel hold more: an eighth.
+    """
+    dtype = kernel_dtype(preds.dtype, preds.device)
+    fast = buffered and not needs_grad(preds)
+    chunk = max(1, default_chunk(preds.device, chunk_elements) // (4 if fast and not masked else 8))
+    row_numel, labels = preds[:1].numel(), preds.shape[1]
+    blocks = tuple(row_slices(preds.shape[0], row_numel, chunk))
+    if not fast:
+        return BcePlan(blocks, dtype, None)
+    shape = (min(chunk_rows(row_numel, chunk), preds.shape[0]) * row_numel // max(1, labels), labels)
+    loss, spare = (torch.empty(shape, dtype=dtype, device=preds.device) for _ in range(2))
+    wide = None if dtype == torch.float64 else torch.empty(shape, dtype=torch.float64, device=preds.device)
+    return BcePlan(blocks, dtype, BceBuffers(loss, spare, wide))
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """The blocks of a hidden-state head's kernel call: tokens by vocabulary columns.
+
+    ``blocks`` pairs each block of tokens (positions among the tokens projected) with the row slices
+    of the loss kernel inside its logits; ``cols`` are the vocabulary columns each projection writes
+    with one GEMM (a float16 / bfloat16 head is widened a column block at a time into ``head``, ``None``
+    for a head in ``dtype``; otherwise one block of every column); ``logits`` the projected block's
+    buffer in ``dtype``; ``kernel`` the loss kernel's plan for one projected block. ``head`` and the
+    kernel's ``work`` share their memory: the projection is done before the kernel runs. Under
+    autograd (``grad``) there are no buffers.
+    """
+
+    blocks: tuple[tuple[slice, tuple[slice, ...]], ...]
+    cols: tuple[slice, ...]
+    dtype: torch.dtype
+    grad: bool
+    logits: Tensor | None
+    head: Tensor | None
+    kernel: SoftmaxPlan
+
+
+def head_block_rows(classes: int, itemsize: int, block_size: int | None = None) -> int:
+    """Tokens per CPU block: ``block_size`` when given, else as many as fit :data:`HEAD_BLOCK_BYTES` of logits.
+
+    Rounded down to whole sub-blocks of the loss kernel (:data:`HEAD_KERNEL_ELEMENTS`), so that no block
+    ends in a sliver of a row or two that costs the kernel a full pass of small operations.
+    """
+    if block_size is not None:
+        return block_size
+    rows, kernel = max(1, HEAD_BLOCK_BYTES // (classes * itemsize)), max(1, HEAD_KERNEL_ELEMENTS // classes)
+    return rows // kernel * kernel if rows >= kernel else rows
+
+
+def head_plan(
+    hidden: Tensor,
+    linear_weight: Tensor,
+    linear_bias: Tensor | None,
+    count: int,
+    block_size: int | None,
+    *,
+    plain: bool,
+    work: bool,
+) -> HeadPlan:
+    """The block plan of :func:`~xent_metrics.functional._head_ce.linear_sums` over ``count >= 1`` projected tokens.
+
+    On the CPU (or with ``block_size``) blocks of :func:`head_block_rows` tokens, each reduced by the loss
+    kernel in sub-blocks of :data:`HEAD_KERNEL_ELEMENTS`; elsewhere blocks of the device's budget, so the
+    number of launches does not grow with the tokens. ``plain`` and ``work`` as in :func:`softmax_plan`.
+    """
+    classes, dtype, device = linear_weight.shape[0], compute_dtype(hidden.dtype), hidden.device
+    if device.type == "cpu" or block_size is not None:
+        step = min(count, head_block_rows(classes, dtype.itemsize, block_size))
+    else:
+        step = min(count, max(1, default_chunk(device, None) // classes))
+    grad = needs_grad(hidden, linear_weight, linear_bias)
+    inner = default_chunk(device, HEAD_KERNEL_ELEMENTS if device.type == "cpu" else None)
+    blocks = tuple(
+        (slice(start, min(start + step, count)), tuple(row_slices(min(step, count - start), classes, inner)))
+        for start in range(0, count, step)
+    )
+    width = classes if linear_weight.dtype == dtype else chunk_rows(linear_weight.shape[1], default_chunk(device, None))
+    cols = tuple(slice(start, min(start + width, classes)) for start in range(0, classes, width))
+    small = inner // SMALL_FRACTION
+    per_step = plain and step * classes <= small  # the first block is the largest
+    work_rows = 0 if grad or not work or per_step else max(2, min(chunk_rows(classes, inner), step))
+    head_rows = 0 if grad or linear_weight.dtype == dtype else width
+    work_shape, head_shape = (work_rows, classes), (head_rows, linear_weight.shape[1])
+    shared = torch.empty(max(math.prod(work_shape), math.prod(head_shape)), dtype=dtype, device=device)
+    buffer = shared[: math.prod(work_shape)].view(work_shape) if work_rows else None
+    kernel = SoftmaxPlan((), (), small, dtype, grad, buffer)
+    head = shared[: math.prod(head_shape)].view(head_shape) if head_rows else None
+    logits = None if grad else hidden.new_empty(step, classes, dtype=dtype)
+    return HeadPlan(blocks, cols, dtype, grad, logits, head, kernel)

@@ -6,10 +6,11 @@ their ratio, as in the eager kernel (:mod:`xent_metrics.functional._nll`), with 
 of out-of-range rows: one ``exp`` per logit, the machine's floor. It is compiled with ``dynamic=False`` for
 one block shape, ``(rows, C)``, so a run compiles once per class count and dtype; the last, smaller
 block of a batch runs the eager kernel instead of triggering a recompile. Blocks are larger than
-the eager path's (:data:`FUSED_CHUNK_ELEMENTS`) because the kernel needs no scratch buffer: its
-extra memory is ``O(rows)``. Its digits differ from the eager kernel's in the last float32 bit of
-a row (another ``exp`` implementation and summation order), so sums agree across block and batch
-splits to about 1e-9 relative, not to the last float64 bit as the eager path does.
+the eager path's (:data:`~xent_metrics.functional._chunks.FUSED_CHUNK_ELEMENTS`, in the block plan)
+because the kernel needs no scratch buffer: its extra memory is ``O(rows)``. Its digits differ from
+the eager kernel's in the last float32 bit of a row (another ``exp`` implementation and summation
+order), so sums agree across block and batch splits to about 1e-9 relative, not to the last float64
+bit as the eager path does.
 
 Compiling needs a C++ compiler (CPU) or Triton (CUDA) and takes seconds to tens of seconds once per
 process and shape (inductor caches its code on disk); where it fails, one ``RuntimeWarning`` per
@@ -24,13 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._chunks import chunk_rows
 from xent_metrics.functional._nll import nll_from_logits, nll_from_terms
-
-#: Logits per fused block (32 MiB of float32, read in place: nothing of that size is allocated).
-#: Measured on 2 cores: 2**23 is 4.2x F.cross_entropy at (65536, 1000) and (4096, 32000), where
-#: 2**22 gives 4.0x and 3.6x (more calls) and 2**24 leaves a quarter of (65536, 1000) to the tail.
-FUSED_CHUNK_ELEMENTS = 1 << 23
 
 _STATE: dict[str, object] = {}
 
@@ -40,11 +35,6 @@ def _ratio_terms(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     true_class = torch.arange(z.shape[1], device=z.device)[None, :] == t[:, None]
     rest = torch.where(true_class, 0, z.exp()).sum(1)  # one loop per row: each logit read once, nothing written
     return z.gather(1, t[:, None]).squeeze(1).exp(), rest
-
-
-def fused_step(row_numel: int, chunk_elements: int | None) -> int:
-    """Rows per fused block."""
-    return chunk_rows(row_numel, FUSED_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements)
 
 
 def fused_nll_kernel() -> Callable[[Tensor, Tensor], Tensor] | None:

@@ -12,7 +12,8 @@ A row whose ``E`` or ``R`` left the dtype's normal range (a logit above about 88
 terms small enough to be subnormal) is recomputed in float64 with the max shift and the argmax term
 dropped from the sum (:func:`nll_shifted64`), so each row's value depends on the row alone. On the
 CPU one ``aminmax`` of ``E`` and of ``R`` says whether any row left it, and only those rows are
-recomputed (memory reads, not a device sync). Other devices, where reading
+recomputed (memory reads, not a device sync; both reads are declared with
+:func:`~xent_metrics.functional._chunks.cpu_read`). Other devices, where reading
 a mask would be a host sync and every op is a kernel launch, run the float64 form for every row: a
 fixed number of ops per block whatever the values, exact on confident rows too. This is the one dtype
 policy of every kernel (:func:`~xent_metrics.functional._chunks.kernel_dtype`); the binary kernel
@@ -26,7 +27,7 @@ import functools
 import torch
 from torch import Tensor
 
-from xent_metrics.functional._chunks import Scratch
+from xent_metrics.functional._chunks import cpu_read
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,19 +59,19 @@ def nll_shifted64(z: Tensor, t: Tensor) -> Tensor:
     return nll + rest.log1p()
 
 
-def nll_from_logits(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> Tensor:
+def nll_from_logits(z: Tensor, t: Tensor, work: Tensor | None = None) -> Tensor:
     """Float64 ``-log softmax(z)[i, t_i]`` of a ``(m, C)`` float32 or float64 block (see the module docstring).
 
-    ``scratch`` (at least two rows of the block's width) lends the ``exp`` buffer; without it
-    (autograd) the same ops allocate and give the same digits.
+    ``work`` (a buffer of at least ``max(m, 2)`` rows of the block's width and dtype) holds the ``exp``
+    terms; without it (autograd) the same ops allocate and give the same digits.
     """
     if z.device.type != "cpu":  # no host read, no data-dependent shape: the float64 form for every row
         return nll_shifted64(z, t)
-    own, rest = exp_terms(z, t, scratch)
+    own, rest = exp_terms(z, t, work)
     return nll_from_terms(z, t, own, rest)
 
 
-def exp_terms(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> tuple[Tensor, Tensor]:
+def exp_terms(z: Tensor, t: Tensor, work: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per row of a ``(m, C)`` block: ``exp(z_t)`` and the sum of the row's other exponentials, in ``z``'s dtype.
 
     A single row is summed as one of two identical rows: torch splits the sum of a lone long row across
@@ -78,11 +79,11 @@ def exp_terms(z: Tensor, t: Tensor, scratch: Scratch | None = None) -> tuple[Ten
     """
     rows = z.shape[0]
     wide, index = (z, t[:, None]) if rows != 1 else (z.expand(2, -1), t.expand(2)[:, None])
-    if scratch is None and z.requires_grad and torch.is_grad_enabled():
+    if work is None and z.requires_grad and torch.is_grad_enabled():
         exps = torch.exp(wide)
         own, rest = exps.gather(1, index), exps.scatter(1, index, 0).sum(1)
     else:  # a fresh or borrowed buffer that nothing else holds
-        exps = torch.exp(wide) if scratch is None else torch.exp(wide, out=scratch.take(0, wide.shape[0]))
+        exps = torch.exp(wide) if work is None else torch.exp(wide, out=work[: wide.shape[0]])
         own = exps.gather(1, index)
         rest = exps.scatter_(1, index, 0).sum(1)
     return own[:rows, 0], rest[:rows]
@@ -106,10 +107,17 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
     nll = torch.where(ok, ratio, 0).log1p()
     if z.device.type != "cpu":
         return torch.where(ok, nll, nll_shifted64(z, t))
-    bad = (~ok).nonzero().squeeze(1)
+    bad = _rows_outside(ok)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))
 
 
+@cpu_read
+def _rows_outside(ok: Tensor) -> Tensor:
+    """The indices of the rows not ``ok`` (a data-dependent shape: a CPU read)."""
+    return (~ok).nonzero().squeeze(1)
+
+
+@cpu_read
 def rows_inside(own: Tensor, rest: Tensor, ratio: Tensor, limits: tuple[float, float, float]) -> bool:
     """Whether every row's terms lie within ``limits``: two ``aminmax`` and a max (CPU memory reads)."""
     if not own.numel():

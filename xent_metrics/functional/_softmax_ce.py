@@ -1,41 +1,55 @@
 """Sums of (weighted) categorical cross-entropy, per true class, over cache-sized row blocks.
 
-The hot path (logits, class-index targets) costs, per block of about ``CHUNK_ELEMENTS`` logits, one
+The hot path (logits, class-index targets) costs, per block of about
+:data:`~xent_metrics.functional._chunks.CHUNK_ELEMENTS` logits, one
 ``exp`` written into a reused scratch buffer and one row sum, then float64 arithmetic per *row*
 (:func:`~xent_metrics.functional._nll.nll_from_logits`: the loss as ``log1p`` of a ratio, accurate
 on confident rows), before one ``index_add_`` into the ``(3, C)`` sums. The kernel is the same for
 every row length, block and batch, so a row's digits never depend on the split; under autograd the
 same kernels run out of place and give the same digits. A small batch of class indices with unit
 weights (the per-step case) skips the block machinery: the same per-row kernel, then two
-``bincount`` calls for the per-class loss sums and counts (:func:`_plain_sums`).
+``bincount`` calls for the per-class loss sums and counts (:func:`_plain_sums`). The blocks, their
+dtype and the scratch buffer come from one plan (:func:`~xent_metrics.functional._chunks.softmax_plan`),
+asked once per call.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
-from typing import Any as MulticlassOptions  # replaced by the kernel's Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._chunks import (
-    Scratch,
-    chunk_rows,
-    compute_dtype,
-    labels_last,
-    needs_grad,
-    position_weight,
-    row_slices,
-)
+from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, position_weight
 from xent_metrics.functional._nll import nll_from_logits
-from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT, new_sums
+from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
 
-#: A plain batch (class indices, unit weights) of at most a block / ``_SMALL`` elements takes the
-#: per-step path (:func:`_plain_sums`): its temporaries (a padded copy, the log-probabilities)
-#: stay within the block's memory bound.
-_SMALL = 4
+Kernel = Callable[[Tensor, Tensor], Tensor]
+
+
+class ClassOptions(Protocol):
+    """The options of a multiclass loss that every multiclass kernel reads (the head's too)."""
+
+    @property
+    def weight(self) -> Tensor | None: ...
+
+    @property
+    def ignore_index(self) -> int | None: ...
+
+    @property
+    def label_smoothing(self) -> float: ...
+
+
+class SoftmaxOptions(ClassOptions, Protocol):
+    """What the multiclass kernel reads of a task's options."""
+
+    @property
+    def input_format(self) -> str: ...
+
+    @property
+    def fused(self) -> bool: ...
 
 
 def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | None = None) -> Tensor:
@@ -49,21 +63,21 @@ def log_probs_of(preds: Tensor, input_format: str, eps: float, out: Tensor | Non
     return preds
 
 
-def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, scratch: Scratch | None = None) -> Tensor:
+def target_nll(preds: Tensor, target: Tensor, input_format: str, eps: float, work: Tensor | None = None) -> Tensor:
     """Float64 ``-log p[i, target_i]`` of a ``(m, C)`` block without keeping the log-probabilities.
 
-    ``scratch`` (a :class:`Scratch` of at least two rows of the block's width) lends its buffers;
-    without it (autograd) the same kernels allocate, so both give the same digits.
+    ``work`` (the plan's buffer, at least two rows of the block's width) holds the logits' ``exp``
+    terms; without it (autograd) the same kernels allocate, so both give the same digits.
     """
     if input_format == "logits":
-        return nll_from_logits(preds, target, scratch)
+        return nll_from_logits(preds, target, work)
     picked = preds.gather(1, target[:, None]).squeeze(1)
     if input_format == "probs":
         return picked.clamp(eps, 1 - eps).double().log().neg_()
     return picked.double().neg_()
 
 
-def _smoothing_term(z: Tensor, options: MulticlassOptions, eps: float, buf: Tensor | None) -> Tensor:
+def _smoothing_term(z: Tensor, options: SoftmaxOptions, eps: float, buf: Tensor | None) -> Tensor:
     """Float64 ``sum_c weight_c log p_c`` per row (the label-smoothing part of the loss)."""
     log_p = log_probs_of(z, options.input_format, eps, out=buf)
     if options.weight is not None:  # keeps 0 * -inf = nan visible for log-probabilities, as the plain sum keeps -inf
@@ -99,9 +113,9 @@ def _add_hard_block(
     z: Tensor,
     t: Tensor,
     w: Tensor | None,
-    options: MulticlassOptions,
+    options: SoftmaxOptions,
     eps: float,
-    scratch: Scratch | None,
+    work: Tensor | None,
 ) -> None:
     """Add one block of scores ``z`` with hard (class index) targets ``t`` into ``sums``.
 
@@ -112,7 +126,7 @@ def _add_hard_block(
     loss = nll if w_t is None else nll * w_t
     mass, smoothing = w, options.label_smoothing
     if smoothing:
-        buf = None if scratch is None else scratch.take(0, z.shape[0])
+        buf = None if work is None else work[: z.shape[0]]
         smooth = _smoothing_term(z, options, eps, buf)
         share = smoothing / z.shape[1]
         loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
@@ -124,7 +138,7 @@ def _add_hard_block(
 
 
 def _add_soft_block(
-    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: MulticlassOptions, eps: float, buf: Tensor | None
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: SoftmaxOptions, eps: float, buf: Tensor | None
 ) -> None:
     """Add one block of scores ``z`` with soft (probability) targets ``y`` and position weights ``w`` into ``sums``.
 
@@ -164,55 +178,23 @@ def log_softmax64(z: Tensor) -> Tensor:
 
 
 def _block_inputs(
-    preds: Tensor, target: Tensor, sample_weight: Tensor | None, rows: slice
+    preds: Tensor, target: Tensor, sample_weight: Tensor | None, rows: slice, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Rows ``rows`` as ``(z, y, w)``: scores in the compute dtype, positions as rows, targets and position weights.
+    """Rows ``rows`` as ``(z, y, w)``: scores in ``dtype``, positions as rows, targets and position weights.
 
     Class indices come flat and int64; soft targets ``(m, C)`` as the scores.
     """
     whole = rows.start == 0 and rows.stop == preds.shape[0]  # one block: no slicing (per-step cost)
-    block, dtype = preds if whole else preds[rows], compute_dtype(preds.dtype)
-    z = labels_last(block) if block.dtype == dtype else labels_last(block).to(dtype)
-    w = None if sample_weight is None else position_weight(sample_weight[rows], block.shape).double()
-    y = target if whole else target[rows]
+    block, y = (preds, target) if whole else (preds[rows], target[rows])
+    w = None if sample_weight is None else (sample_weight if whole else sample_weight[rows])
+    if block.ndim != 2:  # (m, C, *rest): one row per position
+        w = None if w is None else position_weight(w, block.shape)
+        block, y = labels_last(block), labels_last(y) if target.shape == preds.shape else y.reshape(-1)
+    z = block if block.dtype == dtype else block.to(dtype)
+    w = None if w is None else w.double()
     if target.shape == preds.shape:
-        return z, labels_last(y), w
-    y = y if y.ndim == 1 else y.reshape(-1)
+        return z, y, w
     return z, y if y.dtype == torch.int64 else y.long(), w
-
-
-Kernel = Callable[[Tensor, Tensor], Tensor]
-
-
-def _block_plan(
-    preds: Tensor, soft: bool, options: MulticlassOptions, chunk_elements: int | None
-) -> Iterator[tuple[slice, Kernel | None, Scratch | None]]:
-    """The blocks of an update: ``(rows, kernel, scratch)``, ``kernel`` the fused one or ``None`` (eager).
-
-    With ``options.fused`` (logits, class indices, no smoothing, no autograd) the full fused-size
-    blocks come first, then the ragged tail with the eager block size; the eager blocks share one
-    scratch buffer (none under autograd).
-    """
-    done = 0
-    fusable = options.fused and not soft and not options.label_smoothing and options.input_format == "logits"
-    if fusable and not needs_grad(preds):
-        from xent_metrics.functional._fused import fused_nll_kernel, fused_step
-
-        kernel, step = fused_nll_kernel(), fused_step(preds[:1].numel(), chunk_elements)
-        done = 0 if kernel is None else preds.shape[0] - preds.shape[0] % step
-        yield from ((slice(start, start + step), kernel, None) for start in range(0, done, step))
-        chunk_elements = None if done else chunk_elements  # the ragged tail runs eagerly with the default block
-    rows, row_numel = preds.shape[0] - done, math.prod(preds.shape[1:])
-    chunk_elements = _chunks.default_chunk(preds.device, chunk_elements)
-    if soft:  # float64 block temporaries: a quarter of the block keeps the same memory bound
-        chunk_elements = max(1, chunk_elements // 4)
-    elif options.input_format != "logits" and not options.label_smoothing:  # a gather per row: row-sized temporaries
-        chunk_elements = max(1, chunk_elements * preds.shape[1] // 8)
-    step = min(chunk_rows(row_numel, chunk_elements), rows)
-    height = max(2, step * row_numel // max(1, preds.shape[1]))  # >= 2: see _nll.exp_terms
-    scratch = None if needs_grad(preds) else Scratch(height, preds.shape[1], compute_dtype(preds.dtype), preds.device)
-    for part in row_slices(rows, row_numel, chunk_elements):
-        yield slice(part.start + done, part.stop + done), None, scratch
 
 
 def class_counts(t: Tensor, classes: int) -> Tensor:
@@ -245,14 +227,56 @@ def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: boo
     return torch.stack([loss, counts, counts])
 
 
+def _compiled(preds: Tensor, soft: bool, options: SoftmaxOptions) -> Kernel | None:
+    """The compiled kernel where ``options.fused`` applies (logits, class indices, no smoothing, no autograd)."""
+    if not options.fused or soft or options.label_smoothing or options.input_format != "logits":
+        return None
+    if needs_grad(preds):
+        return None
+    from xent_metrics.functional._fused import fused_nll_kernel
+
+    return fused_nll_kernel()
+
+
+def _plan(
+    preds: Tensor, soft: bool, options: SoftmaxOptions, sample_weight: Tensor | None, chunk_elements: int | None
+) -> tuple[SoftmaxPlan, Kernel | None]:
+    """Ask the block plan for ``preds`` (and the compiled kernel where ``options.fused`` applies)."""
+    fmt, smoothing = options.input_format, options.label_smoothing
+    kernel = _compiled(preds, soft, options)
+    plan = _chunks.softmax_plan(
+        preds,
+        chunk_elements,
+        soft=soft,
+        gather=fmt != "logits" and not smoothing,
+        fused=kernel is not None,
+        plain=_unit(options, sample_weight) and _per_step(preds, soft, options),
+        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and preds.device.type == "cpu"),
+    )
+    return plan, kernel
+
+
+def _unit(options: SoftmaxOptions, sample_weight: Tensor | None) -> bool:
+    """Unit weights, every target kept, no smoothing: a hard batch's weight and target rows are class counts."""
+    unit = sample_weight is None and options.weight is None and options.ignore_index is None
+    return unit and not options.label_smoothing
+
+
+def _per_step(preds: Tensor, soft: bool, options: SoftmaxOptions) -> bool:
+    """Whether a unit batch may take the per-step path: ``(N, C)`` scores, class indices, eager."""
+    return not options.fused and preds.ndim == 2 and not soft
+
+
 def softmax_ce_sums(
     preds: Tensor,
     target: Tensor,
-    options: MulticlassOptions,
+    options: SoftmaxOptions,
     sample_weight: Tensor | None = None,
     *,
     chunk_elements: int | None = None,
     per_class: bool = True,
+    plan: SoftmaxPlan | None = None,
+    blocks: tuple[slice, ...] = (),
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
 
@@ -265,26 +289,35 @@ def softmax_ce_sums(
     ``sum(sample_weight)``, class weights scale the numerator only). ``chunk_elements`` overrides
     the row block size; ``options.fused`` runs the full blocks of logits with class-index targets
     through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
+    A caller with its own ``plan`` (the hidden-state head: the dtype, buffer and per-step threshold
+    of its projected blocks) gives it with the ``blocks`` of ``preds``; otherwise the call asks one.
     """
-    plain = sample_weight is None and options.weight is None and options.ignore_index is None
-    plain, soft = plain and not options.label_smoothing, target.shape == preds.shape
-    eps = torch.finfo(preds.dtype).eps
-    if plain and not options.fused and preds.ndim == 2 and not soft:
-        if preds.numel() <= _chunks.default_chunk(preds.device, chunk_elements) // _SMALL:  # one small block
-            z = preds if preds.dtype == compute_dtype(preds.dtype) else preds.to(compute_dtype(preds.dtype))
-            t = target if target.dtype == torch.int64 else target.long()
-            nll = target_nll(z, t, options.input_format, eps)
-            return _plain_sums(nll, t, preds.shape[1], per_class, needs_grad(preds))
-    sums = new_sums(preds.shape[1], preds.device)
-    if plain and not soft:
+    soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
+    plan, kernel = (plan, None) if plan is not None else _plan(preds, soft, options, sample_weight, chunk_elements)
+    unit = _unit(options, sample_weight)
+    if unit and _per_step(preds, soft, options) and preds.numel() <= plan.small:  # one small block
+        z = preds if preds.dtype == plan.dtype else preds.to(plan.dtype)
+        t = target if target.dtype == torch.int64 else target.long()
+        return _plain_sums(target_nll(z, t, options.input_format, eps), t, classes, per_class, plan.grad)
+    sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=preds.device)
+    if unit and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
-        sums[WEIGHT:].add_(class_counts(flat, preds.shape[1]))  # unit weights: counts
-    for rows, kernel, scratch in _block_plan(preds, soft, options, chunk_elements):
-        z, y, w = _block_inputs(preds, target, sample_weight, rows)
+        sums[WEIGHT:].add_(class_counts(flat, classes))  # unit weights: counts
+    eager = blocks or plan.eager
+    for rows, block_kernel in [(rows, kernel) for rows in plan.fused] + [(rows, None) for rows in eager]:
+        z, y, w = _block_inputs(preds, target, sample_weight, rows, plan.dtype)
         if soft:
-            _add_soft_block(sums, z, y, w, options, eps, None if scratch is None else scratch.take(0, z.shape[0]))
+            _add_soft_block(sums, z, y, w, options, eps, None if plan.work is None else plan.work[: z.shape[0]])
             continue
         t, w = _drop_ignored(y, w, options.ignore_index)
-        nll = target_nll(z, t, options.input_format, eps, scratch) if kernel is None else kernel(z, t)
-        _add_hard_block(sums, nll, z, t, w, options, eps, scratch)
+        nll = target_nll(z, t, options.input_format, eps, plan.work) if block_kernel is None else block_kernel(z, t)
+        _add_hard_block(sums, nll, z, t, w, options, eps, plan.work)
     return sums if per_class else sums.sum(1, keepdim=True)
+
+
+def batch_sums(
+    options: SoftmaxOptions, batch: tuple[Tensor, Tensor, Tensor | None], *, per_class: bool = True
+) -> Tensor:
+    """A task's ``sums`` step: :func:`softmax_ce_sums` of a checked ``(preds, target, sample_weight)`` batch."""
+    preds, target, sample_weight = batch
+    return softmax_ce_sums(preds, target, options, sample_weight, per_class=per_class)

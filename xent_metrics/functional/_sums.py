@@ -38,11 +38,6 @@ NUM_SUMS = 3
 BYTES = NUM_SUMS
 
 
-def new_sums(num: int, device: torch.device | str | None = None) -> Tensor:
-    """Return a zero ``(3, num)`` float64 tensor of sums."""
-    return torch.zeros(NUM_SUMS, num, dtype=torch.float64, device=device)
-
-
 def _warn_no_data() -> None:
     warnings.warn(
         "No samples with non-zero weight were seen (every target ignored, every weight zero, or no update at "

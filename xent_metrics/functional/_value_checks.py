@@ -15,6 +15,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from xent_metrics.functional import _chunks
+
 
 def value_bounds(value: Tensor) -> tuple[float, float]:
     """Minimum and maximum of a non-empty tensor in one multi-threaded pass, no copy (NaN if any is NaN)."""
@@ -124,11 +126,6 @@ def check_weight_values(name: str, weight: Tensor) -> None:
         raise ValueError(f"`{name}` is zero everywhere ({weight.numel()} values); expected some weight > 0.")
 
 
-#: Rows whose sums one block of the row-sum check holds: the check's temporary stays within 8 MiB
-#: (float64) whatever the number of classes, in one pass over ``preds`` for up to 2**20 rows.
-_ROW_SUM_BLOCK = 1 << 20
-
-
 def row_sum_tolerance(dtype: torch.dtype) -> float:
     """How far from 1 a probability row may sum: ``1e-8 + sqrt(eps)`` (torch's ``isclose``, scikit-learn's rule)."""
     return 1e-8 + math.sqrt(torch.finfo(dtype).eps)
@@ -141,8 +138,8 @@ def row_sums_off_one(
 
     The rule of scikit-learn's ``log_loss`` (torch's ``isclose`` tolerance: ``|s - 1| <= 1e-8 +
     sqrt(eps)``, ``eps`` of ``preds``' dtype, unless ``tol`` is given; a NaN sum fails). Rows are
-    summed over dim 1 in ``dtype``
-    (``None``: torch's default for ``preds``' dtype), up to :data:`_ROW_SUM_BLOCK` rows at a time,
+    summed over dim 1 in ``dtype`` (``None``: torch's default for ``preds``' dtype), up to
+    :data:`~xent_metrics.functional._chunks.ROW_CHECK_ELEMENTS` rows at a time,
     each block reduced to its minimum and maximum, so the check reads ``preds`` once and its
     temporaries are bounded by a few MiB whatever the shape; one host sync.
     """
@@ -150,7 +147,7 @@ def row_sums_off_one(
         return None
     tol = row_sum_tolerance(preds.dtype) if tol is None else tol
     per_row = math.prod(preds.shape[2:])  # positions per sample: their sums are rows too
-    step = max(1, _ROW_SUM_BLOCK // max(1, per_row))
+    step = max(1, _chunks.ROW_CHECK_ELEMENTS // max(1, per_row))
     blocks = [_min_max(preds[i : i + step].sum(dim=1, dtype=dtype)) for i in range(0, preds.shape[0], step)]
     bounds = torch.stack(blocks)
     lo, hi = torch.stack([bounds[:, 0].min(), bounds[:, 1].max()]).tolist()
@@ -219,7 +216,7 @@ def warn_probs_as_logits(preds: Tensor, bounds: tuple[float, float] | None) -> N
 
 def _any_inside_unit_interval(preds: Tensor) -> bool:
     """Whether some value lies strictly between 0 and 1, in row blocks (temporaries of a few MiB); one host sync."""
-    step = max(1, _ROW_SUM_BLOCK // max(1, preds[:1].numel()))
+    step = max(1, _chunks.ROW_CHECK_ELEMENTS // max(1, preds[:1].numel()))
     found = [((block > 0) & (block < 1)).any() for block in preds.split(step)]
     return bool(torch.stack(found).any())
 

@@ -11,10 +11,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from xent_metrics.functional import _validation
-from xent_metrics.functional._head_ce import linear_sums
+from xent_metrics.functional import _head_ce, _validation
 from xent_metrics.functional._sums import task_cross_entropy
-from xent_metrics.functional._validation import HeadBatch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +51,9 @@ class HeadTask:
     #: Checks every tensor (the class weight too); returns them, ``target`` and the weights flat as ``(N,)``.
     check_batch = _validation.check_head_batch
 
-    def sums(self, batch: HeadBatch, *, per_class: bool = True) -> Tensor:
-        """The ``(3, V)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
-        sums = linear_sums(*batch, self, self.block_size)
-        return sums if per_class else sums.sum(1, keepdim=True)
+    #: The ``(3, V)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals,
+    #: without building the logits.
+    sums = _head_ce.batch_sums
 
     #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped classes.
     cross_entropy = task_cross_entropy
@@ -85,7 +82,7 @@ def linear_cross_entropy(
     the value of ``F.cross_entropy(F.linear(hidden, linear_weight, linear_bias), target)`` (with
     the options of :func:`multiclass_cross_entropy`), computed a block of tokens at a time: the
     ``(N, V)`` logits never exist, only one block of at most
-    :data:`~xent_metrics.functional._head_ce.BLOCK_BYTES` (8 MiB).
+    :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` (8 MiB).
 
     Parameters
     ----------
@@ -117,7 +114,7 @@ def linear_cross_entropy(
         are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
     block_size : int, optional
         Tokens per block; default: as many as fit
-        :data:`~xent_metrics.functional._head_ce.BLOCK_BYTES` of logits.
+        :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` of logits.
 
     Shape
     -----

@@ -7,10 +7,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from xent_metrics.functional import _validation
-from xent_metrics.functional._softmax_ce import softmax_ce_sums
+from xent_metrics.functional import _softmax_ce, _validation
 from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
-from xent_metrics.functional._validation import Batch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,9 +46,8 @@ class MulticlassTask:
     #: Checks types and shapes (always) and values (with ``validate_args``); the class weight against the batch.
     check_batch = _validation.check_multiclass_batch
 
-    def sums(self, batch: Batch, *, per_class: bool = True) -> Tensor:
-        """The ``(3, C)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals."""
-        return softmax_ce_sums(batch.preds, batch.target, self, batch.sample_weight, per_class=per_class)
+    #: The ``(3, C)`` float64 sums of a checked batch, or with ``per_class=False`` their ``(3, 1)`` totals.
+    sums = _softmax_ce.batch_sums
 
     #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped classes.
     cross_entropy = task_cross_entropy

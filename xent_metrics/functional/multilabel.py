@@ -7,10 +7,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from xent_metrics.functional import _validation
-from xent_metrics.functional._bce import bce_sums
+from xent_metrics.functional import _bce, _validation
 from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
-from xent_metrics.functional._validation import Batch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,9 +44,8 @@ class MultilabelTask:
     #: Checks types and shapes (always) and values (with ``validate_args``); ``pos_weight`` against the batch.
     check_batch = _validation.check_multilabel_batch
 
-    def sums(self, batch: Batch) -> Tensor:
-        """The ``(3, K)`` float64 sums per label of a checked batch."""
-        return bce_sums(batch.preds, batch.target, self, batch.sample_weight)
+    #: The ``(3, K)`` float64 sums per label of a checked batch.
+    sums = _bce.batch_sums
 
     #: The cross-entropy of sums for ``average``; ``warn``: warn (a host read) of no data or skipped labels.
     cross_entropy = task_cross_entropy
