@@ -217,12 +217,8 @@ def _targets(
 
 
 def bce_sums(
-    preds: Tensor,
-    target: Tensor,
-    options: BceOptions,
-    sample_weight: Tensor | None = None,
-    *,
-    chunk_elements: int | None = None,
+    preds: Tensor, target: Tensor, options: BceOptions,
+    sample_weight: Tensor | None = None, *, chunk_elements: int | None = None,
 ) -> Tensor:
     """Return the ``(3, K)`` float64 sums for ``(M, K, *rest)`` ``preds`` and ``target`` of a validated batch.
 

@@ -129,7 +129,7 @@ def linear_cross_entropy(
     Returns
     -------
     Tensor
-        A float64 scalar, or shape ``(V,)`` for ``average="none"``.
+        The float64 loss: the mean over tokens, or one value per class for ``average="none"``.
 
     Raises
     ------

@@ -179,7 +179,8 @@ def sequence_sums_from_logits(
     shift : bool, default=True
         Causal language modelling: position ``t`` predicts ``labels[:, t + 1]``.
     validate_args : bool, default=True
-        Passed to :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+        Passed to :func:`~xent_metrics.functional.multiclass_cross_entropy`: with ``True`` the values
+        are checked (a host read).
 
     Shape
     -----
