@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 LOCK = requirements/dev.lock.txt
 TORCH_INSTALL = pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install demo test lint bench lock test-newest
+.PHONY: install demo test lint bench bench-gpu lock test-newest
 
 install:
 	$(PYTHON) -m $(TORCH_INSTALL)
@@ -33,6 +33,11 @@ lint:
 
 bench:
 	$(PYTHON) benchmarks/run.py --quick
+
+# On a machine with one NVIDIA GPU: the correctness pass against float64 on the device (and 2 gloo ranks
+# syncing CUDA tensors), then every case with --quick; see benchmarks/README.md ("GPU").
+bench-gpu:
+	$(PYTHON) benchmarks/run.py --device cuda --quick
 
 # pip-compile runs in its own venv (.ci/lock-venv: pip-tools 7.7 needs pip >= 26.2, the test environment keeps its
 # pip). pip and setuptools (pip-tools' defaults), torch (installed first, above) and this project stay out of the

@@ -26,7 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per implementation (default 7)")
     parser.add_argument("--only", nargs="*", default=None, help=f"case names to run, e.g. ce_65536x1000 {report.DIST}")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the cases run (default cpu)")
-    parser.add_argument("--threads", default="1,2", help="torch thread counts, one child process each (default 1,2)")
+    parser.add_argument(
+        "--threads", default=None, help="torch thread counts, one child process each (default 1,2; cuda: 1)"
+    )
+    parser.add_argument(
+        "--check-only", action="store_true", help="only the correctness pass against float64 (on --device)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the per-implementation memory children")
     parser.add_argument("--long-run", action="store_true", help="issue 12: many small updates of every Metric class")
     parser.add_argument("--updates", type=int, default=10**6, help="updates per class for --long-run (default 10**6)")
@@ -137,9 +142,18 @@ def main(argv: list[str] | None = None) -> None:
         _long_run(args, started)
         return
     _check_device(args.device)
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = [int(t) for t in (args.threads or ("1" if args.device == "cuda" else "1,2")).split(",")]
     results: dict[str, Any] = {"machine": _machine(args.device, args.quick), "threads": [str(t) for t in threads]}
     results["cases"], results["verdicts"] = {}, []
+    if args.device != "cpu" or args.check_only:
+        from benchmarks import device_check
+
+        _log(started, f"correctness on {args.device} against float64 (and 2 gloo ranks) ...")
+        results["correctness"] = device_check.run_checks(args.device)
+        print(device_check.table(results["correctness"], args.device) + "\n", flush=True)
+        failed = [r["check"] for r in results["correctness"] if not r["ok"]]
+        if args.check_only or failed:
+            raise SystemExit(f"correctness failed on {args.device}: {failed}" if failed else 0)
     for case in all_cases(args.quick):
         if (args.only and case.name not in args.only) or (case.cpu_only and args.device != "cpu"):
             continue

@@ -76,3 +76,27 @@ def test_the_long_run_measures_every_exported_metric_class() -> None:
     from benchmarks.longrun import class_names
 
     assert sorted(class_names()) == sorted(xent_metrics.metrics.__all__)
+
+
+def test_the_device_correctness_pass_runs_on_the_cpu_and_holds() -> None:
+    """``--check-only`` is the command a GPU runs first; on the CPU every check (and the 2-rank sync) holds."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--check-only", "--device", "cpu"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "correctness on" not in line]
+    assert len(rows) == 8 and all(line.rstrip().endswith("| yes |") for line in rows), run.stdout
+
+
+def test_a_failed_check_is_reported_with_its_error() -> None:
+    from benchmarks import device_check
+
+    rows = [{"check": "a wrong value", "max_rel_err": 0.5, "limit": 1e-6, "ok": False}]
+    assert "| a wrong value | 5.0e-01 | 1e-06 | NO |" in device_check.table(rows, "cuda")
