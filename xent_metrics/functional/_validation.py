@@ -216,9 +216,9 @@ def check_class_weight(name: str, weight: object, size: int, preds: Tensor, meta
     return weight
 
 
-def check_scalar_weight(name: str, weight: object, preds: Tensor) -> Tensor:
+def check_scalar_weight(name: str, weight: object, preds: Tensor, meta_ok: bool = False) -> Tensor:
     """Check a one-element weight tensor (the binary task's ``pos_weight``) against a batch; return it as ``(1,)``."""
-    weight = check_tensor(name, weight)
+    weight = check_tensor(name, weight, meta_ok)
     if weight.numel() != 1:
         raise ValueError(f"`{name}` for the binary task must be a scalar, got shape {tuple(weight.shape)}.")
     check_device(name, weight, preds)
@@ -240,7 +240,10 @@ def check_binary_batch(task: Any, preds: object, target: object, sample_weight: 
     shapes = [target.shape[:1], target.shape] if target.ndim else [target.shape]
     weight = check_sample_weight(sample_weight, shapes, preds, not task.validate_args)
     pos = task.pos_weight  # a number was checked with the options
-    pos = check_scalar_weight("pos_weight", pos, preds) if pos is not None and not is_number(pos) else None
+    if pos is not None and not is_number(pos):
+        pos = check_scalar_weight("pos_weight", pos, preds, not task.validate_args)
+    else:
+        pos = None
     if task.validate_args:
         _value_checks.check_label_values(
             preds, target, task.input_format, task.ignore_index, ("sample_weight", weight), ("pos_weight", pos)
@@ -363,14 +366,15 @@ def check_head_batch(
     for name, value in (("sample_weight", sample_weight), ("weight", task.weight)):
         if isinstance(value, Tensor):
             check_device(name, value, hidden, "hidden")
-    sample = check_sample_weight(sample_weight, [hidden.shape[:-1], hidden.shape[:1]], hidden, not validate_args)
+    given = check_sample_weight(sample_weight, [hidden.shape[:-1], hidden.shape[:1]], hidden, not validate_args)
+    sample = given
     if sample is not None and sample.shape != target.shape:  # per sequence of a (B, L, d) batch
         sample = sample.reshape(-1, *[1] * (target.ndim - 1)).expand(target.shape)
     classes = check_class_weight("weight", task.weight, weight.shape[0], hidden, not validate_args)
-    if validate_args:
+    if validate_args:  # the weights' values as given (per sequence: one value each)
         tensors = (("hidden", hidden), ("linear_weight", weight), ("linear_bias", bias))
         _value_checks.check_head_values(
-            tensors, target, weight.shape[0], ignore_index, ("sample_weight", sample), ("weight", classes)
+            tensors, target, weight.shape[0], ignore_index, ("sample_weight", given), ("weight", classes)
         )
     return HeadBatch(hidden, weight, target.reshape(-1), bias, None if sample is None else sample.reshape(-1))
 

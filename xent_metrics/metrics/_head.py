@@ -34,16 +34,13 @@ class HeadSumsMetric(SumsMetric):
         *,
         linear_weight: Tensor | None = None,
         linear_bias: Tensor | None = None,
-        **extra: Any,
     ) -> None:
         """Add a batch; with ``linear_weight``, ``preds`` is the hidden states ``(N, d)`` / ``(B, L, d)`` of a head.
 
-        ``extra``: a subclass's own ``update`` keywords, read by :meth:`_with_extra_rows`. A batch
-        that is refused changes nothing.
+        A batch that is refused changes nothing.
         """
         task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
-        sums = task.sums(batch, per_class=self._per_class)
-        self.sums.add_(self._with_extra_rows(sums, target, **extra) if extra else sums)
+        self.sums.add_(task.sums(batch, per_class=self._per_class))
 
     def _batch_sums(
         self,

@@ -292,14 +292,13 @@ class Perplexity(HeadSumsMetric):
         linear_weight: Tensor | None = None,
         linear_bias: Tensor | None = None,
         num_bytes: int | Tensor | None = None,
-        **extra: Any,
     ) -> None:
         """Add a batch (see the class's Notes); ``num_bytes``: its byte count, an int or one per sequence ``(B,)``.
 
-        A batch that is refused changes nothing (an unknown keyword in ``extra`` is refused too).
+        A batch that is refused changes nothing.
         """
-        head = {"linear_weight": linear_weight, "linear_bias": linear_bias}
-        super().update(preds, target, sample_weight, num_bytes=num_bytes, **head, **extra)
+        task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
+        self.sums.add_(self._with_extra_rows(task.sums(batch, per_class=False), target, num_bytes=num_bytes))
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, 1)`` sums, and its byte count (``num_bytes``) as a fourth row if bytes come per update."""
