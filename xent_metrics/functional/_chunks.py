@@ -61,6 +61,11 @@ ROW_CHECK_ELEMENTS = 1 << 20
 #: elements takes the per-step path: its temporaries stay within the block's memory bound.
 SMALL_FRACTION = 4
 
+#: Test hook: ``True`` sends CPU tensors down the path of other devices (no host reads, float64 for every value,
+#: the device block sizes), so that a machine without a GPU tests that path. Tests set it with
+#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does.
+DEVICE_PATH_ON_CPU = False
+
 #: The code objects of the functions declared with :func:`cpu_read`.
 CPU_READS: set[CodeType] = set()
 
@@ -78,11 +83,16 @@ def cpu_read(fn: _Fn) -> _Fn:
     return fn
 
 
+def on_cpu(device: torch.device) -> bool:
+    """Whether kernels on ``device`` take the CPU path (with host reads): the CPU unless :data:`DEVICE_PATH_ON_CPU`."""
+    return device.type == "cpu" and not DEVICE_PATH_ON_CPU
+
+
 def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
     """The block size in elements: ``chunk_elements`` when given, else the device's default."""
     if chunk_elements is not None:
         return chunk_elements
-    return CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+    return CHUNK_ELEMENTS if on_cpu(device) else DEVICE_CHUNK_ELEMENTS
 
 
 def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
@@ -124,7 +134,7 @@ def kernel_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     the multiclass kernel, elements of the binary one). Elsewhere, where that read would be a host sync
     and a data-dependent shape, float64 for every value: a fixed number of ops, exact at any margin.
     """
-    return compute_dtype(dtype) if device.type == "cpu" else torch.float64
+    return compute_dtype(dtype) if on_cpu(device) else torch.float64
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
@@ -280,12 +290,12 @@ def head_plan(
     number of launches does not grow with the tokens. ``plain`` and ``work`` as in :func:`softmax_plan`.
     """
     classes, dtype, device = linear_weight.shape[0], compute_dtype(hidden.dtype), hidden.device
-    if device.type == "cpu" or block_size is not None:
+    if on_cpu(device) or block_size is not None:
         step = min(count, head_block_rows(classes, dtype.itemsize, block_size))
     else:
         step = min(count, max(1, default_chunk(device, None) // classes))
     grad = needs_grad(hidden, linear_weight, linear_bias)
-    inner = default_chunk(device, HEAD_KERNEL_ELEMENTS if device.type == "cpu" else None)
+    inner = default_chunk(device, HEAD_KERNEL_ELEMENTS if on_cpu(device) else None)
     blocks = tuple(
         (slice(start, min(start + step, count)), tuple(row_slices(min(step, count - start), classes, inner)))
         for start in range(0, count, step)

@@ -119,7 +119,7 @@ def linear_sums(
     ``per_class=False`` returns their ``(3, 1)`` totals.
     """
     classes, device = linear_weight.shape[0], hidden.device
-    compact = device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
+    compact = _chunks.on_cpu(device) or options.validate_args  # finding the kept rows reads the host
     kept = _kept_rows(target, options.ignore_index, compact)
     count = target.shape[0] if kept is None else kept.shape[0]
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=device)
@@ -127,7 +127,7 @@ def linear_sums(
         ignore = None if kept is not None or compact else options.ignore_index  # else the kernel masks them
         block_options = _BlockOptions(options.weight, ignore, options.label_smoothing)
         plain = sample_weight is None and options.weight is None and ignore is None and not options.label_smoothing
-        work = device.type == "cpu" or bool(options.label_smoothing)  # the exp terms; the smoothing term
+        work = _chunks.on_cpu(device) or bool(options.label_smoothing)  # the exp terms; the smoothing term
         plan = _chunks.head_plan(hidden, linear_weight, linear_bias, count, block_size, plain=plain, work=work)
         if plan.grad:  # autograd keeps every block's logits (more than the head): one widening, shared by the blocks
             linear_weight = linear_weight.to(plan.dtype)

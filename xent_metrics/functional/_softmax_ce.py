@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, position_weight
+from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, on_cpu, position_weight
 from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
 
@@ -202,7 +202,7 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
 
     ``bincount``'s output shape depends on the values: off the CPU it reads the maximum back to the host.
     """
-    if t.device.type == "cpu":
+    if on_cpu(t.device):
         return torch.bincount(t, minlength=classes)
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
@@ -220,7 +220,7 @@ def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: boo
         count = torch.full((), t.shape[0], dtype=torch.float64, device=t.device)
         return torch.stack([nll.sum(), count, count])[:, None]
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if grad or t.device.type != "cpu":
+    if grad or not on_cpu(t.device):
         loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
@@ -251,7 +251,7 @@ def _plan(
         gather=fmt != "logits" and not smoothing,
         fused=kernel is not None,
         plain=_unit(options, sample_weight) and _per_step(preds, soft, options),
-        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and preds.device.type == "cpu"),
+        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and on_cpu(preds.device)),
     )
     return plan, kernel
 
