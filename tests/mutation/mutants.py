@@ -334,7 +334,7 @@ def install(mutant: Mutant) -> int:
     tree = mutated_tree(mutant)
     if mutant.scope.endswith("="):
         return _install_constant(module, mutant, tree)
-    new_codes = {(c.co_qualname, c.co_firstlineno): c for c in _codes(compile(tree, path, "exec"))}
+    new_codes = {(c.co_qualname, c.co_firstlineno): c for c in _codes(compile(tree, path, "exec", dont_inherit=True))}
     changed = 0
     for fn in _functions(vars(module), mutant.module, set()):
         new = new_codes.get((fn.__code__.co_qualname, fn.__code__.co_firstlineno))

@@ -29,6 +29,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -98,8 +99,10 @@ def sample(found: list[mutants.Mutant], count: int, seed: int) -> list[mutants.M
     return sorted(random.Random(seed).sample(found, count), key=lambda m: m.index)
 
 
-def run_module(module: str, args: list[str], limit: int, seconds: float, only: set[str] | None) -> list[dict]:
-    """Run a module's sample against its subset within about ``seconds``; one record per mutant."""
+def run_module(
+    module: str, args: list[str], limit: int, seconds: float, only: set[str] | None, save: Callable[[list[dict]], None]
+) -> list[dict]:
+    """Run a module's sample against its subset within about ``seconds``; one record per mutant (``save``: each)."""
     warm_up(args)
     outcome, baseline = run_in_child(args, None, 600)
     if outcome != "survived":
@@ -117,6 +120,7 @@ def run_module(module: str, args: list[str], limit: int, seconds: float, only: s
             break
         outcome, took = run_in_child(args, mutant, max(20.0, 4 * baseline))
         records.append({**mutant.__dict__, "key": mutant.key, "outcome": outcome, "seconds": round(took, 2)})
+        save(records)
         if outcome in ("survived", "timeout", "error"):
             print(f"  {outcome}: {mutant.key} (line {mutant.line})", flush=True)
     return records
@@ -156,16 +160,19 @@ def main() -> None:
             previous = json.loads(options.retest.read_text())["mutants"]
             only = {r["key"] for r in previous if r["outcome"] in ("survived", "timeout")}
         total_weight = sum(subsets.weight(module) for module in chosen)
-        records = []
+        old = json.loads(options.results.read_text())["mutants"] if options.results.exists() else []
+        kept = []
+        if options.retest is not None:  # the earlier run's kills still stand: the tests only grew
+            kept = [r for r in json.loads(options.retest.read_text())["mutants"] if r["key"] not in only]
+        done: list[dict] = []
+
+        def save(module_records: list[dict]) -> None:
+            merged = _merge(old, kept + done + module_records)
+            options.results.write_text(json.dumps({"seed": SEED, "mutants": merged}, indent=1) + "\n")
+
         for module, args in chosen.items():
             seconds = options.budget * 60 * subsets.weight(module) / total_weight
-            records += run_module(module, args, options.max_mutants, seconds, only)
-        previous_records = []
-        if options.retest is not None:  # the earlier run's kills still stand: the tests only grew
-            previous_records = [r for r in json.loads(options.retest.read_text())["mutants"] if r["key"] not in only]
-        merged = _merge(json.loads(options.results.read_text())["mutants"] if options.results.exists() else [],
-                        previous_records + records)
-        options.results.write_text(json.dumps({"seed": SEED, "mutants": merged}, indent=1) + "\n")
+            done += run_module(module, args, options.max_mutants, seconds, only, save)
     before = HERE / "results-before.json"
     report.write(json.loads(options.results.read_text()), HERE / "RESULTS.md",
                  json.loads(before.read_text()) if before.exists() else None)
