@@ -16,6 +16,7 @@ _SLOW = "not language_model_shape and not half_hidden and not fresh_process and 
 KERNEL_TESTS = [
     "tests/oracle",
     "tests/functional/test_far_rows.py",
+    "tests/functional/test_float64_sums.py",
     "tests/functional/test_device_path.py",
     "tests/functional/test_functional_reference.py",
     "tests/functional/test_trust_regressions.py",
