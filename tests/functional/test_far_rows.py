@@ -113,3 +113,16 @@ def test_binary_far_elements_with_soft_targets_and_weights() -> None:
         loss = [y * _mp_binary(v, 1, "logits") + (1 - y) * _mp_binary(v, 0, "logits") for y in (0.75, 0.25)]
         expected.append((0.3 * loss[0] + 1.7 * loss[1]) / 2.0)
     _assert_relative(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_soft_targets_on_confident_rows_keep_their_relative_digits(dtype: torch.dtype) -> None:
+    """Soft targets whose mass sits on each row's argmax class, 35 to 600 nats ahead: losses of 1e-15 and below."""
+    rows = [([35.0, 0.0, -2.0, 1.5], 0), ([-1.0, 3.0, 41.5, 2.0], 2), ([0.5, 600.0, 0.0, -0.25], 1)]
+    preds = torch.tensor([r for r, _ in rows], dtype=dtype)
+    mass = torch.tensor([[1.0 if j == c else 0.0 for j in range(4)] for _, c in rows], dtype=dtype)
+    got = multiclass_cross_entropy(preds, mass, average=None)  # each class: one row's loss
+    expected = [0.0] * 4
+    for row, target in rows:
+        expected[target] = _mp_nll([float(v) for v in torch.tensor(row, dtype=dtype).tolist()], target)
+    _assert_relative(got[[0, 1, 2]], [expected[0], expected[1], expected[2]])

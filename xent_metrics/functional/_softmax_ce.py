@@ -173,7 +173,8 @@ def log_softmax64(z: Tensor) -> Tensor:
     z = z.double()
     top, arg = z.max(1, keepdim=True)
     shifted = z - top
-    rest = shifted.exp().scatter_(1, arg, 0).sum(1, keepdim=True)
+    exps = shifted.exp()  # under autograd its backward needs it: the argmax term is dropped out of place then
+    rest = (exps.scatter(1, arg, 0) if exps.requires_grad else exps.scatter_(1, arg, 0)).sum(1, keepdim=True)
     return shifted - rest.log1p()
 
 
