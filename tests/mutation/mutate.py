@@ -109,12 +109,17 @@ def run_module(
         print(f"{module}: the unmutated subset does not pass ({outcome}); skipped", flush=True)
         return []
     found = mutants.mutants_of(module)
-    if only is not None:
+    records: list[dict] = []
+    if only is not None:  # a retest: the earlier survivors of this module whose code is gone are recorded as such
+        short = module.rsplit(".", 1)[-1] + ":"
+        present = {m.key for m in found}
+        records = [{"module": module, "key": k, "line": 0, "outcome": "gone"} for k in sorted(only - present)
+                   if k.startswith(short)]
         found = [m for m in found if m.key in only]
     count = min(limit, max(1, int(seconds / (baseline * 0.6 + 0.3))))  # most mutants die early
     chosen = sample(found, count, SEED)
     print(f"{module}: {len(found)} mutants, {len(chosen)} run, subset {baseline:.1f} s", flush=True)
-    records, deadline = [], time.monotonic() + seconds * 1.5
+    deadline = time.monotonic() + seconds * 1.5
     for mutant in chosen:
         if time.monotonic() > deadline:
             break

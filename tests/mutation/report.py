@@ -37,6 +37,14 @@ def classify(records: list[dict], reasons: dict[str, str]) -> list[dict]:
     return out
 
 
+def _short(key: str) -> str:
+    """A key on one line: a negated ``if`` statement's key holds its whole block; keep the condition."""
+    lines = key.splitlines()
+    if len(lines) == 1:
+        return key
+    return f"{lines[0]} ... -> {key.split(' -> ', 1)[1].splitlines()[0]} ..."
+
+
 def rate(counts: Counter) -> float:
     """Killed (timeouts count as killed) over the non-equivalent mutants run."""
     live = counts["killed"] + counts["timeout"] + counts["survived"] + counts["error"]
@@ -45,7 +53,7 @@ def rate(counts: Counter) -> float:
 
 def _table(records: list[dict]) -> list[str]:
     per_module: dict[str, Counter] = defaultdict(Counter)
-    for record in records:
+    for record in [r for r in records if r["outcome"] != "gone"]:
         per_module[record["module"]][record["outcome"]] += 1
     lines = ["| module | run | killed | survived | timeout | equivalent | killed / non-equivalent |", "|---" * 7 + "|"]
     groups = {"kernels": Counter(), "all": Counter()}
@@ -81,13 +89,17 @@ def write(data: dict, path: Path, before: dict | None = None) -> None:
         lines += ["", "Before (the same mutants against the suite of that run):", "", *earlier]
     survivors = [r for r in records if r["outcome"] in ("survived", "error")]
     lines += ["", f"## Survivors ({len(survivors)})", ""]
-    lines += [f"- `{r['key']}` (line {r['line']})" for r in survivors] or ["None."]
+    lines += [f"- `{_short(r['key'])}` (line {r['line']})" for r in survivors] or ["None."]
     by_reason: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         if record["outcome"] == "equivalent":
             by_reason[record["reason"]].append(record)
+    gone = [r for r in records if r["outcome"] == "gone"]
+    if gone:
+        lines += ["", f"## Survivors of the earlier run whose code was rewritten since ({len(gone)}; not counted)", ""]
+        lines += [f"- `{_short(r['key'])}`" for r in gone]
     lines += ["", "## Equivalent mutants, by reason", ""]
     for reason, group in sorted(by_reason.items(), key=lambda item: -len(item[1])):
         lines.append(f"- {reason} ({len(group)}):")
-        lines += [f"  - `{r['key']}` (line {r['line']})" for r in group]
+        lines += [f"  - `{_short(r['key'])}` (line {r['line']})" for r in group]
     path.write_text("\n".join(lines) + "\n")
