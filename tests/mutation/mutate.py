@@ -136,6 +136,8 @@ def check(key: str, tests: list[str] | None) -> None:
     module = next(m for m in subsets.SUBSETS if m.rsplit(".", 1)[-1] == key.split(":", 1)[0])
     args = tests or subsets.select([module])[module]
     warm_up(args)
+    if run_in_child(args, None, 600)[0] != "survived":
+        raise SystemExit(f"the unmutated tests do not pass: {' '.join(args)}")
     mutant = next((m for m in mutants.mutants_of(module) if m.key == key), None)
     if mutant is None:
         raise SystemExit(f"no mutant {key!r} in {module}")

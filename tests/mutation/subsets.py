@@ -24,6 +24,7 @@ KERNEL_TESTS = [
     "tests/functional/test_sums_rows.py",
     "tests/functional/test_chunking.py",
     "tests/functional/test_gpu_ready.py",
+    "tests/metrics/test_perplexity_bytes.py",
     "--deselect", _FUSED,
 ]
 #: The hidden-state head's kernel: the kernels' subset and the head's own tests.
