@@ -13,17 +13,9 @@ from typing import Any
 
 import pytest
 import torch
+from helpers.cases import make
 
 import xent_metrics.functional as F
-from xent_metrics import (
-    BinaryCrossEntropy,
-    BinaryNormalizedEntropy,
-    MulticlassCrossEntropy,
-    MulticlassNormalizedEntropy,
-    MultilabelCrossEntropy,
-    MultilabelNormalizedEntropy,
-    Perplexity,
-)
 
 N, C, L = 6, 4, 3
 GEN = torch.Generator().manual_seed(11)
@@ -107,34 +99,28 @@ def test_function_raises_shape_errors_without_validation(call: Callable[[], Any]
 
 #: (metric, good batch, bad batch, match): the bad batch a shape error, the good one to fill the state first.
 METRIC_CASES = [
-    (BinaryCrossEntropy, (SCORES[:, 0], LABELS[:, 0]), (SCORES[:, 0], LABELS[:, 0], _BAD_WEIGHT), "sample_weight"),
-    (BinaryNormalizedEntropy, (SCORES[:, 0], LABELS[:, 0]), (SCORES[:, 0], LABELS[:5, 0]), "same shape"),
-    (MulticlassCrossEntropy, (SEQ_SCORES, SEQ_CLASSES), (SEQ_SCORES, SEQ_CLASSES, torch.ones(N, 2)), "sample_weight"),
-    (MulticlassNormalizedEntropy, (SCORES, CLASSES), (SCORES, CLASSES, _BAD_WEIGHT), "sample_weight"),
-    (MultilabelCrossEntropy, (SCORES, LABELS), (SCORES, LABELS, _BAD_WEIGHT), "sample_weight"),
-    (MultilabelNormalizedEntropy, (SCORES, LABELS), (SCORES, LABELS[:, :3]), "same shape"),
-    (Perplexity, (SEQ_SCORES.movedim(1, -1), SEQ_CLASSES), (SEQ_SCORES.movedim(1, -1), SEQ_CLASSES, torch.ones(N, 2)),
+    ("BinaryCrossEntropy", (SCORES[:, 0], LABELS[:, 0]), (SCORES[:, 0], LABELS[:, 0], _BAD_WEIGHT), "sample_weight"),
+    ("BinaryNormalizedEntropy", (SCORES[:, 0], LABELS[:, 0]), (SCORES[:, 0], LABELS[:5, 0]), "same shape"),
+    ("MulticlassCrossEntropy", (SEQ_SCORES, SEQ_CLASSES), (SEQ_SCORES, SEQ_CLASSES, torch.ones(N, 2)), "sample_weight"),
+    ("MulticlassNormalizedEntropy", (SCORES, CLASSES), (SCORES, CLASSES, _BAD_WEIGHT), "sample_weight"),
+    ("MultilabelCrossEntropy", (SCORES, LABELS), (SCORES, LABELS, _BAD_WEIGHT), "sample_weight"),
+    ("MultilabelNormalizedEntropy", (SCORES, LABELS), (SCORES, LABELS[:, :3]), "same shape"),
+    ("Perplexity", (SEQ_SCORES.movedim(1, -1), SEQ_CLASSES), (SEQ_SCORES.movedim(1, -1), SEQ_CLASSES, torch.ones(N, 2)),
      "sample_weight"),
 ]
 
 
-def _sizes(cls: type) -> dict[str, int]:
-    """The constructor's required size: ``num_classes`` or ``num_labels``."""
-    name = cls.__name__
-    return {"num_classes": C} if name.startswith("Multiclass") else {"num_labels": C} if "label" in name else {}
-
-
-@pytest.mark.parametrize(("cls", "good", "bad", "match"), METRIC_CASES, ids=[c[0].__name__ for c in METRIC_CASES])
+@pytest.mark.parametrize(("name", "good", "bad", "match"), METRIC_CASES, ids=[c[0] for c in METRIC_CASES])
 def test_metric_refuses_a_misshapen_batch_without_validation_and_keeps_its_state(
-    cls: type, good: tuple, bad: tuple, match: str
+    name: str, good: tuple, bad: tuple, match: str
 ) -> None:
-    metric = cls(**_sizes(cls), validate_args=False)
+    metric = make(name, C, validate_args=False)
     metric.update(*good)
     before = metric.sums.clone()
     with pytest.raises(ValueError, match=match):
         metric.update(*bad)
     assert torch.equal(metric.sums, before)
-    reference = cls(**_sizes(cls), validate_args=True)
+    reference = make(name, C, validate_args=True)
     reference.update(*good)
     torch.testing.assert_close(metric.compute(), reference.compute(), rtol=0, atol=0)
 
@@ -148,7 +134,7 @@ def test_metric_refuses_a_misshapen_batch_without_validation_and_keeps_its_state
     ids=["sample_weight", "linear_bias"],
 )
 def test_hidden_state_update_refuses_a_misshapen_batch_without_validation(kwargs: dict, match: str) -> None:
-    metric = MulticlassCrossEntropy(num_classes=C, validate_args=False)
+    metric = make("MulticlassCrossEntropy", C, validate_args=False)
     metric.update(_HIDDEN, CLASSES, linear_weight=_HEAD)
     before = metric.sums.clone()
     with pytest.raises(ValueError, match=match):
