@@ -83,9 +83,7 @@ def _nll_recorded(z: Tensor, t: Tensor) -> Tensor:
     with torch.no_grad():
         own, rest = exp_terms(z, t)
         ok = _inside(own, rest, rest.double() / own.double(), _limits(own.dtype, z.shape[1]))
-        if bool(ok.all()):
-            ok = None
-    if ok is None:
+    if _all_rows(ok):
         own, rest = exp_terms(z, t)
         return nll_from_terms(z, t, own, rest)
     good, bad = _rows_outside(~ok), _rows_outside(ok)
@@ -137,6 +135,12 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
         return torch.where(ok, nll, nll_shifted64(z, t))
     bad = _rows_outside(ok)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))
+
+
+@cpu_read
+def _all_rows(ok: Tensor) -> bool:
+    """Whether every row is ``ok`` (a CPU read)."""
+    return bool(ok.all())
 
 
 @cpu_read
