@@ -74,7 +74,8 @@ _F, _M, _S = "xent_metrics.functional.", "xent_metrics.metrics.", "xent_metrics.
 #: Module -> the pytest arguments of its subset. ``_fused`` (compiled by ``torch.compile``: minutes per mutant)
 #: and the plotting module are not mutated.
 SUBSETS: dict[str, list[str]] = {
-    **{_F + name: KERNEL_TESTS for name in ("_nll", "_bce", "_softmax_ce", "_sums", "_chunks")},
+    **{_F + name: KERNEL_TESTS for name in ("_nll", "_bce", "_softmax_ce", "_chunks")},
+    _F + "_sums": [*KERNEL_TESTS, "tests/scoring/test_scoring_d2.py", "tests/scoring/test_scoring_loss.py"],
     **{_F + name: HEAD_TESTS for name in ("_head_ce", "linear")},
     **{_F + name: VALIDATION_TESTS + KERNEL_TESTS[:2] for name in ("_validation", "_value_checks")},
     **{_F + name: KERNEL_TESTS + VALIDATION_TESTS[:3] for name in ("binary", "multiclass", "multilabel", "dispatch")},
