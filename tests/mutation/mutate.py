@@ -166,6 +166,7 @@ def main() -> None:
         if options.retest is not None:
             previous = json.loads(options.retest.read_text())["mutants"]
             only = {r["key"] for r in previous if r["outcome"] in ("survived", "timeout")}
+            only -= set(report.equivalent_reasons())  # judged equivalent: no test can kill them
         total_weight = sum(subsets.weight(module) for module in chosen)
         old = json.loads(options.results.read_text())["mutants"] if options.results.exists() else []
         kept = []
