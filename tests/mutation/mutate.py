@@ -23,6 +23,7 @@ killed mutant short; a survivor costs the whole subset).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -92,6 +93,13 @@ def warm_up(args: list[str]) -> None:
         os.dup2(saved[1], 2)
 
 
+@functools.cache
+def _baseline(args: tuple[str, ...]) -> tuple[str, float]:
+    """Import a subset's modules here, then run it unmutated once (modules that share a subset share this)."""
+    warm_up(list(args))
+    return run_in_child(list(args), None, 600)
+
+
 def sample(found: list[mutants.Mutant], count: int, seed: int) -> list[mutants.Mutant]:
     """A seeded sample of ``count`` mutants, in source order (all when ``count`` covers them)."""
     if count >= len(found):
@@ -103,8 +111,7 @@ def run_module(
     module: str, args: list[str], limit: int, seconds: float, only: set[str] | None, save: Callable[[list[dict]], None]
 ) -> list[dict]:
     """Run a module's sample against its subset within about ``seconds``; one record per mutant (``save``: each)."""
-    warm_up(args)
-    outcome, baseline = run_in_child(args, None, 600)
+    outcome, baseline = _baseline(tuple(args))
     if outcome != "survived":
         print(f"{module}: the unmutated subset does not pass ({outcome}); skipped", flush=True)
         return []
