@@ -100,5 +100,7 @@ def _existing(args: list[str]) -> list[str]:
 
 def select(names: list[str] | None) -> dict[str, list[str]]:
     """The modules whose name ends with one of ``names`` (all when ``None`` or empty), with their subsets."""
-    chosen = {m: args for m, args in SUBSETS.items() if not names or any(m.endswith("." + n) or m == n for n in names)}
-    return {m: _existing(args) for m, args in chosen.items()}
+    if not names:
+        return {m: _existing(args) for m, args in SUBSETS.items()}
+    chosen = [m for n in names for m in SUBSETS if m.endswith("." + n) or m == n]  # in the order of ``names``
+    return {m: _existing(SUBSETS[m]) for m in dict.fromkeys(chosen)}
