@@ -86,7 +86,13 @@ def write(data: dict, path: Path, before: dict | None = None) -> None:
     ]
     if before is not None:
         earlier = _table(classify(before["mutants"], reasons))
-        lines += ["", "Before (the same mutants against the suite of that run):", "", *earlier]
+        lines += [
+            "",
+            "Before (`results-before.json`: the same sample against the suite and subsets before the tests of",
+            "issue 25; the run above retested only its survivors, since the tests only grew):",
+            "",
+            *earlier,
+        ]
     survivors = [r for r in records if r["outcome"] in ("survived", "error")]
     lines += ["", f"## Survivors ({len(survivors)})", ""]
     lines += [f"- `{_short(r['key'])}` (line {r['line']})" for r in survivors] or ["None."]
