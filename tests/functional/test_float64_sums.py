@@ -13,7 +13,7 @@ import math
 import torch
 
 from xent_metrics import MultilabelNormalizedEntropy
-from xent_metrics.functional import multilabel_normalized_entropy
+from xent_metrics.functional import binary_cross_entropy, multilabel_normalized_entropy
 
 ROWS, LABELS = 40000, 3  # more than one block of the binary kernel (2**18 elements)
 
@@ -47,3 +47,13 @@ def test_soft_float32_targets_are_summed_in_float64_whatever_the_split() -> None
     for rows in (slice(0, 123), slice(123, 30001), slice(30001, ROWS)):
         metric.update(preds[rows], y[rows])
     torch.testing.assert_close(metric.compute(), whole, rtol=1e-13, atol=0)  # float64 association only
+
+
+def test_a_float_pos_weight_beyond_float32_is_checked_and_used_in_float64() -> None:
+    """``pos_weight=1e39`` is finite (float64), so accepted; rounded to float32 first it would read as ``inf``."""
+    preds, target = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([1, 0, 1])
+    got = binary_cross_entropy(preds, target, pos_weight=1e39)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        preds.double(), target.double(), pos_weight=torch.tensor(1e39, dtype=torch.float64)
+    )
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)

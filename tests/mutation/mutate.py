@@ -164,6 +164,11 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", help="with --check: these pytest arguments instead of its subset")
     options = parser.parse_args()
     os.chdir(ROOT)
+    import torch
+
+    # One intra-op thread here and in every child: an OpenMP pool that ran before a fork deadlocks the child
+    # (GNU libgomp), and the machine is shared.
+    torch.set_num_threads(1)
     if options.check:
         check(options.check, options.tests)
         return
