@@ -67,7 +67,8 @@ def test_uneven_grids_match_float64_torch(
     hidden, head, head_bias, target, sample = _batch(43, dtype, seed=1)
     class_weight = torch.linspace(0.3, 2.1, V, dtype=torch.float64) if weighted else None
     for average in ("micro", "none"):
-        expected = _reference(hidden, head, head_bias if bias else None, target, sample, class_weight, smoothing, average)
+        given_bias = head_bias if bias else None
+        expected = _reference(hidden, head, given_bias, target, sample, class_weight, smoothing, average)
         for block in (5, 16, 43):
             got = linear_cross_entropy(
                 hidden, head, target, linear_bias=head_bias if bias else None, weight=class_weight,
@@ -79,7 +80,10 @@ def test_uneven_grids_match_float64_torch(
 @pytest.mark.usefixtures("uneven_vocabulary")
 def test_a_fixed_plan_gives_the_same_bits_and_another_plan_only_rounding() -> None:
     hidden, head, bias, target, _ = _batch(97, torch.float32, seed=2)
-    call = lambda block: linear_cross_entropy(hidden, head, target, linear_bias=bias, ignore_index=-100, block_size=block)  # noqa: E731
+
+    def call(block: int) -> torch.Tensor:
+        return linear_cross_entropy(hidden, head, target, linear_bias=bias, ignore_index=-100, block_size=block)
+
     assert torch.equal(call(7), call(7))
     torch.testing.assert_close(call(7), call(97), rtol=1e-6, atol=0.0)
 
@@ -143,8 +147,10 @@ READS = {"_local_scalar_dense", "nonzero", "item", "masked_select", "unique", "_
 def _meta_counts(tokens: int, vocab: int, dim: int, block: int, **options: object) -> tuple[int, int]:
     """Ops of the kernel step (``HeadTask.sums``) and of the whole function on a meta batch."""
     meta = {"device": "meta"}
-    hidden, head, target = torch.empty(tokens, dim, **meta), torch.empty(vocab, dim, **meta), torch.empty(
-        tokens, dtype=torch.long, **meta
+    hidden, head, target = (
+        torch.empty(tokens, dim, **meta),
+        torch.empty(vocab, dim, **meta),
+        torch.empty(tokens, dtype=torch.long, **meta),
     )
     bias = torch.empty(vocab, **meta) if options.pop("bias", False) else None
     task = HeadTask(ignore_index=-100, validate_args=False, block_size=block, **options)  # type: ignore[arg-type]
@@ -168,8 +174,8 @@ def test_ops_on_meta_depend_only_on_the_block_grid(monkeypatch: pytest.MonkeyPat
     shapes and the value from sums). The same grid over other sizes dispatches the same ops.
     """
     grids = {}
-    for tokens, vocab, block, rows in [(1024, 32000, 256, 8000), (1000, 5000, 300, 1200), (1024, 32000, 1024, 32000),
-                                       (700, 4000, 700, 1000), (1000, 5000, 1000, 5000), (600, 3000, 200, 3000)]:  # fmt: skip
+    cases = [(1024, 32000, 256, 8000), (1000, 5000, 300, 1200), (1024, 32000, 1024, 32000), (700, 4000, 700, 1000)]
+    for tokens, vocab, block, rows in [*cases, (1000, 5000, 1000, 5000), (600, 3000, 200, 3000)]:
         monkeypatch.setattr(_chunks, "HEAD_DEVICE_VOCAB_ROWS", rows)
         pairs = math.ceil(tokens / block) * math.ceil(vocab / rows)
         kernel, whole = _meta_counts(tokens, vocab, 64, block, bias=bias)

@@ -133,12 +133,13 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    """8 MiB of logits on the CPU: 512 float32 tokens (256 float64) by 4096 vocabulary rows; whole rows under autograd."""
+    """8 MiB of logits on the CPU: 512 float32 tokens (256 float64) by 4096 vocabulary rows; whole rows for autograd."""
     cpu, meta = torch.device("cpu"), torch.device("meta")
     assert _chunks.head_block_cols(32000, cpu) == 4096 and _chunks.head_block_cols(37, cpu) == 37
     assert _chunks.head_block_rows(4096, 4) == 512 and _chunks.head_block_rows(4096, 8) == 256
     assert _chunks.head_block_rows(4096, 4) * 4096 * 4 == _chunks.HEAD_BLOCK_BYTES == 8 << 20
-    assert _chunks.head_block_rows(37, 4) == (8 << 20) // (37 * 4) and _chunks.head_block_rows(4096, 4, block_size=8) == 8
+    assert _chunks.head_block_rows(37, 4) == (8 << 20) // (37 * 4)
+    assert _chunks.head_block_rows(4096, 4, block_size=8) == 8
     assert _chunks.head_block_cols(128256, meta) == 32768 and _chunks.head_block_rows(32768, 4, None, meta) == 4096
     assert _chunks.head_block_cols(128256, cpu, grad=True) == 128256
 

@@ -271,7 +271,9 @@ def head_block_cols(classes: int, device: torch.device, grad: bool = False) -> i
     return min(classes, HEAD_VOCAB_ROWS if device.type == "cpu" else HEAD_DEVICE_VOCAB_ROWS)
 
 
-def head_block_rows(width: int, itemsize: int, block_size: int | None = None, device: torch.device | None = None) -> int:
+def head_block_rows(
+    width: int, itemsize: int, block_size: int | None = None, device: torch.device | None = None
+) -> int:
     """Tokens per block of ``width`` vocabulary rows: ``block_size`` when given, else the device's budget.
 
     :data:`HEAD_BLOCK_BYTES` of logits on the CPU (512 tokens of 4096 float32 columns),

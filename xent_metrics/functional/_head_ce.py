@@ -176,7 +176,7 @@ def _exp_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPl
 
 
 def _wide_nll(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
-    """Float64 ``-log p_t`` per token in the float64 form (module docstring), and ``z_t``: a fixed number of ops a block.
+    """Float64 ``-log p_t`` per token in the float64 form (module docstring), and ``z_t``: fixed ops per block.
 
     Off the CPU the ops are: per call about 20, per token block 3, per vocabulary block 4, per pair 6 (8 for
     a ragged one: the buffers' leading blocks; half-precision rows one more).
@@ -226,9 +226,10 @@ def _token_losses(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: He
     own = true.exp()
     loss, true = (rest / own).log1p_(), true.double()
     bad = _rows_out_of_range(own, rest, weight.shape[0])
-    for block in () if bad is None else plan.tokens(bad.shape[0]):  # the float64 form, for those tokens alone
-        subset = tokens.subset(bad[block])
-        loss[bad[block]], true[bad[block]] = _wide_nll(subset, weight, bias, plan)
+    if bad is not None:  # the float64 form, for those tokens alone
+        for block in plan.tokens(bad.shape[0]):
+            index = bad[block]
+            loss[index], true[index] = _wide_nll(tokens.subset(index), weight, bias, plan)
     return loss, true
 
 
