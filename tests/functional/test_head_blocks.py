@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from test_gpu_ready import _OpCounter
 
 from xent_metrics.functional import _chunks, _head_ce, linear_cross_entropy
 from xent_metrics.functional.linear import HeadTask
@@ -129,21 +129,6 @@ def test_the_float64_form_of_other_devices_is_exact_on_cpu_tensors() -> None:
     assert torch.equal(true, exact_logits.gather(1, target[:, None]).squeeze(1))
 
 
-class _OpCounter(TorchDispatchMode):
-    """Count aten ops (a read of a meta tensor's value raises)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
-READS = {"_local_scalar_dense", "nonzero", "item", "masked_select", "unique", "_unique2", "bincount"}
-
-
 def _meta_counts(tokens: int, vocab: int, dim: int, block: int, **options: object) -> tuple[int, int]:
     """Ops of the kernel step (``HeadTask.sums``) and of the whole function on a meta batch."""
     meta = {"device": "meta"}
@@ -162,7 +147,7 @@ def _meta_counts(tokens: int, vocab: int, dim: int, block: int, **options: objec
             hidden, head, target, linear_bias=bias, ignore_index=-100, validate_args=False, block_size=block,
             **options,  # type: ignore[arg-type]
         )  # fmt: skip
-    assert not (set(kernel.ops) | set(whole.ops)) & READS, whole.ops
+    assert not (set(kernel.ops) | set(whole.ops)) & _OpCounter.READS, whole.ops
     return len(kernel.ops), len(whole.ops)
 
 
