@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from torch import Tensor
@@ -11,6 +12,7 @@ from xent_metrics.functional import _validation
 from xent_metrics.functional.binary import BinaryTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._error_bars import NE_LIMITATION
 from xent_metrics.metrics._options import OptionAttribute
 
 
@@ -18,6 +20,7 @@ class _BinaryMetric(SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    _error_reference = math.log(2)
     _task_name = "binary"
     task: BinaryTask
     input_format: OptionAttribute[str] = OptionAttribute()
@@ -165,6 +168,8 @@ class BinaryNormalizedEntropy(_BinaryMetric):
     >>> metric.compute()
     tensor(1.0000, dtype=torch.float64)
     """
+
+    _no_interval = NE_LIMITATION
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         return self.task.normalized_entropy(sums)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from torch import Tensor
 
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics import _state
+from xent_metrics.metrics._error_bars import NE_LIMITATION
 from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
 
@@ -52,6 +54,7 @@ class _MulticlassMetric(HeadSumsMetric):
         weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
         self.task = dataclasses.replace(task, weight=weight)
         self._per_class = self._needs_class_sums or self.task.average != "micro"  # else a (3, 1) state of totals
+        self._error_reference = math.log(num_classes)
         self._add_sums_state(num_classes if self._per_class else 1, dtype, per_class=num_classes)
 
 
@@ -198,6 +201,8 @@ class MulticlassNormalizedEntropy(_MulticlassMetric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
+
+    _no_interval = NE_LIMITATION
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         return self.task.normalized_entropy(sums)

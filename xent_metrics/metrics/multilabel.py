@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from torch import Tensor
@@ -11,6 +12,7 @@ from xent_metrics.functional import _validation
 from xent_metrics.functional.multilabel import MultilabelTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._error_bars import NE_LIMITATION
 from xent_metrics.metrics._options import OptionAttribute
 
 
@@ -18,6 +20,7 @@ class _MultilabelMetric(SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    _error_reference = math.log(2)
     _task_name = "multilabel"
     task: MultilabelTask
     num_labels: OptionAttribute[int] = OptionAttribute()
@@ -178,6 +181,8 @@ class MultilabelNormalizedEntropy(_MultilabelMetric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
+
+    _no_interval = NE_LIMITATION
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         return self.task.normalized_entropy(sums)

@@ -1,0 +1,144 @@
+"""``error_bars=True``: the clustered standard error of a metric, from error-bar rows kept below its sums.
+
+With ``error_bars=True`` a metric's ``sums`` state grows by
+:data:`~xent_metrics.functional._error_bars.ERROR_ROWS` rows (the clusters and their shifted second
+moments, :mod:`xent_metrics.functional._error_bars`), so the state is still one tensor summed by one
+``all_reduce``, merged, saved and loaded through its layout (which names the error bars: a state
+without the rows loads only into ``error_bars=False``). The default ``error_bars=False`` leaves the
+state, the update and its cost exactly as they were: the error-bar update is bound in place of
+``update`` at construction only when asked for.
+
+An update with error bars splits the checked batch into its clusters (one per row, index 0 of the
+batch: a sample, or a sequence of a ``(B, L, ...)`` batch; or the rows of equal ``cluster_ids``) and
+takes each cluster's sums with the task's own ``sums`` step, so every option (weights, ignored
+targets, smoothing, soft targets, hidden states) means what it means without error bars.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from xent_metrics.functional import _error_bars, _validation
+from xent_metrics.functional._sums import LOSS, WEIGHT
+
+#: Why the normalized-entropy classes take no ``error_bars=True``.
+NE_LIMITATION = (
+    "normalized entropy is a ratio of ratios (the cross-entropy over the entropy of the base rate or class "
+    "prior, both estimated), whose delta method needs cross terms these error-bar rows do not keep. Use the "
+    "CrossEntropy class of the same options for an interval."
+)
+
+
+class ErrorBarsMixin:
+    """``error_bars``, the error-bar update and ``compute_interval`` of every Metric class of this package."""
+
+    #: Whether the state keeps error-bar rows (set by ``__init__``).
+    _error_bars: bool = False
+    #: The fixed shift ``r0`` of the clusters' losses (see :mod:`xent_metrics.functional._error_bars`).
+    _error_reference: float = 0.0
+    #: Whether an update takes ``cluster_ids`` (the softmax classes: several sequences of one document).
+    _cluster_keyword: bool = False
+    _update_signature: inspect.Signature
+    #: Why a class has no interval (normalized entropy), or None.
+    _no_interval: str | None = None
+    sums: Tensor
+    _rows: int
+    task: Any
+
+    def __init__(self, *, error_bars: bool = False, **kwargs: Any) -> None:
+        _validation.check_flag("error_bars", error_bars)
+        if error_bars and self._no_interval is not None:
+            raise ValueError(f"error_bars=True is not available for {type(self).__name__}: {self._no_interval}")
+        self.__dict__["_error_bars"] = error_bars  # before torchmetrics wraps `update` (see `_wrap_update`)
+        super().__init__(**kwargs)
+        if error_bars and self._cluster_keyword:  # MetricCollection routes the keywords of this signature
+            signature = self._update_signature
+            cluster_ids = inspect.Parameter("cluster_ids", inspect.Parameter.KEYWORD_ONLY, default=None)
+            self._update_signature = signature.replace(parameters=[*signature.parameters.values(), cluster_ids])
+
+    def _wrap_update(self, update: Callable) -> Callable:
+        """With error bars, wrap the error-bar update instead of the class's (on init and unpickling)."""
+        if self.__dict__.get("_error_bars"):
+            update = self._error_bars_update
+        return super()._wrap_update(update)  # type: ignore[misc]
+
+    def _error_bars_update(self, *args: Any, **kwargs: Any) -> None:
+        """Add a batch and its clusters' error-bar rows; a batch that is refused changes nothing."""
+        self.sums.add_(self._error_batch_sums(*args, **kwargs))
+
+    def _error_batch_sums(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The batch's sums with its error-bar rows below (the state's layout); the state is not touched."""
+        parts = self._cluster_parts(*args, **kwargs)
+        totals = self._average == "micro" and self.sums.shape[1] > 1
+        return _error_bars.with_error_rows(parts, self._denominator_row, self._error_reference, totals=totals)
+
+    @property
+    def _average(self) -> str:
+        """The task's ``average`` (binary: ``"micro"``, one label)."""
+        return getattr(self.task, "average", "micro")
+
+    @property
+    def _denominator_row(self) -> int:
+        """The row of a cluster's denominator: its weight (``Perplexity`` counting bytes per update: its bytes)."""
+        return WEIGHT
+
+    def _cluster_parts(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """The ``(G, 3, K)`` sums of the batch's clusters, one per sample (index 0 of the batch)."""
+        _validation.check_on_state_device(preds, self.sums)
+        batch = self.task.check_batch(preds, target, sample_weight)
+        groups = _error_bars.cluster_groups(None, len(batch[0]))
+        return stacked(lambda rows: self.task.sums(sliced(batch, rows)), groups)
+
+    def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
+        """The value, its standard error and a normal ``confidence`` interval, over every update on every process.
+
+        A collective, as ``compute``: every rank calls it. Returns ``{"value", "stderr", "low", "high"}``:
+        ``stderr`` on the loss scale (nats), ``value``, ``low`` and ``high`` in the metric's units.
+        See the class's ``error_bars`` parameter for what a cluster is.
+        """
+        if not self._error_bars:
+            raise ValueError(
+                f"{type(self).__name__}.compute_interval() needs the error-bar rows: construct the metric with "
+                "error_bars=True."
+            )
+        _error_bars.normal_quantile(confidence)  # refused before the collective, on every rank alike
+        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):  # type: ignore[attr-defined]
+            sums = self.sums.clone()
+        return self._interval_from_sums(sums, confidence)
+
+    def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
+        """The cross-entropy's interval (nats) from the state's sums for the task's ``average``."""
+        value, stderr = self._loss_scale_stderr(sums)
+        return _error_bars.interval(value, stderr, confidence)
+
+    def _loss_scale_stderr(self, sums: Tensor, denominator_row: int = WEIGHT) -> tuple[Tensor, Tensor]:
+        """The value (nats) and its standard error for the task's ``average``, from sums with error-bar rows."""
+        base, rows = sums[: self._rows - _error_bars.ERROR_ROWS], sums[self._rows - _error_bars.ERROR_ROWS :]
+        loss, denominator = base[LOSS], base[denominator_row]
+        average = self._average
+        if average == "micro":
+            value, stderr = _error_bars.ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], self._error_reference)
+            return value, stderr
+        value, stderr = _error_bars.ratio_stderr(loss, denominator, rows, self._error_reference)
+        return (value, stderr) if average == "none" else _error_bars.macro_stderr(value, stderr, rows)
+
+
+def sliced(batch: tuple, rows: slice | Tensor, skip: tuple[int, ...] = ()) -> tuple:
+    """A checked batch's rows ``rows`` (index 0 of every tensor but those at ``skip``; ``None`` stays ``None``)."""
+    parts = [
+        part if part is None or at in skip else (part[rows] if isinstance(rows, slice) else part.index_select(0, rows))
+        for at, part in enumerate(batch)
+    ]
+    return type(batch)(*parts)
+
+
+def stacked(sums_of: Callable[[slice | Tensor], Tensor], groups: list[slice] | list[Tensor]) -> Tensor:
+    """The ``(G, R, K)`` stack of ``sums_of(rows)`` over the clusters' ``groups`` of rows."""
+    if not groups:  # an empty batch: no cluster
+        return sums_of(slice(0, 0))[None][:0]
+    return torch.stack([sums_of(rows) for rows in groups])
