@@ -16,7 +16,6 @@ targets, smoothing, soft targets, hidden states) means what it means without err
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from torch import Tensor
 
 from xent_metrics.functional import _error_bars, _validation
 from xent_metrics.functional._sums import LOSS, WEIGHT
+from xent_metrics.metrics import _torchmetrics
 
 #: Why the normalized-entropy classes take no ``error_bars=True``.
 NE_LIMITATION = (
@@ -43,7 +43,6 @@ class ErrorBarsMixin:
     _error_reference: float = 0.0
     #: Whether an update takes ``cluster_ids`` (the softmax classes: several sequences of one document).
     _cluster_keyword: bool = False
-    _update_signature: inspect.Signature
     #: Why a class has no interval (normalized entropy), or None.
     _no_interval: str | None = None
     sums: Tensor
@@ -54,18 +53,14 @@ class ErrorBarsMixin:
         _validation.check_flag("error_bars", error_bars)
         if error_bars and self._no_interval is not None:
             raise ValueError(f"error_bars=True is not available for {type(self).__name__}: {self._no_interval}")
-        self.__dict__["_error_bars"] = error_bars  # before torchmetrics wraps `update` (see `_wrap_update`)
+        self.__dict__["_error_bars"] = error_bars  # before torchmetrics wraps `update` (`_update_to_wrap`)
         super().__init__(**kwargs)
-        if error_bars and self._cluster_keyword:  # MetricCollection routes the keywords of this signature
-            signature = self._update_signature
-            cluster_ids = inspect.Parameter("cluster_ids", inspect.Parameter.KEYWORD_ONLY, default=None)
-            self._update_signature = signature.replace(parameters=[*signature.parameters.values(), cluster_ids])
+        if error_bars and self._cluster_keyword:
+            _torchmetrics.add_update_keyword(self, "cluster_ids")  # type: ignore[arg-type]  # routed by MetricCollection
 
-    def _wrap_update(self, update: Callable) -> Callable:
-        """With error bars, wrap the error-bar update instead of the class's (on init and unpickling)."""
-        if self.__dict__.get("_error_bars"):
-            update = self._error_bars_update
-        return super()._wrap_update(update)  # type: ignore[misc]
+    def _update_to_wrap(self, update: Callable) -> Callable:
+        """With error bars, the error-bar update instead of the class's (wrapped on init and unpickling)."""
+        return self._error_bars_update if self.__dict__.get("_error_bars") else update
 
     def _error_bars_update(self, *args: Any, **kwargs: Any) -> None:
         """Add a batch and its clusters' error-bar rows; a batch that is refused changes nothing."""
@@ -107,9 +102,7 @@ class ErrorBarsMixin:
                 "error_bars=True."
             )
         _error_bars.normal_quantile(confidence)  # refused before the collective, on every rank alike
-        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):  # type: ignore[attr-defined]
-            sums = self.sums.clone()
-        return self._interval_from_sums(sums, confidence)
+        return self._interval_from_sums(_torchmetrics.synced_sums(self), confidence)  # type: ignore[arg-type]
 
     def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
         """The cross-entropy's interval (nats) from the state's sums for the task's ``average``."""
