@@ -123,7 +123,7 @@ class HeadSumsMetric(SumsMetric):
 
     def _cluster_extra(self, target: Tensor, sequences: int, extra: dict) -> Any:
         """What adds a subclass's rows to a cluster's sums (none here: keywords other than the head's are refused)."""
-        self._with_extra_rows(target, target, **extra)
+        HeadSumsMetric._with_extra_rows(self, target, target, **extra)  # refuses any keyword
         return lambda sums, rows: sums
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
