@@ -123,7 +123,7 @@ def test_with_error_rows_of_totals_keeps_column_zero() -> None:
     parts = torch.tensor(
         [[[1.0, 2.0], [1.0, 1.0], [0.0, 1.0]], [[0.5, 0.25], [1.0, 1.0], [1.0, 0.0]]], dtype=torch.float64
     )
-    out = eb.with_error_rows(parts, 1, 0.0, totals=True)
+    out = eb.with_error_rows(parts, 0.0, totals=True)
     assert torch.equal(out[:3], parts.sum(0))
     # clusters' totals: x = (2, 2), y = (3, 0.75)
     assert out[3:, 0].tolist() == [2.0, 2.0, 8.0, 7.5, 9.5625]

@@ -39,6 +39,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from xent_metrics.functional._sums import BYTES, LOSS, WEIGHT
+
 CLUSTERS, ALL_CLUSTERS, XX, XZ, ZZ = range(5)
 #: The number of error-bar rows a metric with ``error_bars=True`` keeps below its sums.
 ERROR_ROWS = 5
@@ -140,17 +142,33 @@ def cluster_groups(cluster_ids: object, rows: int) -> list[slice] | list[Tensor]
     return list(order.split(torch.bincount(inverse).tolist()))
 
 
-def with_error_rows(parts: Tensor, denominator_row: int, reference: float, *, totals: bool) -> Tensor:
+def with_error_rows(parts: Tensor, reference: float, *, totals: bool, per_byte: bool = False) -> Tensor:
     """A batch's sums with its error-bar rows below: ``parts`` holds the ``(G, R, K)`` sums of its ``G`` clusters.
 
-    The loss is row 0 of each cluster's sums, the denominator row ``denominator_row`` (the weight, or
-    the byte count). ``totals``: the rows describe the clusters' totals over the ``K`` columns (a micro
-    mean of a per-label state), kept in column 0, the other columns zero.
+    A cluster's denominator is its weight, or (``per_byte``) its byte count. ``totals``: the rows
+    describe the clusters' totals over the ``K`` columns (a micro mean of a per-label state), kept in
+    column 0, the other columns zero.
     """
     sums = parts.sum(0)
-    x, y = parts[:, denominator_row], parts[:, 0]
+    x, y = parts[:, BYTES if per_byte else WEIGHT], parts[:, LOSS]
     if not totals:
         return torch.cat([sums, cluster_moments(x, y, reference)])
     rows = torch.zeros(ERROR_ROWS, sums.shape[1], dtype=sums.dtype, device=sums.device)
     rows[:, :1] = cluster_moments(x.sum(1, keepdim=True), y.sum(1, keepdim=True), reference)
     return torch.cat([sums, rows])
+
+
+def stderr_from_sums(
+    sums: Tensor, reference: float, average: str = "micro", *, per_byte: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The value (nats per weight, or per byte) and its standard error from sums with error-bar rows below.
+
+    ``average``: ``"micro"`` reads the rows of column 0 (the totals), ``"none"`` every column,
+    ``"macro"`` the mean of the columns (:func:`macro_stderr`).
+    """
+    base, rows = sums[:-ERROR_ROWS], sums[-ERROR_ROWS:]
+    loss, denominator = base[LOSS], base[BYTES if per_byte else WEIGHT]
+    if average == "micro":
+        return ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], reference)
+    ratio, stderr = ratio_stderr(loss, denominator, rows, reference)
+    return (ratio, stderr) if average == "none" else macro_stderr(ratio, stderr, rows)

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _error_bars, _validation
-from xent_metrics.functional._sums import LOSS, WEIGHT
 from xent_metrics.metrics import _torchmetrics
 
 #: Why the normalized-entropy classes take no ``error_bars=True``.
@@ -70,7 +69,7 @@ class ErrorBarsMixin:
         """The batch's sums with its error-bar rows below (the state's layout); the state is not touched."""
         parts = self._cluster_parts(*args, **kwargs)
         totals = self._average == "micro" and self.sums.shape[1] > 1
-        return _error_bars.with_error_rows(parts, self._denominator_row, self._error_reference, totals=totals)
+        return _error_bars.with_error_rows(parts, self._error_reference, totals=totals, per_byte=self._per_byte)
 
     @property
     def _average(self) -> str:
@@ -78,9 +77,9 @@ class ErrorBarsMixin:
         return getattr(self.task, "average", "micro")
 
     @property
-    def _denominator_row(self) -> int:
-        """The row of a cluster's denominator: its weight (``Perplexity`` counting bytes per update: its bytes)."""
-        return WEIGHT
+    def _per_byte(self) -> bool:
+        """Whether a cluster's denominator is its byte count (``Perplexity``, bytes per update), not its weight."""
+        return False
 
     def _cluster_parts(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """The ``(G, 3, K)`` sums of the batch's clusters, one per sample (index 0 of the batch)."""
@@ -106,19 +105,8 @@ class ErrorBarsMixin:
 
     def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
         """The cross-entropy's interval (nats) from the state's sums for the task's ``average``."""
-        value, stderr = self._loss_scale_stderr(sums)
+        value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, self._average)
         return _error_bars.interval(value, stderr, confidence)
-
-    def _loss_scale_stderr(self, sums: Tensor, denominator_row: int = WEIGHT) -> tuple[Tensor, Tensor]:
-        """The value (nats) and its standard error for the task's ``average``, from sums with error-bar rows."""
-        base, rows = sums[: self._rows - _error_bars.ERROR_ROWS], sums[self._rows - _error_bars.ERROR_ROWS :]
-        loss, denominator = base[LOSS], base[denominator_row]
-        average = self._average
-        if average == "micro":
-            value, stderr = _error_bars.ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], self._error_reference)
-            return value, stderr
-        value, stderr = _error_bars.ratio_stderr(loss, denominator, rows, self._error_reference)
-        return (value, stderr) if average == "none" else _error_bars.macro_stderr(value, stderr, rows)
 
 
 def sliced(batch: tuple, rows: slice | Tensor, skip: tuple[int, ...] = ()) -> tuple:

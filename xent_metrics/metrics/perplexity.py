@@ -11,9 +11,7 @@ from torch import Tensor
 
 from xent_metrics.functional import _error_bars, _validation
 from xent_metrics.functional._sums import (
-    BYTES,
     NUM_SUMS,
-    WEIGHT,
     byte_sum_from_sums,
     loss_sum_from_sums,
     weight_sum_from_sums,
@@ -321,9 +319,9 @@ class Perplexity(HeadSumsMetric):
         return torch.cat([sums, _batch_bytes(num_bytes, target, self.task.validate_args, sums)])
 
     @property
-    def _denominator_row(self) -> int:
+    def _per_byte(self) -> bool:
         """A cluster's denominator: its bytes where bytes come per update, else its token weight."""
-        return BYTES if self._bytes_per_update else WEIGHT
+        return self._bytes_per_update
 
     def _cluster_extra(self, target: Tensor, sequences: int, extra: dict) -> Any:
         """Add each cluster's byte count (one per sequence: required) below its sums where bytes come per update."""
@@ -347,12 +345,12 @@ class Perplexity(HeadSumsMetric):
 
         With a global ``num_bytes`` the token interval is scaled by the tokens' weight per byte (a fixed count).
         """
-        value, stderr = self._loss_scale_stderr(sums, self._denominator_row)
+        value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, per_byte=self._per_byte)
         if self.units == "perplexity":
             return _error_bars.interval(value, stderr, confidence, torch.exp)
         if self.units == "bits_per_byte" and not self._bytes_per_update:
             assert self.num_bytes is not None
-            per_byte = weight_sum_from_sums(sums[:NUM_SUMS]) / self.num_bytes
+            per_byte = weight_sum_from_sums(sums) / self.num_bytes
             value, stderr = value * per_byte, stderr * per_byte
         return _error_bars.interval(value, stderr, confidence, _error_bars.bits)
 

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _error_bars, _validation
-from xent_metrics.functional._sums import WEIGHT
 from xent_metrics.scoring._inputs import MULTILABEL, SCORE_FORMATS, ScoreBatch, score_batch, target_type
 from xent_metrics.scoring._label_sums import batch_sums
 
@@ -77,7 +76,7 @@ def cross_entropy_interval(
     -----
     - ``y_true``, ``y_proba``, ``sample_weight``: as in :func:`cross_entropy_loss`.
     - ``groups``: ``(n_samples,)``.
-    - Output: a dict of four floats.
+    - Output: a dict of four floats, each of shape ``()``.
 
     Returns
     -------
@@ -115,7 +114,6 @@ def cross_entropy_interval(
     groups_rows = _group_rows(groups, int(batch.target.shape[0]))
     parts = torch.stack([batch_sums(_rows_of(batch, rows)) for rows in groups_rows])
     reference = math.log(2) if kind == MULTILABEL else math.log(max(parts.shape[2], 2))
-    rows = _error_bars.with_error_rows(parts, WEIGHT, reference, totals=True)
-    sums, moments = rows[: -_error_bars.ERROR_ROWS], rows[-_error_bars.ERROR_ROWS :, 0]
-    value, stderr = _error_bars.ratio_stderr(sums[0].sum(), sums[WEIGHT].sum(), moments, reference)
+    rows = _error_bars.with_error_rows(parts, reference, totals=True)
+    value, stderr = _error_bars.stderr_from_sums(rows, reference)
     return {key: float(entry) for key, entry in _error_bars.interval(value, stderr, confidence).items()}
