@@ -290,3 +290,42 @@ def test_seeded_coverage_of_clustered_and_token_level_intervals() -> None:
     clustered, token_level = _coverage(True), _coverage(False)
     assert 0.93 <= clustered <= 0.97, clustered
     assert token_level < 0.8, token_level
+
+
+@pytest.mark.parametrize("input_format", ["logits", "probs", "log_probs"])
+def test_row_pass_equals_the_per_cluster_path(input_format: str) -> None:
+    """(N, C) rows (one pass over the rows' losses) and the same rows as (N, C, 1) sequences (per-cluster sums)."""
+    logits = torch.randn(40, 5, dtype=torch.float64) * 3
+    preds = {"logits": logits, "probs": logits.softmax(1), "log_probs": logits.log_softmax(1)}[input_format]
+    target = torch.randint(0, 5, (40,))
+    target[3] = 2
+    weight = torch.rand(40, dtype=torch.float64)
+    weight[5] = 0.0
+    for average in ("micro", "none", "macro"):
+        options = {"input_format": input_format, "average": average, "ignore_index": 2, "error_bars": True}
+        rows, sequences = MulticlassCrossEntropy(5, **options), MulticlassCrossEntropy(5, **options)
+        rows.update(preds, target, weight)
+        sequences.update(preds[:, :, None], target[:, None], weight)
+        for key, value in rows.compute_interval().items():
+            torch.testing.assert_close(value, sequences.compute_interval()[key], rtol=1e-12, atol=0.0, equal_nan=True)
+    labels = torch.randint(0, 2, (40, 3))
+    for average in ("micro", "none"):
+        rows, sequences = (MultilabelCrossEntropy(3, average=average, error_bars=True) for _ in range(2))
+        rows.update(logits[:, :3], labels, weight)
+        sequences.update(logits[:, :3, None], labels[:, :, None], weight)
+        for key, value in rows.compute_interval().items():
+            torch.testing.assert_close(value, sequences.compute_interval()[key], rtol=1e-12, atol=0.0)
+
+
+def test_label_smoothing_and_soft_targets_take_the_per_cluster_path() -> None:
+    preds = torch.randn(30, 4, dtype=torch.float64)
+    target = torch.randint(0, 4, (30,))
+    metric = MulticlassCrossEntropy(4, label_smoothing=0.2, error_bars=True)
+    metric.update(preds, target)
+    nll = F.cross_entropy(preds, target, label_smoothing=0.2, reduction="none").numpy()
+    _check(metric.compute_interval(), *_reference(np.ones(30), nll))
+    soft = torch.rand(30, 4, dtype=torch.float64).softmax(1)
+    metric = MulticlassCrossEntropy(4, error_bars=True)
+    metric.update(preds, soft)
+    nll = F.cross_entropy(preds, soft, reduction="none").numpy()
+    _check(metric.compute_interval(), *_reference(np.ones(30), nll))

@@ -21,8 +21,9 @@ Every row is a plain sum over clusters, so states add across batches and process
 ``all_reduce``). The rows (:data:`ERROR_ROWS` of them, per column ``k``: class, label or total):
 
 - ``CLUSTERS``: clusters with a non-zero denominator in column ``k`` (``G``);
-- ``ALL_CLUSTERS``: every cluster seen, the same in each column (``macro`` reads it: its cross-column
-  terms vanish exactly when each cluster falls in one column, ``sum_k CLUSTERS_k == ALL_CLUSTERS``);
+- ``ALL_CLUSTERS``: the clusters with a non-zero denominator in any column, the same in each column
+  (``macro`` reads it: its cross-column terms vanish when each cluster falls in one column,
+  ``sum_k CLUSTERS_k == ALL_CLUSTERS``);
 - ``XX``, ``XZ``, ``ZZ``: the shifted second moments.
 
 Rounding: the relative error of the numerator grows with ``(d^2 + v) / v``, ``v`` the spread of the
@@ -56,8 +57,22 @@ def cluster_moments(denominators: Tensor, losses: Tensor, reference: float) -> T
     x, y = denominators.double(), losses.double()
     z = y - reference * x
     present = (x != 0).sum(0, dtype=torch.float64)
-    every = torch.full_like(present, float(x.shape[0]))
+    every = (x != 0).any(1).sum(dtype=torch.float64).expand_as(present)
     return torch.stack([present, every, (x * x).sum(0), (x * z).sum(0), (z * z).sum(0)])
+
+
+def indexed_moments(x: Tensor, y: Tensor, column: Tensor, width: int, reference: float) -> Tensor:
+    """:func:`cluster_moments` of ``N`` clusters that each fall in one column: ``(N,)`` values, ``column`` ``(N,)``.
+
+    The same rows as the dense ``(N, width)`` form with zeros elsewhere, summed per column by one
+    ``index_add_`` (the per-class rows of a multiclass batch, one cluster per row).
+    """
+    z = y - reference * x
+    present = (x != 0).double()
+    terms = torch.stack([present, x * x, x * z, z * z])
+    rows = torch.zeros(4, width, dtype=torch.float64, device=x.device).index_add_(1, column, terms)
+    every = present.sum().expand(width)
+    return torch.stack([rows[0], every, rows[1], rows[2], rows[3]])
 
 
 def ratio_stderr(loss_sum: Tensor, denominator: Tensor, rows: Tensor, reference: float) -> tuple[Tensor, Tensor]:
@@ -142,20 +157,26 @@ def cluster_groups(cluster_ids: object, rows: int) -> list[slice] | list[Tensor]
     return list(order.split(torch.bincount(inverse).tolist()))
 
 
+def dense_moments(x: Tensor, y: Tensor, reference: float, *, totals: bool) -> Tensor:
+    """:func:`cluster_moments` of ``(G, K)`` values, or (``totals``) of the clusters' totals over the ``K`` columns.
+
+    Totals (a micro mean of a per-label state) are kept in column 0, the other columns zero.
+    """
+    if not totals:
+        return cluster_moments(x, y, reference)
+    rows = torch.zeros(ERROR_ROWS, x.shape[1], dtype=torch.float64, device=x.device)
+    rows[:, :1] = cluster_moments(x.sum(1, keepdim=True), y.sum(1, keepdim=True), reference)
+    return rows
+
+
 def with_error_rows(parts: Tensor, reference: float, *, totals: bool, per_byte: bool = False) -> Tensor:
     """A batch's sums with its error-bar rows below: ``parts`` holds the ``(G, R, K)`` sums of its ``G`` clusters.
 
-    A cluster's denominator is its weight, or (``per_byte``) its byte count. ``totals``: the rows
-    describe the clusters' totals over the ``K`` columns (a micro mean of a per-label state), kept in
-    column 0, the other columns zero.
+    A cluster's denominator is its weight, or (``per_byte``) its byte count; ``totals`` as in
+    :func:`dense_moments`.
     """
-    sums = parts.sum(0)
     x, y = parts[:, BYTES if per_byte else WEIGHT], parts[:, LOSS]
-    if not totals:
-        return torch.cat([sums, cluster_moments(x, y, reference)])
-    rows = torch.zeros(ERROR_ROWS, sums.shape[1], dtype=sums.dtype, device=sums.device)
-    rows[:, :1] = cluster_moments(x.sum(1, keepdim=True), y.sum(1, keepdim=True), reference)
-    return torch.cat([sums, rows])
+    return torch.cat([parts.sum(0), dense_moments(x, y, reference, totals=totals)])
 
 
 def stderr_from_sums(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _error_bars, _validation
+from xent_metrics.functional import _error_bars, _row_losses, _validation
 from xent_metrics.metrics import _torchmetrics
 
 #: Why the normalized-entropy classes take no ``error_bars=True``.
@@ -68,8 +68,14 @@ class ErrorBarsMixin:
     def _error_batch_sums(self, *args: Any, **kwargs: Any) -> Tensor:
         """The batch's sums with its error-bar rows below (the state's layout); the state is not touched."""
         parts = self._cluster_parts(*args, **kwargs)
-        totals = self._average == "micro" and self.sums.shape[1] > 1
-        return _error_bars.with_error_rows(parts, self._error_reference, totals=totals, per_byte=self._per_byte)
+        if isinstance(parts, tuple):  # (sums, error rows) of a batch with one cluster per row
+            return torch.cat(parts)
+        return _error_bars.with_error_rows(parts, self._error_reference, totals=self._totals, per_byte=self._per_byte)
+
+    @property
+    def _totals(self) -> bool:
+        """Whether the error-bar rows describe the clusters' totals over the columns (micro, per-label state)."""
+        return self._average == "micro" and self.sums.shape[1] > 1
 
     @property
     def _average(self) -> str:
@@ -81,10 +87,19 @@ class ErrorBarsMixin:
         """Whether a cluster's denominator is its byte count (``Perplexity``, bytes per update), not its weight."""
         return False
 
-    def _cluster_parts(self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        """The ``(G, 3, K)`` sums of the batch's clusters, one per sample (index 0 of the batch)."""
+    def _cluster_parts(
+        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The ``(G, 3, K)`` sums of the batch's clusters, one per sample (index 0 of the batch).
+
+        2-D scores: the batch's sums and error rows at once, from each row's losses (one pass).
+        """
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
+        rows = _row_losses.label_rows(self.task, batch)
+        if rows is not None:
+            moments = _error_bars.dense_moments(*rows, self._error_reference, totals=self._totals)
+            return self.task.sums(batch), moments
         groups = _error_bars.cluster_groups(None, len(batch[0]))
         return stacked(lambda rows: self.task.sums(sliced(batch, rows)), groups)
 

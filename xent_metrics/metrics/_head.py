@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _error_bars, _validation
+from xent_metrics.functional import _error_bars, _row_losses, _validation
 from xent_metrics.functional._validation import Batch, HeadBatch
 from xent_metrics.functional.linear import HeadTask
 from xent_metrics.functional.multiclass import MulticlassTask
@@ -101,12 +101,24 @@ class HeadSumsMetric(SumsMetric):
         linear_bias: Tensor | None = None,
         cluster_ids: Tensor | None = None,
         **extra: Any,
-    ) -> Tensor:
-        """The ``(G, R, K)`` sums of the batch's clusters: rows (index 0), or the rows of equal ``cluster_ids``."""
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The ``(G, R, K)`` sums of the batch's clusters: rows (index 0), or the rows of equal ``cluster_ids``.
+
+        ``(N, C)`` scores with one cluster per row: the batch's sums and error rows at once, from each
+        row's loss (one pass) where the kernel's per-row pieces cover the options.
+        """
         task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
         sequences = target.shape[0] if target.ndim else 1
         groups = _error_bars.cluster_groups(cluster_ids, sequences)
         extra_of = self._cluster_extra(target, sequences, extra)
+        rows = None
+        if cluster_ids is None and isinstance(batch, Batch) and not self._per_byte:
+            rows = _row_losses.multiclass_rows(task, batch)
+        if rows is not None:
+            x, y, t = rows
+            column = t if self._per_class else torch.zeros_like(t)
+            moments = _error_bars.indexed_moments(x, y, column, self.sums.shape[1], self._error_reference)
+            return task.sums(batch, per_class=self._per_class), moments
         if isinstance(batch, HeadBatch):  # flat tokens: a sequence's rows are its tokens
             tokens = batch.target.shape[0] // max(sequences, 1)
             flat = batch._replace(hidden=batch.hidden.reshape(-1, batch.hidden.shape[-1]))
