@@ -7,11 +7,13 @@ kernel's :func:`~xent_metrics.functional._softmax_ce.target_nll` (class indices,
 binary kernel :func:`~xent_metrics.functional._bce.bce_sums` on each block viewed as one sample whose
 labels are the block's elements. They return ``None`` for what they do not cover (soft targets, label
 smoothing, positions beyond dimension 1); the caller then takes the per-cluster path. The batch's
-sums themselves still come from the task's ``sums`` step, so the value is unchanged.
+sums are the column sums of the same rows (:func:`sums_of_rows`): one pass over the scores, the
+value equal to the task's ``sums`` step's to float64 rounding (the rows are added in another order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,12 +22,15 @@ from torch import Tensor
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._softmax_ce import target_nll
-from xent_metrics.functional._sums import LOSS, WEIGHT
+from xent_metrics.functional._sums import LOSS, TARGET, WEIGHT
 from xent_metrics.functional._validation import Batch
 
 
-def multiclass_rows(task: object, batch: Batch) -> tuple[Tensor, Tensor, Tensor] | None:
-    """Each row's weight ``sample_weight * weight[target]`` (0 where ignored), weighted loss and true class.
+def multiclass_rows(task: object, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """Each row's weight ``sample_weight * weight[target]`` (0 where ignored), weighted loss, target mass, class.
+
+    The target mass is the row's sample weight (0 where ignored), without the class weight (the
+    ``TARGET`` row of :mod:`~xent_metrics.functional._sums`).
 
     ``None`` unless ``(N, C)`` scores with class-index targets and no label smoothing.
     """
@@ -34,20 +39,19 @@ def multiclass_rows(task: object, batch: Batch) -> tuple[Tensor, Tensor, Tensor]
         return None
     eps, t = torch.finfo(preds.dtype).eps, target.long()
     ones = torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
-    x = ones if sample_weight is None else sample_weight.double()
+    mass = ones if sample_weight is None else sample_weight.double()
     ignore_index, weight = task.ignore_index, task.weight  # type: ignore[attr-defined]
     if ignore_index is not None:
         keep = t != ignore_index
-        t, x = t.masked_fill(~keep, 0), x * keep
-    if weight is not None:
-        x = x * weight.to(torch.float64)[t]
+        t, mass = t.masked_fill(~keep, 0), mass * keep
+    x = mass if weight is None else mass * weight.to(torch.float64)[t]
     dtype = _chunks.kernel_dtype(preds.dtype, preds.device)
     nll = [
         target_nll(preds[rows].to(dtype), t[rows], task.input_format, eps)  # type: ignore[attr-defined]
         for rows in _chunks.row_slices(preds.shape[0], preds.shape[1])
     ]
     loss = torch.cat(nll) if nll else x.new_zeros(0)
-    return x, torch.where(x != 0, loss * x, 0), t
+    return x, torch.where(x != 0, loss * x, 0), mass, t
 
 
 @dataclass(frozen=True)
@@ -60,29 +64,46 @@ class _ElementOptions:
     label_smoothing: float
 
 
-def label_rows(task: object, batch: Batch) -> tuple[Tensor, Tensor] | None:
-    """Each ``(row, label)``'s weight (0 where ignored) and weighted loss, ``(N, K)``; ``None`` beyond 2-D scores."""
+def label_rows(
+    task: object, batch: Batch, moments: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[Tensor, Tensor] | None:
+    """The ``(3, K)`` sums of a 2-D batch and the error rows ``moments(x, y)`` of its rows, added block by block.
+
+    ``x`` and ``y`` are a block's ``(m, K)`` weights (0 where ignored) and weighted losses per
+    ``(row, label)``; the rows are plain sums, so blocks add. ``None`` beyond 2-D scores.
+    """
     preds, target, sample_weight = batch
     if preds.ndim != 2:
         return None
     labels = preds.shape[1]
     pos = task.pos_weight  # type: ignore[attr-defined]
     pos = None if pos is None else torch.as_tensor(pos, dtype=torch.float64, device=preds.device).reshape(-1)
-    xs, ys = [], []
-    for rows in _chunks.row_slices(preds.shape[0], labels):
-        count = rows.stop - rows.start
+    sums = torch.zeros(3, labels, dtype=torch.float64, device=preds.device)
+    rows = moments(sums[:0], sums[:0])
+    for block in _chunks.row_slices(preds.shape[0], labels):
+        count = block.stop - block.start
         options = _ElementOptions(
             task.input_format,  # type: ignore[attr-defined]
             None if pos is None else pos.expand(labels).repeat(count),
             task.ignore_index,  # type: ignore[attr-defined]
             task.label_smoothing,  # type: ignore[attr-defined]
         )
-        sums = bce_sums(preds[rows].reshape(1, -1), target[rows].reshape(1, -1), options)
-        xs.append(sums[WEIGHT].reshape(count, labels))
-        ys.append(sums[LOSS].reshape(count, labels))
-    empty = torch.zeros(0, labels, dtype=torch.float64, device=preds.device)
-    x, y = (torch.cat(xs), torch.cat(ys)) if xs else (empty, empty)
-    if sample_weight is None:
-        return x, y
-    w = sample_weight.double()[:, None]
-    return x * w, torch.where(w != 0, y * w, 0)
+        elements = bce_sums(preds[block].reshape(1, -1), target[block].reshape(1, -1), options).view(3, count, labels)
+        if sample_weight is not None:
+            w = sample_weight[block].double()[:, None]
+            loss = torch.where(w != 0, elements[LOSS] * w, 0)  # a zero weight removes an infinite loss
+            elements = torch.stack([loss, elements[WEIGHT] * w, elements[TARGET] * w])
+        sums += elements.sum(1)
+        rows += moments(elements[WEIGHT], elements[LOSS])
+    return sums, rows
+
+
+def sums_of_rows(x: Tensor, y: Tensor, mass: Tensor, column: Tensor | None = None, width: int = 1) -> Tensor:
+    """The ``(3, K)`` sums of the rows' losses ``y``, weights ``x`` and target masses.
+
+    ``(N, K)`` values are summed over the rows; ``(N,)`` values added to their ``column`` of ``width``.
+    """
+    rows = torch.stack([y, x, mass])
+    if column is None:
+        return rows.sum(1)
+    return torch.zeros(3, width, dtype=torch.float64, device=x.device).index_add_(1, column, rows)

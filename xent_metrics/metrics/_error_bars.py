@@ -96,10 +96,12 @@ class ErrorBarsMixin:
         """
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
-        rows = _row_losses.label_rows(self.task, batch)
+        reference, totals = self._error_reference, self._totals
+        rows = _row_losses.label_rows(
+            self.task, batch, lambda x, y: _error_bars.dense_moments(x, y, reference, totals=totals)
+        )
         if rows is not None:
-            moments = _error_bars.dense_moments(*rows, self._error_reference, totals=self._totals)
-            return self.task.sums(batch), moments
+            return rows
         groups = _error_bars.cluster_groups(None, len(batch[0]))
         return stacked(lambda rows: self.task.sums(sliced(batch, rows)), groups)
 

@@ -115,10 +115,11 @@ class HeadSumsMetric(SumsMetric):
         if cluster_ids is None and isinstance(batch, Batch) and not self._per_byte:
             rows = _row_losses.multiclass_rows(task, batch)
         if rows is not None:
-            x, y, t = rows
+            x, y, mass, t = rows
+            width = self.sums.shape[1]
             column = t if self._per_class else torch.zeros_like(t)
-            moments = _error_bars.indexed_moments(x, y, column, self.sums.shape[1], self._error_reference)
-            return task.sums(batch, per_class=self._per_class), moments
+            moments = _error_bars.indexed_moments(x, y, column, width, self._error_reference)
+            return _row_losses.sums_of_rows(x, y, mass, column, width), moments
         if isinstance(batch, HeadBatch):  # flat tokens: a sequence's rows are its tokens
             tokens = batch.target.shape[0] // max(sequences, 1)
             flat = batch._replace(hidden=batch.hidden.reshape(-1, batch.hidden.shape[-1]))
