@@ -106,11 +106,45 @@ class ErrorBarsMixin:
         return stacked(lambda rows: self.task.sums(sliced(batch, rows)), groups)
 
     def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
-        """The value, its standard error and a normal ``confidence`` interval, over every update on every process.
+        r"""The value, its clustered standard error and a normal ``confidence`` interval, on every process.
 
-        A collective, as ``compute``: every rank calls it. Returns ``{"value", "stderr", "low", "high"}``:
-        ``stderr`` on the loss scale (nats), ``value``, ``low`` and ``high`` in the metric's units.
-        See the class's ``error_bars`` parameter for what a cluster is.
+        .. math::
+            \mathrm{SE}(R)^2 = \frac{G}{G - 1} \frac{\sum_c (Y_c - R X_c)^2}{(\sum_c X_c)^2},
+            \qquad R \pm z_{(1 + c)/2} \, \mathrm{SE}(R)
+
+        over the ``G`` clusters with weight (loss sums ``Y_c``, denominators ``X_c``); the ends are
+        mapped to the metric's units (``exp`` for perplexity, ``/ ln 2`` for bits). A collective, as
+        ``compute``: every rank calls it. See the class's ``error_bars`` parameter for what a cluster is.
+
+        Parameters
+        ----------
+        confidence : float in (0, 1), default=0.95
+            The interval's coverage.
+
+        Shape
+        -----
+        - Output: a dict of four tensors of shape ``()``, or ``(K,)`` with ``average="none"``.
+
+        Returns
+        -------
+        dict
+            ``{"value", "stderr", "low", "high"}``: ``stderr`` on the loss scale (nats), the others in
+            the metric's units. ``stderr`` is ``nan`` with fewer than two clusters.
+
+        Raises
+        ------
+        ValueError
+            The metric was constructed without ``error_bars=True``; ``confidence`` outside ``(0, 1)``;
+            ``average="macro"`` where clusters span several classes.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xent_metrics import BinaryCrossEntropy
+        >>> metric = BinaryCrossEntropy(input_format="probs", error_bars=True)
+        >>> metric.update(torch.tensor([0.9, 0.8, 0.6, 0.7]), torch.tensor([1, 1, 1, 1]))
+        >>> {key: round(float(value), 4) for key, value in metric.compute_interval().items()}
+        {'value': 0.2990, 'stderr': 0.0873, 'low': 0.1279, 'high': 0.4701}
         """
         if not self._error_bars:
             raise ValueError(

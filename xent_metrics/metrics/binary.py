@@ -80,6 +80,10 @@ class BinaryCrossEntropy(_BinaryMetric):
     validate_args : bool, default=True
         Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
         and device checks run, which read no tensor value.
+    error_bars : bool, default=False
+        Keep the error-bar rows (one cluster per sample) for :meth:`compute_interval`: five more
+        float64 rows in the state, still one ``all_reduce``. ``False`` leaves the state and the update
+        as without the option. See the docs page "How sure is this number?".
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.

@@ -98,6 +98,13 @@ class MulticlassCrossEntropy(_MulticlassMetric):
         per class count on the first batch of at least ``2**23`` logits, about 15% faster than the
         eager kernel after that; see
         :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+    error_bars : bool, default=False
+        Keep the error-bar rows for :meth:`compute_interval`: five more float64 rows (per class for
+        ``average="none"`` / ``"macro"``), still one ``all_reduce``. A cluster is a sample of an
+        ``(N, C)`` batch, a sequence (index 0) of an ``(N, C, ...)`` or hidden-state batch, or the
+        sequences of one document given by ``update(..., cluster_ids=ids)`` (shape ``(N,)``; a cluster
+        lies within one update). ``"macro"`` has an interval only with one cluster per row and hard
+        targets. ``False`` leaves the state and the update as without the option.
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.

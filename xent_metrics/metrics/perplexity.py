@@ -163,6 +163,13 @@ class Perplexity(HeadSumsMetric):
         ``merge_state`` and ``load_state_dict`` take only the state of a ``Perplexity`` of the same
         ``units`` and ``num_bytes`` (the count of everything pooled), or, bytes given per update, of
         another such metric (its byte count adds).
+    error_bars : bool, default=False
+        Keep the error-bar rows for :meth:`compute_interval`: five more float64 rows, still one
+        ``all_reduce``. A cluster is a sequence (index 0 of the batch), or the sequences of one
+        document given by ``update(..., cluster_ids=ids)`` (shape ``(B,)``; a cluster lies within one
+        update). With bits per byte and bytes per update, ``num_bytes`` must be one count per sequence:
+        the clusters' denominators are their bytes. ``False`` leaves the state and the update as
+        without the option.
     **kwargs
         torchmetrics' ``Metric`` options.
 
