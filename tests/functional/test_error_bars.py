@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from helpers.error_bars import clustered_reference
 
 from xent_metrics.functional import _error_bars as eb
-
-
-def _reference(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """R = sum y / sum x and sqrt(G / (G - 1) * sum (y - R x)^2 / (sum x)^2) over clusters with x != 0."""
-    keep = x != 0
-    x, y = x[keep], y[keep]
-    ratio = y.sum() / x.sum()
-    count = len(x)
-    return ratio, math.sqrt(count / (count - 1) * ((y - ratio * x) ** 2).sum() / x.sum() ** 2)
 
 
 def _rows(x: np.ndarray, y: np.ndarray, reference: float) -> torch.Tensor:
@@ -32,7 +24,7 @@ def test_ratio_stderr_is_the_clustered_delta_method(rng: np.random.Generator, re
     y = x * rng.gamma(2.0, 0.7, 37) + rng.normal(0, 0.1, 37) * (x != 0)
     rows = _rows(x, y, reference)
     value, stderr = eb.ratio_stderr(torch.tensor(y.sum()), torch.tensor(x.sum()), rows[:, 0], reference)
-    expected_value, expected_stderr = _reference(x, y)
+    expected_value, expected_stderr = clustered_reference(x, y)
     assert float(rows[eb.CLUSTERS, 0]) == 35 and float(rows[eb.ALL_CLUSTERS, 0]) == 35
     assert float(value) == pytest.approx(expected_value, rel=1e-13)
     assert float(stderr) == pytest.approx(expected_stderr, rel=1e-11)
@@ -56,7 +48,7 @@ def test_rows_add_over_any_split(rng: np.random.Generator) -> None:
     assert torch.equal(parts[:2], whole[:2])
     a, b = eb.ratio_stderr(*total, whole[:, 0], 2.5)[1], eb.ratio_stderr(*total, parts[:, 0], 2.5)[1]
     assert float(a) == pytest.approx(float(b), rel=1e-11)
-    assert float(a) == pytest.approx(_reference(x, y)[1], rel=1e-10)
+    assert float(a) == pytest.approx(clustered_reference(x, y)[1], rel=1e-10)
 
 
 def test_fewer_than_two_clusters_and_no_weight_give_nan() -> None:

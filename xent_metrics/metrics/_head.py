@@ -92,22 +92,15 @@ class HeadSumsMetric(SumsMetric):
         return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
 
     def _cluster_parts(
-        self,
-        preds: Tensor,
-        target: Tensor,
-        sample_weight: Tensor | None = None,
-        *,
-        linear_weight: Tensor | None = None,
-        linear_bias: Tensor | None = None,
-        cluster_ids: Tensor | None = None,
-        **extra: Any,
+        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **extra: Any
     ) -> Tensor | tuple[Tensor, Tensor]:
         """The ``(G, R, K)`` sums of the batch's clusters: rows (index 0), or the rows of equal ``cluster_ids``.
 
         ``(N, C)`` scores with one cluster per row: the batch's sums and error rows at once, from each
         row's loss (one pass) where the kernel's per-row pieces cover the options.
         """
-        task, batch = self._task_and_batch(preds, target, sample_weight, linear_weight, linear_bias)
+        cluster_ids, weight, bias = (extra.pop(name, None) for name in ("cluster_ids", "linear_weight", "linear_bias"))
+        task, batch = self._task_and_batch(preds, target, sample_weight, weight, bias)
         sequences = target.shape[0] if target.ndim else 1
         groups = _error_bars.cluster_groups(cluster_ids, sequences)
         extra_of = self._cluster_extra(target, sequences, extra)
