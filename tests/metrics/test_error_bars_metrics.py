@@ -16,6 +16,7 @@ import pytest
 import scipy.stats
 import torch
 import torch.nn.functional as F
+import torchmetrics
 from helpers.error_bars import clustered_reference
 
 import xent_metrics
@@ -315,3 +316,29 @@ def test_label_smoothing_and_soft_targets_take_the_per_cluster_path() -> None:
     metric.update(preds, soft)
     nll = F.cross_entropy(preds, soft, reduction="none").numpy()
     _check(metric.compute_interval(), *clustered_reference(np.ones(30), nll))
+
+
+def test_paired_difference_is_the_clustered_formula_on_the_differences() -> None:
+    logits_a = torch.randn(14, 6, 5, dtype=torch.float64) + torch.randn(14, 1, 5, dtype=torch.float64)
+    logits_b = logits_a + 0.4 * torch.randn(14, 6, 5, dtype=torch.float64)
+    target = torch.randint(0, 5, (14, 6))
+    docs = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 6, 6, 6, 7])
+    nll = [F.cross_entropy(lg.movedim(-1, 1), target, reduction="none").numpy() for lg in (logits_a, logits_b)]
+    d = np.array([(nll[0][docs == k] - nll[1][docs == k]).sum() for k in range(8)])
+    x = np.array([(docs == k).sum() * 6.0 for k in range(8)])
+    value, stderr = clustered_reference(x, d)
+    paired = xent_metrics.PairedDifference(Perplexity(units="bits_per_token"))
+    paired.update(logits_a[:6], logits_b[:6], target[:6], cluster_ids=docs[:6])
+    paired.update(logits_a[6:], logits_b[6:], target[6:], cluster_ids=docs[6:])
+    _check(paired.compute_interval(), value, stderr, lambda v: v / math.log(2))
+    assert float(paired.compute()) == pytest.approx(value / math.log(2), rel=1e-12)
+    ce = [MulticlassCrossEntropy(5) for _ in range(2)]
+    for metric, logits in zip(ce, (logits_a, logits_b), strict=True):
+        metric.update(logits.movedim(-1, 1), target)
+    assert value == pytest.approx(float(ce[0].compute() - ce[1].compute()), rel=1e-12)
+    with pytest.raises(TypeError, match="`metric` must be a cross-entropy Metric of this package, got MeanMetric"):
+        xent_metrics.PairedDifference(torchmetrics.MeanMetric())
+    with pytest.raises(ValueError, match="PairedDifference needs a cross-entropy metric with average='micro'"):
+        xent_metrics.PairedDifference(MulticlassCrossEntropy(5, average="none"))
+    with pytest.raises(ValueError, match="PairedDifference needs a cross-entropy metric with average='micro'"):
+        xent_metrics.PairedDifference(xent_metrics.BinaryNormalizedEntropy())

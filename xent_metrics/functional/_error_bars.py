@@ -193,3 +193,23 @@ def stderr_from_sums(
         return ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], reference)
     ratio, stderr = ratio_stderr(loss, denominator, rows, reference)
     return (ratio, stderr) if average == "none" else macro_stderr(ratio, stderr, rows)
+
+
+def paired_rows(parts_a: Tensor, parts_b: Tensor, *, per_byte: bool = False) -> Tensor:
+    """The ``(2 R + ERROR_ROWS, 1)`` rows of a paired difference from two models' ``(G, R, K)`` cluster sums.
+
+    Column totals of model A's sums, then model B's, then the error rows of ``D_c = Y_c(A) - Y_c(B)``
+    over the shared denominators ``X_c`` (model A's), shifted by 0: differences are small.
+    """
+    a, b = parts_a.sum(2, keepdim=True), parts_b.sum(2, keepdim=True)
+    x = a[:, BYTES if per_byte else WEIGHT]
+    moments = cluster_moments(x, a[:, LOSS] - b[:, LOSS], 0.0)
+    return torch.cat([a.sum(0), b.sum(0), moments])
+
+
+def paired_stderr(rows: Tensor, *, per_byte: bool = False) -> tuple[Tensor, Tensor]:
+    """The difference ``R_A - R_B`` (nats per weight or byte) and its paired standard error (:func:`paired_rows`)."""
+    side = (rows.shape[0] - ERROR_ROWS) // 2
+    a, b, moments = rows[:side], rows[side : 2 * side], rows[2 * side :]
+    denominator = a[BYTES if per_byte else WEIGHT].sum()
+    return ratio_stderr(a[LOSS].sum() - b[LOSS].sum(), denominator, moments[:, 0], 0.0)

@@ -42,6 +42,8 @@ class ErrorBarsMixin:
     _error_reference: float = 0.0
     #: Whether an update takes ``cluster_ids`` (the softmax classes: several sequences of one document).
     _cluster_keyword: bool = False
+    #: Whether a 2-D batch with one cluster per row takes the one-pass row path (else the per-cluster sums).
+    _row_pass: bool = True
     #: Why a class has no interval (normalized entropy), or None.
     _no_interval: str | None = None
     sums: Tensor
@@ -97,9 +99,11 @@ class ErrorBarsMixin:
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
         reference, totals = self._error_reference, self._totals
-        rows = _row_losses.label_rows(
-            self.task, batch, lambda x, y: _error_bars.dense_moments(x, y, reference, totals=totals)
-        )
+        rows = None
+        if self._row_pass:
+            rows = _row_losses.label_rows(
+                self.task, batch, lambda x, y: _error_bars.dense_moments(x, y, reference, totals=totals)
+            )
         if rows is not None:
             return rows
         groups = _error_bars.cluster_groups(None, len(batch[0]))

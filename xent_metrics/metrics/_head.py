@@ -105,7 +105,7 @@ class HeadSumsMetric(SumsMetric):
         groups = _error_bars.cluster_groups(cluster_ids, sequences)
         extra_of = self._cluster_extra(target, sequences, extra)
         rows = None
-        if cluster_ids is None and isinstance(batch, Batch) and not self._per_byte:
+        if cluster_ids is None and isinstance(batch, Batch) and not self._per_byte and self._row_pass:
             rows = _row_losses.multiclass_rows(task, batch)
         if rows is not None:
             x, y, mass, t = rows
