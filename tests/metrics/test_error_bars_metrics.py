@@ -342,3 +342,22 @@ def test_paired_difference_is_the_clustered_formula_on_the_differences() -> None
         xent_metrics.PairedDifference(MulticlassCrossEntropy(5, average="none"))
     with pytest.raises(ValueError, match="PairedDifference needs a cross-entropy metric with average='micro'"):
         xent_metrics.PairedDifference(xent_metrics.BinaryNormalizedEntropy())
+
+
+def test_metric_collection_routes_cluster_ids_and_keeps_layouts_apart() -> None:
+    logits, target = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 5, (6, 4))
+    docs = torch.tensor([0, 0, 1, 1, 2, 2])
+    collection = torchmetrics.MetricCollection({
+        "bars": Perplexity(error_bars=True),
+        "plain": Perplexity(),
+        "bits": Perplexity(units="bits_per_token", error_bars=True),
+    })
+    collection.update(logits, target, cluster_ids=docs)
+    alone = Perplexity(error_bars=True)
+    alone.update(logits, target, cluster_ids=docs)
+    assert float(collection["bars"].sums[3 + 1, 0]) == 3  # three documents
+    assert torch.equal(collection["bars"].sums, alone.sums)
+    assert tuple(collection["plain"].sums.shape) == (3, 1)
+    out = collection["bars"].compute_interval()
+    assert float(out["stderr"]) == pytest.approx(float(alone.compute_interval()["stderr"]), rel=1e-15)
+    assert float(collection["bits"].compute_interval()["stderr"]) == pytest.approx(float(out["stderr"]), rel=1e-15)
