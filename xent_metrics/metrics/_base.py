@@ -20,15 +20,17 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from xent_metrics.functional._error_bars import ERROR_ROWS
 from xent_metrics.functional._sums import NUM_SUMS
 from xent_metrics.metrics import _layout, _plot, _state, _torchmetrics
+from xent_metrics.metrics._error_bars import ErrorBarsMixin
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
-class SumsMetric(_torchmetrics.TorchmetricsAdapter):
+class SumsMetric(ErrorBarsMixin, _torchmetrics.TorchmetricsAdapter):
     """A ``Metric`` whose only state is the ``(3, K)`` float64 ``sums``, added to by ``update`` and reduced by sum."""
 
     is_differentiable = True
@@ -65,6 +67,8 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         the first update, so metrics whose updates or shapes differ never share one, while a per-class CE
         and an NE of the same options do.
         """
+        if self._error_bars:  # error-bar rows below the sums; per-class rows never pool into totals
+            rows, per_class = rows + ERROR_ROWS, None
         self._widths = (width, width if per_class is None else per_class)
         self._rows = rows
         default = torch.zeros(rows, width, dtype=dtype, device=self.device)
@@ -92,7 +96,7 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         if self.dist_sync_on_step or _torchmetrics.is_synced(self):
             return super().forward(*args, **kwargs)
         with torch.enable_grad():
-            batch = self._batch_sums(*args, **kwargs)
+            batch = (self._error_batch_sums if self._error_bars else self._batch_sums)(*args, **kwargs)
         # Out of place: a MetricCollection compute group shares one state tensor among its members and
         # calls each member's forward; ``+=`` would add the batch once per member.
         _torchmetrics.record_update(self, self.sums + batch.detach())
@@ -105,6 +109,8 @@ class SumsMetric(_torchmetrics.TorchmetricsAdapter):
         """The state layout: the class, the options that change what an update adds, the shape (see :mod:`._layout`)."""
         width, per_class = self._widths
         update = _layout.update_text(self._task_name, self.task)
+        if self._error_bars:
+            update += f" with error bars (r0={self._error_reference!r}, average={self._average!r})"
         shape, per_class_shape = (self._rows, width), (self._rows, per_class)
         return _layout.Layout(metric=self._reader(), update=update, shape=shape, per_class=per_class_shape)
 

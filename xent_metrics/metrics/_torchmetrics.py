@@ -28,6 +28,7 @@ batch's update. :func:`_instance_dict` names the place where they are written in
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -62,6 +63,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("instance", "_defaults"),
     ("instance", "_persistent"),
     ("instance", "_device"),
+    ("instance", "_update_signature"),
     ("torchmetrics.utilities.data", "_squeeze_if_scalar"),
 )
 
@@ -102,6 +104,7 @@ class TorchmetricsAdapter(Metric):
         Its other work (moving list states for ``compute_on_cpu``, rewording device errors) has
         nothing to do here: there are no list states, and devices are checked first.
         """
+        update = self._update_to_wrap(update)
 
         @functools.wraps(update)
         def atomic_update(*args: Any, **kwargs: Any) -> None:
@@ -119,6 +122,10 @@ class TorchmetricsAdapter(Metric):
                 raise
 
         return atomic_update
+
+    def _update_to_wrap(self, update: Callable) -> Callable:
+        """The update torchmetrics wraps (init, unpickling): ``update`` itself; the error-bar mixin picks another."""
+        return update
 
     def _wrap_compute(self, compute: Callable) -> Callable:
         """Wrap ``compute`` as torchmetrics does, without its "compute before update" warning, with a lean synced path.
@@ -254,3 +261,17 @@ def _synced_compute(metric: TorchmetricsAdapter, compute: Callable, args: tuple,
     if metric.compute_with_cache:
         attrs["_computed"] = value
     return value
+
+
+def synced_sums(metric: Metric) -> Tensor:
+    """A copy of ``metric.sums``, summed over the processes where ``compute`` would sync (a collective)."""
+    with metric.sync_context(should_sync=metric._to_sync, should_unsync=metric._should_unsync):
+        sums: Tensor = metric.__dict__["sums"]  # a Metric's state lives in its __dict__, as `_instance_dict` reads
+        return sums.clone()
+
+
+def add_update_keyword(metric: Metric, name: str) -> None:
+    """Name a keyword-only ``update`` argument in the signature ``MetricCollection`` routes keywords by."""
+    signature = metric._update_signature
+    keyword = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+    metric._update_signature = signature.replace(parameters=[*signature.parameters.values(), keyword])

@@ -1,0 +1,116 @@
+"""``PairedDifference``: model A minus model B on the same data, with the paired (clustered) interval."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from xent_metrics.functional import _error_bars
+from xent_metrics.metrics import _torchmetrics
+from xent_metrics.metrics._base import SumsMetric
+
+
+class PairedDifference(Metric):
+    r"""The difference of a cross-entropy metric between two models on the same data, with its paired interval.
+
+    .. math::
+        \Delta = R_A - R_B = \frac{\sum_c D_c}{\sum_c X_c}, \qquad D_c = Y_c(A) - Y_c(B), \qquad
+        \mathrm{SE}(\Delta)^2 = \frac{G}{G - 1} \frac{\sum_c (D_c - \Delta X_c)^2}{(\sum_c X_c)^2}
+
+    over the clusters of the wrapped metric (a sample, a sequence, or the sequences of one document
+    given by ``cluster_ids``). Pairing removes what the two models share (hard documents are hard for
+    both), so the difference is far surer than the two intervals side by side suggest.
+
+    Parameters
+    ----------
+    metric : Metric
+        A cross-entropy metric of this package (``BinaryCrossEntropy``, ``MulticlassCrossEntropy``,
+        ``MultilabelCrossEntropy`` or ``Perplexity``) with ``average="micro"``; its options (class
+        weights, ``ignore_index``, units, bytes per update) apply to both models. It is not updated.
+    **kwargs
+        torchmetrics' ``Metric`` options.
+
+    Shape
+    -----
+    - ``preds_a``, ``preds_b``: one shape, the wrapped metric's scores: ``(N,)`` / ``(N, K)`` / ``(N, C, ...)``
+      / ``(B, L, V)``.
+    - ``target``: the wrapped metric's, e.g. ``(N,)`` or ``(B, L)``.
+    - ``sample_weight``: ``(N,)``, or one per position.
+    - Output: ``()`` (``compute``); ``compute_interval``: a dict of four tensors of shape ``()``.
+
+    Raises
+    ------
+    TypeError
+        ``metric`` is not a cross-entropy metric of this package.
+    ValueError
+        ``metric`` averages other than ``"micro"``, or is a normalized entropy.
+
+    Notes
+    -----
+    The difference is on the loss scale: nats (per token, or per byte for bits per byte), divided by
+    ``ln 2`` for the metric's bits units; a perplexity's difference is given as the difference of its
+    cross-entropies (nats). Two models with different tokenizers (compared in bits per byte per
+    document) and hidden-state updates with two heads are out of scope. The state syncs with
+    torchmetrics' own sync (one state tensor).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xent_metrics import MulticlassCrossEntropy, PairedDifference
+    >>> paired = PairedDifference(MulticlassCrossEntropy(num_classes=2, input_format="probs"))
+    >>> target = torch.tensor([1, 0, 1, 1])
+    >>> a = torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.1, 0.9]])
+    >>> b = torch.tensor([[0.3, 0.7], [0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
+    >>> paired.update(a, b, target)
+    >>> {key: round(float(value), 4) for key, value in paired.compute_interval().items()}
+    {'value': -0.1469, 'stderr': 0.0139, 'low': -0.1743, 'high': -0.1196}
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+    sums: Tensor
+
+    def __init__(self, metric: Metric, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(metric, SumsMetric):
+            raise TypeError(f"`metric` must be a cross-entropy Metric of this package, got {type(metric).__name__}.")
+        if metric._no_interval is not None or metric._average != "micro":
+            raise ValueError(
+                f"PairedDifference needs a cross-entropy metric with average='micro', got {type(metric).__name__} "
+                f"with average={metric._average!r}; construct one with average='micro'."
+            )
+        inner = cast(SumsMetric, metric.clone())
+        inner.reset()
+        inner._row_pass = False  # per-cluster sums of both models
+        self.__dict__["_inner"] = inner  # not a child module: its state is neither saved nor synced
+        rows = 2 * inner._rows - (2 * _error_bars.ERROR_ROWS if inner._error_bars else 0) + _error_bars.ERROR_ROWS
+        self.add_state("sums", torch.zeros(rows, 1, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(
+        self, preds_a: Tensor, preds_b: Tensor, target: Tensor, sample_weight: Tensor | None = None, **kwargs: Any
+    ) -> None:
+        """Add both models' scores on one batch (``kwargs``: the wrapped metric's, e.g. ``cluster_ids``)."""
+        inner = self.__dict__["_inner"]
+        parts_a = inner._cluster_parts(preds_a, target, sample_weight, **dict(kwargs))
+        parts_b = inner._cluster_parts(preds_b, target, sample_weight, **dict(kwargs))
+        self.sums += _error_bars.paired_rows(parts_a, parts_b, per_byte=inner._per_byte).to(self.sums.device)
+
+    def compute(self) -> Tensor:
+        """The difference ``A - B`` (see Notes for its units)."""
+        return self._to_units(_error_bars.paired_stderr(self.sums, per_byte=self.__dict__["_inner"]._per_byte)[0])
+
+    def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
+        """``{"value", "stderr", "low", "high"}`` of ``A - B`` (see the class's formula and Notes); a collective."""
+        _error_bars.normal_quantile(confidence)
+        sums = _torchmetrics.synced_sums(self)
+        value, stderr = _error_bars.paired_stderr(sums, per_byte=self.__dict__["_inner"]._per_byte)
+        return _error_bars.interval(value, stderr, confidence, self._to_units)
+
+    def _to_units(self, value: Tensor) -> Tensor:
+        """Nats, or bits for a metric in bits."""
+        units = getattr(self.__dict__["_inner"], "units", "nats")
+        return _error_bars.bits(value) if units in ("bits_per_token", "bits_per_byte") else value
