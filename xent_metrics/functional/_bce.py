@@ -193,21 +193,6 @@ def _add_block(
     sums[TARGET] += (y * w[:, None]).sum(0)
 
 
-def _add_clusters(clusters: ClusterSums, rows: slice, loss: Tensor, keep: Tensor | None, w: Tensor | None) -> None:
-    """Add a block's ``(m, K)`` weighted losses and weights (0 where ignored) to their clusters (error bars).
-
-    ``loss`` is the block's elementwise loss before :func:`_add_block` masks it: masked here the same way.
-    """
-    x = None if keep is None else keep.to(torch.float64)
-    if w is not None:
-        x = w[:, None].expand(loss.shape) if x is None else x * w[:, None]
-    if keep is not None:
-        loss = loss.masked_fill(~keep, 0)
-    if w is not None:  # a zero weight removes an entry exactly, even one whose loss is inf
-        loss = torch.where(w[:, None] != 0, loss * w[:, None], 0)
-    clusters.add(rows, loss, x)
-
-
 def _targets(
     y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -269,8 +254,8 @@ def bce_sums(
         far = _far_elements(z, input_format)
         if far is not None:  # float32 elements past the tail limit: recomputed in float64 (into ``wide``)
             loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, None if buffers is None else buffers.wide)
-        if clusters is not None:
-            _add_clusters(clusters, rows, loss, keep, w)
+        if clusters is not None:  # error bars: each position's losses and weights, to its cluster
+            clusters.add_labels(rows, loss, keep, w)
         _add_block(sums, loss, y, keep, w, buffers)
     return sums
 

@@ -19,7 +19,7 @@ denominator), which the error rows do not count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -41,6 +41,12 @@ class ClusterSums:
     columns: Tensor | None
     slots: Tensor | None
     per_row: int = 1
+    #: Where each (row, label) is a cluster of its label's column: the error rows, added block by block, and
+    #: the shift ``r0`` they use (a 2-D multilabel batch with ``average="none"``: no ``(N, K)`` buffer).
+    elements: Tensor | None = None
+    reference: float = 0.0
+    #: A float64 block of the kernel's losses, reused block after block (a fresh one costs more than the copy).
+    scratch: list[Tensor] = field(default_factory=list)
 
     def take(self, rows: slice | Tensor) -> ClusterSums:
         """The clusters of the positions ``rows`` (a kernel called on part of the positions, e.g. a head's block)."""
@@ -80,12 +86,65 @@ class ClusterSums:
         else:
             self.values.index_add_(1, index, pair)
 
+    def add_labels(self, rows: slice, loss: Tensor, keep: Tensor | None, weight: Tensor | None) -> None:
+        """Add a binary block: ``(m, K)`` elementwise losses, entries ``keep`` (``None``: all), row weights ``(m,)``.
+
+        The weights are shared by a row's labels, so a cluster's rows need no ``(m, K)`` weight matrix: the
+        totals of a row are its loss sum and kept count times its weight; the error rows of one cluster per
+        element are ``sum w^2 k``, ``sum w^2 e``, ``sum w^2 e^2`` with ``e = k (loss - r0)``.
+        """
+        e = self._wide(loss)
+        if keep is not None:
+            e.masked_fill_(~keep, 0)
+        if weight is not None:  # a zero weight removes a row exactly, even one whose loss is inf
+            e.masked_fill_((weight == 0)[:, None], 0)
+        if self.elements is None:  # the rows' totals (or per-label rows of grouped positions)
+            count = torch.full_like(e[:, 0], e.shape[1]) if keep is None else keep.sum(1, dtype=torch.float64)
+            if self.values.shape[2] == 1:
+                loss_of, weight_of = e.sum(1), count
+            else:
+                loss_of, weight_of = e, torch.ones_like(e) if keep is None else keep.to(e.dtype)
+            if weight is not None:
+                scale = weight if loss_of.ndim == 1 else weight[:, None]
+                loss_of, weight_of = loss_of * scale, weight_of * scale
+            self.add(rows, loss_of, weight_of)
+            return
+        self._add_elements(e, keep, weight)
+
+    def _wide(self, loss: Tensor) -> Tensor:
+        """A float64 copy of a ``(m, K)`` block of losses, in the reused scratch block."""
+        if not self.scratch or self.scratch[0].shape[0] < loss.shape[0] or self.scratch[0].shape[1] != loss.shape[1]:
+            self.scratch[:] = [torch.empty(loss.shape, dtype=torch.float64, device=loss.device)]
+        return self.scratch[0][: loss.shape[0]].copy_(loss)
+
+    def _add_elements(self, e: Tensor, keep: Tensor | None, weight: Tensor | None) -> None:
+        """Error rows of ``(m, K)`` single-element clusters: ``e`` the kept entries' losses, unshifted."""
+        if keep is None and weight is None:  # unit weights: every element is a cluster of weight 1
+            count = torch.full_like(e[0], e.shape[0])
+            xz = e.sub_(self.reference).sum(0)
+            self.elements.add_(torch.stack([count, count, count, xz, e.square_().sum(0)]))  # type: ignore[union-attr]
+            return
+        kept = torch.ones_like(e) if keep is None else keep.to(e.dtype)
+        if weight is not None:
+            kept = kept * (weight != 0)[:, None]
+        e = e.sub_(self.reference).mul_(kept)  # z / w
+        v = None if weight is None else weight * weight
+        if v is None:
+            xx, xz, zz = kept.sum(0), e.sum(0), (e * e).sum(0)
+        else:
+            xx, xz, zz = v @ kept, v @ e, v @ (e * e)
+        present = kept.sum(0)
+        every = (kept != 0).any(1).sum(dtype=torch.float64).expand_as(present)
+        self.elements.add_(torch.stack([present, every, xx, xz, zz]))  # type: ignore[union-attr]
+
     def moments(self, reference: float, width: int, denominators: Tensor | None = None) -> Tensor:
         """The ``(ERROR_ROWS, width)`` error rows of the clusters (:func:`~._error_bars.cluster_moments`).
 
         ``denominators`` ``(G,)`` replace the clusters' weights (their bytes); a single column of totals
         is padded with zeros to ``width``.
         """
+        if self.elements is not None:
+            return self.elements
         loss, x = self.values[0], self.values[1]
         if denominators is not None:
             x = denominators.to(x.dtype)[:, None]
@@ -103,13 +162,20 @@ class ClusterSums:
 
 
 def cluster_sums(
-    rows: int, per_row: int, width: int, device: torch.device, *, clusters: Tensor | None = None, columns: bool = False
+    rows: int, per_row: int, width: int, device: torch.device, *, clusters: Tensor | None = None,
+    columns: bool = False, reference: float | None = None,
 ) -> ClusterSums:
     """Empty :class:`ClusterSums` for a kernel's ``rows`` rows of ``per_row`` positions each.
 
     ``clusters`` ``(rows,)``: the cluster of each row (:func:`first_of_cluster`), else one per row.
     ``columns``: each cluster holds one position, its class kept beside (one cluster per position).
+    ``reference``: each element of a ``(rows, width)`` block is a cluster of its column; its error rows
+    (shifted by ``reference``) are added block by block.
     """
+    if reference is not None and clusters is None and per_row == 1:
+        elements = torch.zeros(ERROR_ROWS, width, dtype=torch.float64, device=device)
+        values = torch.zeros(2, 0, width, dtype=torch.float64, device=device)
+        return ClusterSums(values, None, None, elements=elements, reference=reference)
     count = rows if clusters is None else clusters.shape[0]
     slots = None
     if clusters is not None or per_row != 1:

@@ -96,11 +96,13 @@ class ErrorBarsMixin:
         """The batch's sums, its clusters' loss and weight sums (one per sample, index 0), and no byte counts."""
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
-        clusters = self._new_clusters(batch.preds.shape, batch.preds.device)
+        reference = None if self._totals else self._error_reference  # a cluster per element of each label
+        clusters = self._new_clusters(batch.preds.shape, batch.preds.device, reference=reference)
         return self.task.sums(batch, clusters=clusters), clusters, None
 
     def _new_clusters(
-        self, shape: torch.Size, device: torch.device, rows_of: Tensor | None = None, *, hard: bool = False
+        self, shape: torch.Size, device: torch.device, rows_of: Tensor | None = None, *, hard: bool = False,
+        reference: float | None = None,
     ) -> ClusterSums:
         """Empty cluster sums for a kernel's ``(rows, K, *positions)`` input (the state's columns, or totals).
 
@@ -110,7 +112,9 @@ class ErrorBarsMixin:
         width = 1 if self._totals else self.sums.shape[1]
         per_row = math.prod(shape[2:])
         columns = hard and width > 1 and rows_of is None and per_row == 1
-        return cluster_sums(shape[0], per_row, width, device, clusters=rows_of, columns=columns)
+        return cluster_sums(
+            shape[0], per_row, width, device, clusters=rows_of, columns=columns, reference=reference
+        )
 
     def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
         r"""The value, its clustered standard error and a normal ``confidence`` interval, on every process.
