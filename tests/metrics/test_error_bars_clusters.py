@@ -164,3 +164,24 @@ def test_multilabel_rows_with_ignored_entries_and_zero_weights(average: str) -> 
     unit.update(logits, target.clamp_min(0))
     expected = np.array([clustered_reference(np.ones(23), loss[:, k]) for k in range(4)])
     _check(unit.compute_interval(), expected[:, 0], expected[:, 1])
+
+
+@pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("average", ["micro", "none"])
+def test_multilabel_k_dim_samples_are_the_clusters(average: str) -> None:
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(7, 3, 4, generator=g, dtype=torch.float64) * 1.3  # (N, K, L): a sample spans L positions
+    target = torch.randint(0, 2, (7, 3, 4), generator=g)
+    target[2, 1, :3] = -1
+    weight = torch.rand(7, generator=g, dtype=torch.float64) + 0.1
+    weight[5] = 0.0
+    loss = F.binary_cross_entropy_with_logits(logits, target.clamp_min(0).double(), reduction="none").numpy()
+    x = (weight[:, None, None] * (target != -1)).numpy()
+    y = x * loss
+    metric = MultilabelCrossEntropy(3, average=average, ignore_index=-1, error_bars=True)
+    metric.update(logits, target, weight)
+    if average == "micro":
+        _check(metric.compute_interval(), *clustered_reference(x.sum((1, 2)), y.sum((1, 2))))
+        return
+    expected = np.array([clustered_reference(x[:, k].sum(1), y[:, k].sum(1)) for k in range(3)])
+    _check(metric.compute_interval(), expected[:, 0], expected[:, 1])
