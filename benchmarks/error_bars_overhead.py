@@ -1,7 +1,7 @@
 """The cost of ``error_bars=True``: one update with error bars over the same update without, interleaved.
 
-Ratios of the medians of ``--repeats`` interleaved runs in one process, one thread (timings on a
-shared machine are noisy: compare only ratios measured side by side). The issue's cases are CE
+The median of ``--repeats`` ratios of adjacent runs in one process, one thread, the order alternating
+(timings on a shared machine are noisy: compare only ratios measured side by side). The issue's cases are CE
 ``(65536, 1000)`` (one cluster per row, also ``average="none"``) and hidden states ``(8192, 512)`` with
 ``d = 512`` and a 32000-token head; the hidden-state case runs here on ``--sequences`` sequences of
 that shape (a CPU projects about one such sequence a second; the extra work per token is the same).
@@ -23,17 +23,21 @@ Case = tuple[Callable[[bool], object], tuple, dict]
 
 
 def _ratio(case: Case, repeats: int) -> tuple[float, float]:
-    """Median time with error bars over median time without, and the median time without (seconds)."""
+    """The median over ``repeats`` adjacent pairs of (time with error bars / time without), and the median without.
+
+    The pairs alternate which of the two runs first, so neither gains from running second (warm caches,
+    memory just freed) or loses to a burst of load on the shared machine.
+    """
     make, args, kwargs = case
     times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(repeats):
-        for error_bars in (False, True):
+    for repeat in range(repeats):
+        for error_bars in (False, True) if repeat % 2 == 0 else (True, False):
             metric = make(error_bars)
             start = time.perf_counter()
             metric.update(*args, **kwargs)  # type: ignore[attr-defined]
             times[error_bars].append(time.perf_counter() - start)
-    base = statistics.median(times[False])
-    return statistics.median(times[True]) / base, base
+    ratios = [with_bars / without for with_bars, without in zip(times[True], times[False], strict=True)]
+    return statistics.median(ratios), statistics.median(times[False])
 
 
 def _cases(sequences: int) -> dict[str, Case]:
