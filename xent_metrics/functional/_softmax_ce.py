@@ -227,8 +227,9 @@ def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool) -> Tensor
     return torch.stack([loss, counts, counts])
 
 
-#: Per device and row count: the ``(3, 1)`` mask of the ``LOSS`` row and the counts ``[0, rows, rows]``.
-_TOTALS: dict[tuple[torch.device, int], tuple[Tensor, Tensor]] = {}
+#: Per device (``None``: the CPU) and row count: the ``(3, 1)`` mask of the ``LOSS`` row and the counts
+#: ``[0, rows, rows]``.
+_TOTALS: dict[tuple[torch.device | None, int], tuple[Tensor, Tensor]] = {}
 
 
 def _totals(loss: Tensor, rows: int) -> Tensor:
@@ -237,7 +238,7 @@ def _totals(loss: Tensor, rows: int) -> Tensor:
     The mask and the counts are made once per device and row count (kept for 16 of them), so a step
     dispatches one op here; under tracing (a fake tensor, ``torch.compile``) they are made afresh.
     """
-    key = (loss.device, rows)
+    key = (None if loss.is_cpu else loss.device, rows)  # is_cpu: no device object built on the CPU
     pair = _TOTALS.get(key)
     if pair is None:
         mask = torch.arange(NUM_SUMS, device=loss.device)[:, None] == LOSS

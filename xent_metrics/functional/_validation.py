@@ -168,8 +168,10 @@ def check_pair(preds: object, target: object, ignore_index: int | None, validate
     """``preds`` a floating tensor, ``target`` a tensor on its device whose dtype holds ``ignore_index``."""
     preds = check_float_preds(preds, not validate_args)
     target = check_tensor("target", target, not validate_args)
-    check_device("target", target, preds)
-    check_ignore_index_fits(target, ignore_index)
+    if not (target.is_cpu and preds.is_cpu):  # is_cpu: no device objects built, once per step
+        check_device("target", target, preds)
+    if ignore_index is not None:
+        check_ignore_index_fits(target, ignore_index)
     return preds, target
 
 
@@ -315,6 +317,8 @@ def multiclass_target_kind(preds: Tensor, target: Tensor, num_classes: int | Non
             f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
             f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
         )
+    if preds.ndim == 2 and target.ndim == 1 and target.shape[0] == preds.shape[0] and not target.is_floating_point():
+        return False  # (N, C) scores, (N,) class indices: the per-step case, decided without building shapes
     hard_shape = preds.shape[:1] + preds.shape[2:]
     if target.shape == hard_shape and not target.is_floating_point():
         return False
