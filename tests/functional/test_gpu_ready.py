@@ -177,3 +177,18 @@ def test_the_per_step_totals_keep_no_fake_tensor() -> None:
     assert fake.shape == (3, 1)
     assert all(type(kept) is torch.Tensor for pair in _softmax_ce._TOTALS.values() for kept in pair)
     assert _softmax_ce._totals(torch.tensor(0.3, dtype=torch.float64), 4099).tolist() == [[0.3], [4099.0], [4099.0]]
+
+
+def test_a_step_in_inference_mode_leaves_nothing_that_a_later_differentiable_forward_cannot_use() -> None:
+    """Lightning validates under ``inference_mode``; a training ``forward`` of the same row count comes after."""
+    g = torch.Generator().manual_seed(5)
+    metric = MulticlassCrossEntropy(5)
+    with torch.inference_mode():
+        metric.update(torch.randn(4097, 5, generator=g), torch.randint(0, 5, (4097,), generator=g))
+    logits = torch.randn(4097, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (4097,), generator=g)
+    metric(logits, target).backward()
+    ours = logits.grad.clone()  # type: ignore[union-attr]
+    logits.grad = None
+    torch.nn.functional.cross_entropy(logits, target).backward()
+    torch.testing.assert_close(ours, logits.grad, rtol=1e-12, atol=1e-15)

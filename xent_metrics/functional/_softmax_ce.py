@@ -236,14 +236,15 @@ def _totals(loss: Tensor, rows: int) -> Tensor:
     """The ``(3, 1)`` totals ``[loss, rows, rows]`` of a unit batch from its 0-dim loss sum: one ``where``.
 
     The mask and the counts are made once per device and row count (kept for 16 of them), so a step
-    dispatches one op here; under tracing (a fake tensor, ``torch.compile``) they are made afresh.
+    dispatches one op here; under tracing (a fake tensor, ``torch.compile``) and in inference mode (whose
+    tensors autograd may not save for a later ``forward``) they are made afresh and not kept.
     """
     key = (None if loss.is_cpu else loss.device, rows)  # is_cpu: no device object built on the CPU
     pair = _TOTALS.get(key)
     if pair is None:
         mask = torch.arange(NUM_SUMS, device=loss.device)[:, None] == LOSS
         pair = mask, torch.where(mask, 0, rows).to(torch.float64)
-        if type(loss) is Tensor and not torch.compiler.is_compiling():
+        if type(loss) is Tensor and not (torch.is_inference_mode_enabled() or torch.compiler.is_compiling()):
             if len(_TOTALS) >= 16:
                 _TOTALS.clear()
             _TOTALS[key] = pair
