@@ -219,24 +219,48 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
 
-def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: bool) -> Tensor:
+def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool) -> Tensor:
     """Sums of a batch with class-index targets ``t`` and unit weights from its per-row losses: the per-step path.
 
     The rows went through the block path's per-row kernel (:func:`target_nll`, allocating instead of
     borrowing a scratch buffer, which gives the same digits), so a row's value is the one it gets in
-    any other batch; per-class loss sums and counts are two ``bincount`` calls (the loss one adds rows
-    in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under autograd
-    (``grad``) ``index_add_`` carries the gradient instead.
+    any other batch. Totals (``per_class=False``) are the loss sum beside the row count
+    (:func:`_totals`); per-class loss sums and counts are two ``bincount`` calls (the loss one adds
+    rows in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under
+    autograd (or off the CPU) ``index_add_`` carries the gradient instead.
     """
-    if not per_class:  # (3, 1) totals: one sum and the count
-        count = torch.full((), t.shape[0], dtype=torch.float64, device=t.device)
-        return torch.stack([nll.sum(), count, count])[:, None]
+    if not per_class:  # (3, 1) totals: [loss sum, count, count]
+        return _totals(nll.sum(), t.shape[0])
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if grad or t.device.type != "cpu":
+    if nll.requires_grad or not t.is_cpu:
         loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
     return torch.stack([loss, counts, counts])
+
+
+#: Per device (``None``: the CPU) and row count: the ``(3, 1)`` mask of the ``LOSS`` row and the counts
+#: ``[0, rows, rows]``.
+_TOTALS: dict[tuple[torch.device | None, int], tuple[Tensor, Tensor]] = {}
+
+
+def _totals(loss: Tensor, rows: int) -> Tensor:
+    """The ``(3, 1)`` totals ``[loss, rows, rows]`` of a unit batch from its 0-dim loss sum: one ``where``.
+
+    The mask and the counts are made once per device and row count (kept for 16 of them), so a step
+    dispatches one op here; under tracing (a fake tensor, ``torch.compile``) and in inference mode (whose
+    tensors autograd may not save for a later ``forward``) they are made afresh and not kept.
+    """
+    key = (None if loss.is_cpu else loss.device, rows)  # is_cpu: no device object built on the CPU
+    pair = _TOTALS.get(key)
+    if pair is None:
+        mask = torch.arange(NUM_SUMS, device=loss.device)[:, None] == LOSS
+        pair = mask, torch.where(mask, 0, rows).to(torch.float64)
+        if type(loss) is Tensor and not (torch.is_inference_mode_enabled() or torch.compiler.is_compiling()):
+            if len(_TOTALS) >= 16:
+                _TOTALS.clear()
+            _TOTALS[key] = pair
+    return torch.where(pair[0], loss, pair[1])
 
 
 def _compiled(preds: Tensor, soft: bool, options: SoftmaxOptions) -> Kernel | None:
@@ -251,10 +275,10 @@ def _compiled(preds: Tensor, soft: bool, options: SoftmaxOptions) -> Kernel | No
 
 
 def _plan(
-    preds: Tensor, soft: bool, options: SoftmaxOptions, sample_weight: Tensor | None, chunk_elements: int | None
+    preds: Tensor, target: Tensor, options: SoftmaxOptions, sample_weight: Tensor | None, chunk_elements: int | None
 ) -> tuple[SoftmaxPlan, Kernel | None]:
     """Ask the block plan for ``preds`` (and the compiled kernel where ``options.fused`` applies)."""
-    fmt, smoothing = options.input_format, options.label_smoothing
+    fmt, smoothing, soft = options.input_format, options.label_smoothing, target.shape == preds.shape
     kernel = _compiled(preds, soft, options)
     plan = _chunks.softmax_plan(
         preds,
@@ -262,7 +286,7 @@ def _plan(
         soft=soft,
         gather=fmt != "logits" and not smoothing,
         fused=kernel is not None,
-        plain=_unit(options, sample_weight) and _per_step(preds, soft, options),
+        plain=_unit(options, sample_weight) and _per_step(preds, target, options),
         work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and preds.device.type == "cpu"),
     )
     return plan, kernel
@@ -274,9 +298,9 @@ def _unit(options: SoftmaxOptions, sample_weight: Tensor | None) -> bool:
     return unit and not options.label_smoothing
 
 
-def _per_step(preds: Tensor, soft: bool, options: SoftmaxOptions) -> bool:
-    """Whether a unit batch may take the per-step path: ``(N, C)`` scores, class indices, eager."""
-    return not options.fused and preds.ndim == 2 and not soft
+def _per_step(preds: Tensor, target: Tensor, options: SoftmaxOptions) -> bool:
+    """Whether a unit batch may take the per-step path: ``(N, C)`` scores, ``(N,)`` class indices, eager."""
+    return not options.fused and preds.ndim == 2 and target.ndim == 1
 
 
 def softmax_ce_sums(
@@ -306,16 +330,20 @@ def softmax_ce_sums(
     of its projected blocks) gives it with the ``blocks`` of ``preds``; otherwise the call asks one.
     ``clusters`` (error bars) also gets each position's weighted loss and weight, block by block.
     """
-    soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
-    plan, kernel = (plan, None) if plan is not None else _plan(preds, soft, options, sample_weight, chunk_elements)
     unit = _unit(options, sample_weight)
-    if unit and _per_step(preds, soft, options) and preds.numel() <= plan.small:  # one small block
-        z = preds if preds.dtype == plan.dtype else preds.to(plan.dtype)
-        t = target if target.dtype == torch.int64 else target.long()
-        nll = target_nll(z, t, options.input_format, eps)
-        if clusters is not None:
-            clusters.add(slice(0, t.shape[0]), nll, None, t)
-        return _plain_sums(nll, t, classes, per_class, plan.grad)
+    if unit and _per_step(preds, target, options):
+        small = _chunks.per_step_elements(preds, chunk_elements) if plan is None else plan.small
+        if preds.numel() <= small:  # one small block
+            dtype = _chunks.compute_dtype(preds.dtype)
+            z = preds if preds.dtype == dtype else preds.to(dtype)
+            t = target if target.dtype == torch.int64 else target.long()
+            eps = 0.0 if options.input_format == "logits" else torch.finfo(preds.dtype).eps
+            nll = target_nll(z, t, options.input_format, eps)
+            if clusters is not None:
+                clusters.add(slice(0, t.shape[0]), nll, None, t)
+            return _plain_sums(nll, t, preds.shape[1], per_class)
+    soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
+    plan, kernel = (plan, None) if plan is not None else _plan(preds, target, options, sample_weight, chunk_elements)
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=preds.device)
     if unit and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount

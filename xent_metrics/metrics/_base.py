@@ -88,15 +88,19 @@ class SumsMetric(ErrorBarsMixin, _torchmetrics.TorchmetricsAdapter):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Add the batch to the state and return the metric on the batch alone.
 
-        The batch sums are computed once (with gradients enabled, as torchmetrics does, so the value is
-        differentiable), added to ``sums`` and turned into the batch value (torchmetrics would copy the
-        state, reset, update, compute and merge back). With ``dist_sync_on_step`` torchmetrics' own
-        forward runs, which syncs the batch value across processes.
+        The batch sums are computed once (with gradients enabled where an input requires grad, as
+        torchmetrics does, so the value is differentiable), added to ``sums`` and turned into the batch
+        value (torchmetrics would copy the state, reset, update, compute and merge back). With
+        ``dist_sync_on_step`` torchmetrics' own forward runs, which syncs the batch value across processes.
         """
         if self.dist_sync_on_step or _torchmetrics.is_synced(self):
             return super().forward(*args, **kwargs)
-        with torch.enable_grad():
-            batch = (self._error_batch_sums if self._error_bars else self._batch_sums)(*args, **kwargs)
+        batch_sums = self._error_batch_sums if self._error_bars else self._batch_sums
+        if torch.is_grad_enabled() or not _torchmetrics.records_grad(args, kwargs):
+            batch = batch_sums(*args, **kwargs)
+        else:
+            with torch.enable_grad():
+                batch = batch_sums(*args, **kwargs)
         # Out of place: a MetricCollection compute group shares one state tensor among its members and
         # calls each member's forward; ``+=`` would add the batch once per member.
         _torchmetrics.record_update(self, self.sums + batch.detach())
