@@ -185,3 +185,26 @@ def test_multilabel_k_dim_samples_are_the_clusters(average: str) -> None:
         return
     expected = np.array([clustered_reference(x[:, k].sum(1), y[:, k].sum(1)) for k in range(3)])
     _check(metric.compute_interval(), expected[:, 0], expected[:, 1])
+
+
+@pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("average", ["micro", "none"])
+def test_float32_multilabel_rows_read_the_kernels_float64_losses(average: str) -> None:
+    """Float32 logits, unit weights: the clusters read the losses the kernel widened for its own column sums."""
+    g = torch.Generator().manual_seed(12)
+    logits = torch.randn(29, 5, generator=g) * 2.5
+    target = torch.randint(0, 2, (29, 5), generator=g)
+    target[::4, 2] = -1
+    loss = F.binary_cross_entropy_with_logits(logits.double(), target.clamp_min(0).double(), reduction="none")
+    x = (target != -1).double().numpy()
+    y = x * loss.numpy()
+    metric = MultilabelCrossEntropy(5, average=average, ignore_index=-1, error_bars=True)
+    metric.update(logits[:11], target[:11])
+    metric.update(logits[11:], target[11:])
+    out = metric.compute_interval()
+    if average == "micro":
+        expected = np.array(clustered_reference(x.sum(1), y.sum(1)))
+    else:
+        expected = np.array([clustered_reference(x[:, k], y[:, k]) for k in range(5)]).T
+    np.testing.assert_allclose(out["value"].numpy(), expected[0], rtol=1e-6)  # float32 losses
+    np.testing.assert_allclose(out["stderr"].numpy(), expected[1], rtol=1e-5)

@@ -193,6 +193,24 @@ def _add_block(
     sums[TARGET] += (y * w[:, None]).sum(0)
 
 
+def _add_block_and_clusters(
+    sums: Tensor, clusters: ClusterSums, rows: slice, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None,
+    buffers: BceBuffers | None,
+) -> None:
+    """:func:`_add_block`, and the block's losses to their clusters (error bars).
+
+    Unit weights and class-index targets leave the masked float32 losses widened in the kernel's float64
+    ``wide`` buffer after :func:`_add_block`: the clusters read them there instead of widening them again.
+    """
+    wide = None if buffers is None or w is not None or loss.dtype == torch.float64 else buffers.wide
+    if wide is None or y.is_floating_point():  # the buffer will not hold the losses (weighted, or the targets)
+        clusters.add_labels(rows, loss, keep, w)
+        _add_block(sums, loss, y, keep, w, buffers)
+        return
+    _add_block(sums, loss, y, keep, w, buffers)
+    clusters.add_labels(rows, wide[: loss.shape[0]], keep, w, widened=True)
+
+
 def _targets(
     y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -254,9 +272,10 @@ def bce_sums(
         far = _far_elements(z, input_format)
         if far is not None:  # float32 elements past the tail limit: recomputed in float64 (into ``wide``)
             loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, None if buffers is None else buffers.wide)
-        if clusters is not None:  # error bars: each position's losses and weights, to its cluster
-            clusters.add_labels(rows, loss, keep, w)
-        _add_block(sums, loss, y, keep, w, buffers)
+        if clusters is None:
+            _add_block(sums, loss, y, keep, w, buffers)
+        else:  # error bars: each position's losses and weights, to its cluster
+            _add_block_and_clusters(sums, clusters, rows, loss, y, keep, w, buffers)
     return sums
 
 

@@ -86,14 +86,17 @@ class ClusterSums:
         else:
             self.values.index_add_(1, index, pair)
 
-    def add_labels(self, rows: slice, loss: Tensor, keep: Tensor | None, weight: Tensor | None) -> None:
+    def add_labels(
+        self, rows: slice, loss: Tensor, keep: Tensor | None, weight: Tensor | None, *, widened: bool = False
+    ) -> None:
         """Add a binary block: ``(m, K)`` elementwise losses, entries ``keep`` (``None``: all), row weights ``(m,)``.
 
         The weights are shared by a row's labels, so a cluster's rows need no ``(m, K)`` weight matrix: the
         totals of a row are its loss sum and kept count times its weight; the error rows of one cluster per
-        element are ``sum w^2 k``, ``sum w^2 e``, ``sum w^2 e^2`` with ``e = k (loss - r0)``.
+        element are ``sum w^2 k``, ``sum w^2 e``, ``sum w^2 e^2`` with ``e = k (loss - r0)``. ``widened``:
+        ``loss`` is a float64 scratch block of the kernel's, which may be overwritten.
         """
-        e = self._wide(loss)
+        e = loss if widened else self._wide(loss)
         if keep is not None:
             e.masked_fill_(~keep, 0)
         if weight is not None:  # a zero weight removes a row exactly, even one whose loss is inf
