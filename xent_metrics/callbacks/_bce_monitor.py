@@ -112,5 +112,9 @@ class PerClassBCEMonitor(PerClassMonitor):
 
     def _new_metric(self) -> Metric:
         return MultilabelCrossEntropy(
-            self.num_labels, input_format=self.input_format, ignore_index=self.ignore_index, average="none"
+            self.num_labels,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            average="none",
+            error_bars=self.error_bars,
         )

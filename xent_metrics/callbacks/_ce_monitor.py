@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
 from torchmetrics import Metric
 
 from xent_metrics.callbacks._args import check_labels
@@ -87,6 +88,7 @@ class PerClassCEMonitor(PerClassMonitor):
     """
 
     unit, names_arg, loss = "class", "classes", "CE"
+    macro_interval = True  # class-index targets: each sample falls in one class (soft targets are refused)
 
     def __init__(
         self, classes: list[str] | None = None, num_classes: int | None = None, prefix: str = "ce", **options: Any
@@ -95,7 +97,23 @@ class PerClassCEMonitor(PerClassMonitor):
         self.classes, self.num_classes = names, len(names)
         super().__init__(names, prefix=prefix, **options)
 
+    def _checked(self, stage: str, outputs: object) -> tuple[Any, Any]:
+        """As the base class; with error bars, probability targets are refused (the macro interval needs one class)."""
+        preds, target = super()._checked(stage, outputs)
+        if self.error_bars and isinstance(target, Tensor) and target.is_floating_point():
+            raise ValueError(
+                f"PerClassCEMonitor(error_bars=True) takes class-index targets, but `{self.target_key}` is a "
+                f"{target.dtype} tensor of shape {tuple(target.shape)} (probabilities): a soft-target sample counts "
+                "in several classes, so the classes' estimates are correlated and the macro mean has no interval. "
+                "Return class indices (e.g. target.argmax(1)), or set error_bars=False."
+            )
+        return preds, target
+
     def _new_metric(self) -> Metric:
         return MulticlassCrossEntropy(
-            self.num_classes, input_format=self.input_format, ignore_index=self.ignore_index, average="none"
+            self.num_classes,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            average="none",
+            error_bars=self.error_bars,
         )
