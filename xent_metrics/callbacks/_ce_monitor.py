@@ -58,12 +58,21 @@ class PerClassCEMonitor(PerClassMonitor):
         How many classes the heatmap draws at most, named; with more, the worst ``log_worst_k`` (or
         the worst ``heatmap_max_labels``) of the last epoch, the title saying how many are not shown.
         ``None``: all (unnamed above 60). The image is at most 1600 px tall.
+    error_bars : bool, default=False
+        As :class:`~xent_metrics.callbacks.PerClassBCEMonitor`'s: log ``{stage}/{prefix}_low/{class}``
+        and ``{stage}/{prefix}_high/{class}`` (one cluster per sample), and here also
+        ``{stage}/{prefix}_low`` / ``{stage}/{prefix}_high`` for the macro mean: each sample falls in
+        one class, so the classes' estimates are independent and the macro mean's standard error is
+        :math:`\sqrt{\sum_k \mathrm{SE}_k^2} / K` over the :math:`K` classes with samples. Probability
+        (soft) targets, which count in several classes, are then refused with a ``ValueError``.
+    confidence : float in (0, 1), default=0.95
+        The coverage of the logged intervals.
 
     Raises
     ------
     TypeError, ValueError
         As :class:`~xent_metrics.callbacks.PerClassBCEMonitor` does, naming ``classes`` and
-        ``num_classes``.
+        ``num_classes``; ``ValueError`` for probability targets with ``error_bars=True``.
 
     See Also
     --------

@@ -254,7 +254,10 @@ class PerClassMonitor(Callback):
         with warnings.catch_warnings():
             # No data at all: `_warn_empty` says so once per name, not at every epoch.
             warnings.filterwarnings("ignore", message="No samples with non-zero weight", category=UserWarning)
-            computed = metric.compute_interval(self.confidence) if self.error_bars else {"value": metric.compute()}
+            if not self.error_bars:
+                computed = {"value": metric.compute()}
+            else:  # the package's metrics have it; torchmetrics' `Metric`, the declared type, does not
+                computed = metric.compute_interval(self.confidence)  # type: ignore[operator]
         return {key: value.detach().to("cpu", torch.float64) for key, value in computed.items()}
 
     def _record(self, computed: dict[str, Tensor]) -> dict[str, Any]:
