@@ -100,6 +100,11 @@ def macro_stderr(ratio: Tensor, stderr: Tensor, rows: Tensor) -> tuple[Tensor, T
             "hard class-index targets, no label smoothing, one label): here clusters span several columns, so the "
             "per-class estimates are correlated. Use average='micro', or average='none' for per-class intervals."
         )
+    return independent_mean(ratio, stderr)
+
+
+def independent_mean(ratio: Tensor, stderr: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean of the per-column ratios that are not ``nan``, and its standard error for independent columns."""
     valid = ~torch.isnan(ratio)
     count = valid.sum()
     value = torch.where(valid, ratio, 0).sum() / count
