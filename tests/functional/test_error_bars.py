@@ -11,6 +11,7 @@ import torch
 from helpers.error_bars import clustered_reference
 
 from xent_metrics.functional import _error_bars as eb
+from xent_metrics.functional._cluster_sums import first_of_cluster
 
 
 def _rows(x: np.ndarray, y: np.ndarray, reference: float) -> torch.Tensor:
@@ -99,16 +100,16 @@ def test_confidence_is_checked(confidence: object, error: type, match: str) -> N
         eb.normal_quantile(confidence)
 
 
-def test_cluster_groups() -> None:
-    assert eb.cluster_groups(None, 3) == [slice(0, 1), slice(1, 2), slice(2, 3)]
-    groups = eb.cluster_groups(torch.tensor([7, 2, 7, 9, 2]), 5)
-    assert [g.tolist() for g in groups] == [[1, 4], [0, 2], [3]]
+def test_first_of_cluster_maps_each_row_to_the_first_row_of_its_id() -> None:
+    assert first_of_cluster(None, 3) is None
+    assert first_of_cluster(torch.tensor([7, 2, 7, 9, 2]), 5).tolist() == [0, 1, 0, 3, 1]
+    assert first_of_cluster(torch.tensor([-4, -4, -4], dtype=torch.int8), 3).tolist() == [0, 0, 0]
     with pytest.raises(TypeError, match=r"`cluster_ids` must be an integer tensor, one cluster \(document\) id per"):
-        eb.cluster_groups(torch.tensor([0.0, 1.0]), 2)
+        first_of_cluster(torch.tensor([0.0, 1.0]), 2)
     with pytest.raises(TypeError, match="got list"):
-        eb.cluster_groups([0, 1], 2)
+        first_of_cluster([0, 1], 2)
     with pytest.raises(ValueError, match=r"`cluster_ids` must have shape \(2,\), one id per sequence .* shape \(3,\)"):
-        eb.cluster_groups(torch.tensor([0, 1, 1]), 2)
+        first_of_cluster(torch.tensor([0, 1, 1]), 2)
 
 
 def test_with_error_rows_of_totals_keeps_column_zero() -> None:

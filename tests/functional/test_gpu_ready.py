@@ -192,3 +192,61 @@ def test_a_step_in_inference_mode_leaves_nothing_that_a_later_differentiable_for
     logits.grad = None
     torch.nn.functional.cross_entropy(logits, target).backward()
     torch.testing.assert_close(ours, logits.grad, rtol=1e-12, atol=1e-15)
+
+
+#: The ops an update with ``error_bars=True`` may add to the same update without, per kernel block.
+ERROR_BAR_OPS = 40
+
+
+@pytest.mark.parametrize(
+    ("metric", "preds", "target"),
+    [
+        (lambda eb: MulticlassCrossEntropy(1000, validate_args=False, error_bars=eb), (65536, 1000), (65536,)),
+        (
+            lambda eb: MulticlassCrossEntropy(1000, average="none", validate_args=False, error_bars=eb),
+            (65536, 1000),
+            (65536,),
+        ),
+        (lambda eb: MultilabelCrossEntropy(100, validate_args=False, error_bars=eb), (65536, 100), (65536, 100)),
+        (
+            lambda eb: MultilabelCrossEntropy(100, average="none", validate_args=False, error_bars=eb),
+            (65536, 100),
+            (65536, 100),
+        ),
+        (lambda eb: Perplexity(ignore_index=-100, validate_args=False, error_bars=eb), (8, 512, 1000), (8, 512)),
+    ],
+    ids=["ce", "ce-none", "mlce", "mlce-none", "ppl"],
+)
+def test_error_bars_add_a_fixed_number_of_ops_and_read_nothing(metric, preds, target) -> None:  # type: ignore[no-untyped-def]
+    """The error-bar rows come from the kernel's pass: no host read, and the same ops for twice the rows."""
+    counts = {}
+    for scale in (1, 2):
+        shape, labels = (preds[0] * scale, *preds[1:]), (target[0] * scale, *target[1:])
+        for error_bars in (False, True):
+            moved = metric(error_bars).to("meta")
+            counts[scale, error_bars] = len(_count(moved.update, _meta(*shape), _meta(*labels, dtype=torch.long)))
+    assert counts[1, True] == counts[2, True], counts
+    assert counts[1, True] - counts[1, False] <= ERROR_BAR_OPS, counts
+
+
+def test_error_bars_of_documents_and_hidden_states_on_meta() -> None:
+    """``cluster_ids`` (no ``unique``: a ``(B, B)`` comparison) and a head's blocks: a fixed number of ops per block."""
+    weight = _meta(32000, 512)
+    counts = {}
+    for sequences in (4, 16):
+        ids = _meta(sequences, dtype=torch.long)
+        for error_bars in (False, True):
+            extra = {"cluster_ids": ids} if error_bars else {}
+            scores = Perplexity(ignore_index=-100, validate_args=False, error_bars=error_bars).to("meta")
+            counts["scores", sequences, error_bars] = len(
+                _count(scores.update, _meta(sequences, 512, 1000), _meta(sequences, 512, dtype=torch.long), **extra)
+            )
+            head = Perplexity(ignore_index=-100, validate_args=False, error_bars=error_bars).to("meta")
+            hidden, target = _meta(sequences, 512, 512), _meta(sequences, 512, dtype=torch.long)
+            ops = _count(head.update, hidden, target, linear_weight=weight, **extra)
+            counts["head", sequences, error_bars] = len(ops), ops.count("mm")  # one GEMM per block
+    assert counts["scores", 4, True] == counts["scores", 16, True], counts
+    assert counts["scores", 4, True] - counts["scores", 4, False] <= ERROR_BAR_OPS, counts
+    for sequences in (4, 16):
+        (plain, blocks), (with_bars, same_blocks) = counts["head", sequences, False], counts["head", sequences, True]
+        assert blocks == same_blocks and with_bars - plain <= ERROR_BAR_OPS + 3 * blocks, counts

@@ -280,8 +280,8 @@ def test_seeded_coverage_of_clustered_and_token_level_intervals() -> None:
 
 
 @pytest.mark.parametrize("input_format", ["logits", "probs", "log_probs"])
-def test_row_pass_equals_the_per_cluster_path(input_format: str) -> None:
-    """(N, C) rows (one pass over the rows' losses) and the same rows as (N, C, 1) sequences (per-cluster sums)."""
+def test_rows_equal_the_same_rows_as_sequences(input_format: str) -> None:
+    """(N, C) rows (one cluster per row, classes kept beside) and the same rows as (N, C, 1) sequences."""
     logits = torch.randn(40, 5, dtype=torch.float64) * 3
     preds = {"logits": logits, "probs": logits.softmax(1), "log_probs": logits.log_softmax(1)}[input_format]
     target = torch.randint(0, 5, (40,))
@@ -304,7 +304,7 @@ def test_row_pass_equals_the_per_cluster_path(input_format: str) -> None:
             torch.testing.assert_close(value, sequences.compute_interval()[key], rtol=1e-12, atol=0.0)
 
 
-def test_label_smoothing_and_soft_targets_take_the_per_cluster_path() -> None:
+def test_label_smoothing_and_soft_targets_are_clustered_per_row() -> None:
     preds = torch.randn(30, 4, dtype=torch.float64)
     target = torch.randint(0, 4, (30,))
     metric = MulticlassCrossEntropy(4, label_smoothing=0.2, error_bars=True)

@@ -141,27 +141,6 @@ def bits(values: Tensor) -> Tensor:
     return values / math.log(2)
 
 
-def cluster_groups(cluster_ids: object, rows: int) -> list[slice] | list[Tensor]:
-    """The batch rows (index 0) of each cluster: one per row without ``cluster_ids``, else rows of equal id.
-
-    ``cluster_ids`` is an integer tensor of shape ``(rows,)`` mapping each row (sequence) of the batch to
-    its cluster (document); any integer labels, in any order. A cluster lies within one update.
-    """
-    if cluster_ids is None:
-        return [slice(row, row + 1) for row in range(rows)]
-    if not isinstance(cluster_ids, Tensor) or cluster_ids.is_floating_point() or cluster_ids.is_complex():
-        seen = cluster_ids.dtype if isinstance(cluster_ids, Tensor) else type(cluster_ids).__name__
-        raise TypeError(f"`cluster_ids` must be an integer tensor, one cluster (document) id per sequence; got {seen}.")
-    if tuple(cluster_ids.shape) != (rows,):
-        raise ValueError(
-            f"`cluster_ids` must have shape ({rows},), one id per sequence (index 0 of the batch), got shape "
-            f"{tuple(cluster_ids.shape)}."
-        )
-    _, inverse = torch.unique(cluster_ids.long(), return_inverse=True)
-    order = torch.argsort(inverse, stable=True)
-    return list(order.split(torch.bincount(inverse).tolist()))
-
-
 def dense_moments(x: Tensor, y: Tensor, reference: float, *, totals: bool) -> Tensor:
     """:func:`cluster_moments` of ``(G, K)`` values, or (``totals``) of the clusters' totals over the ``K`` columns.
 
@@ -200,16 +179,14 @@ def stderr_from_sums(
     return (ratio, stderr) if average == "none" else macro_stderr(ratio, stderr, rows)
 
 
-def paired_rows(parts_a: Tensor, parts_b: Tensor, *, per_byte: bool = False) -> Tensor:
-    """The ``(2 R + ERROR_ROWS, 1)`` rows of a paired difference from two models' ``(G, R, K)`` cluster sums.
+def paired_rows(sums_a: Tensor, sums_b: Tensor, denominators: Tensor, differences: Tensor) -> Tensor:
+    """The ``(2 R + ERROR_ROWS, 1)`` rows of a paired difference: both models' ``(R, K)`` sums and the clusters'.
 
-    Column totals of model A's sums, then model B's, then the error rows of ``D_c = Y_c(A) - Y_c(B)``
-    over the shared denominators ``X_c`` (model A's), shifted by 0: differences are small.
+    Column totals of model A's sums, then model B's, then the error rows of the ``(G,)`` differences
+    ``D_c = Y_c(A) - Y_c(B)`` over the shared ``(G,)`` denominators ``X_c``, shifted by 0: differences are small.
     """
-    a, b = parts_a.sum(2, keepdim=True), parts_b.sum(2, keepdim=True)
-    x = a[:, BYTES if per_byte else WEIGHT]
-    moments = cluster_moments(x, a[:, LOSS] - b[:, LOSS], 0.0)
-    return torch.cat([a.sum(0), b.sum(0), moments])
+    moments = cluster_moments(denominators[:, None], differences[:, None], 0.0)
+    return torch.cat([sums_a.sum(1, keepdim=True), sums_b.sum(1, keepdim=True), moments])
 
 
 def paired_stderr(rows: Tensor, *, per_byte: bool = False) -> tuple[Tensor, Tensor]:

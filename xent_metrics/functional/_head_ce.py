@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,9 @@ from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import HeadPlan, cpu_read
 from xent_metrics.functional._softmax_ce import ClassOptions, softmax_ce_sums
 from xent_metrics.functional._sums import NUM_SUMS
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 
 class HeadOptions(ClassOptions, Protocol):
@@ -112,11 +115,13 @@ def linear_sums(
     options: HeadOptions,
     block_size: int | None = None,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return the ``(3, V)`` float64 sums of validated ``(..., d)`` hidden states and ``(N,)`` targets, block by block.
 
     The step :func:`linear_cross_entropy` and the metrics' hidden-state ``update`` share.
-    ``per_class=False`` returns their ``(3, 1)`` totals.
+    ``per_class=False`` returns their ``(3, 1)`` totals. ``clusters`` (error bars) also gets each
+    token's weighted loss and weight (:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`).
     """
     classes, device = linear_weight.shape[0], hidden.device
     compact = device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
@@ -136,7 +141,10 @@ def linear_sums(
             index = tokens if kept is None else kept[tokens]
             logits = _project(_token_rows(hidden, index), linear_weight, linear_bias, plan)
             weights = None if sample_weight is None else _take(sample_weight, index)
-            sums += softmax_ce_sums(logits, _take(target, index), block_options, weights, plan=plan.kernel, blocks=rows)
+            sink = None if clusters is None else clusters.take(index)
+            sums += softmax_ce_sums(
+                logits, _take(target, index), block_options, weights, plan=plan.kernel, blocks=rows, clusters=sink
+            )
     return sums if per_class else sums.sum(1, keepdim=True)
 
 
@@ -145,9 +153,10 @@ def batch_sums(
     batch: tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None],
     *,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """A task's ``sums`` step: :func:`linear_sums` of a checked ``(hidden, weight, target, bias, sample_weight)``."""
     hidden, linear_weight, target, linear_bias, sample_weight = batch
     return linear_sums(
-        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class
+        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class, clusters
     )

@@ -16,7 +16,7 @@ asked once per call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, position_weight
 from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 Kernel = Callable[[Tensor, Tensor], Tensor]
 
@@ -116,10 +119,13 @@ def _add_hard_block(
     options: SoftmaxOptions,
     eps: float,
     work: Tensor | None,
+    clusters: ClusterSums | None = None,
+    rows: slice = slice(0),
 ) -> None:
     """Add one block of scores ``z`` with hard (class index) targets ``t`` into ``sums``.
 
-    ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets).
+    ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets);
+    ``clusters`` (error bars) also gets the rows ``rows``' weighted losses and weights.
     """
     class_weight = None if options.weight is None else options.weight.to(torch.float64)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
@@ -134,11 +140,14 @@ def _add_hard_block(
         sums[TARGET] += share * (z.shape[0] if w is None else w.sum())
     if w is not None:  # zero weight removes a row exactly, even one whose loss is inf or nan
         loss = torch.where(w != 0, loss, 0)
+    if clusters is not None:
+        clusters.add(rows, loss, w_t, t)
     _accumulate(sums, t, loss, w_t, mass)
 
 
 def _add_soft_block(
-    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: SoftmaxOptions, eps: float, buf: Tensor | None
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: SoftmaxOptions, eps: float, buf: Tensor | None,
+    clusters: ClusterSums | None = None, rows: slice = slice(0),
 ) -> None:
     """Add one block of scores ``z`` with soft (probability) targets ``y`` and position weights ``w`` into ``sums``.
 
@@ -156,10 +165,13 @@ def _add_soft_block(
     else:
         log_p = log_probs_of(z, options.input_format, eps, out=buf)
     loss = torch.where(mass != 0, mass * log_p, 0) if options.input_format == "log_probs" else mass * log_p
-    loss = -loss.sum(0)
-    sums[LOSS] += loss if options.weight is None else loss * options.weight.to(torch.float64)
     row = y.sum(1, keepdim=True)
     share = torch.where(row > 0, y / row, 1 / z.shape[1])
+    if clusters is not None:  # error bars: each row's loss and weight per class
+        each = -loss if options.weight is None else -loss * options.weight.to(torch.float64)
+        clusters.add(rows, each, share if w is None else share * w[:, None])
+    loss = -loss.sum(0)
+    sums[LOSS] += loss if options.weight is None else loss * options.weight.to(torch.float64)
     sums[WEIGHT] += (share if w is None else share * w[:, None]).sum(0)
     sums[TARGET] += mass.sum(0)
 
@@ -301,6 +313,7 @@ def softmax_ce_sums(
     per_class: bool = True,
     plan: SoftmaxPlan | None = None,
     blocks: tuple[slice, ...] = (),
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
 
@@ -315,6 +328,7 @@ def softmax_ce_sums(
     through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
     A caller with its own ``plan`` (the hidden-state head: the dtype, buffer and per-step threshold
     of its projected blocks) gives it with the ``blocks`` of ``preds``; otherwise the call asks one.
+    ``clusters`` (error bars) also gets each position's weighted loss and weight, block by block.
     """
     unit = _unit(options, sample_weight)
     if unit and _per_step(preds, target, options):
@@ -324,7 +338,10 @@ def softmax_ce_sums(
             z = preds if preds.dtype == dtype else preds.to(dtype)
             t = target if target.dtype == torch.int64 else target.long()
             eps = 0.0 if options.input_format == "logits" else torch.finfo(preds.dtype).eps
-            return _plain_sums(target_nll(z, t, options.input_format, eps), t, preds.shape[1], per_class)
+            nll = target_nll(z, t, options.input_format, eps)
+            if clusters is not None:
+                clusters.add(slice(0, t.shape[0]), nll, None, t)
+            return _plain_sums(nll, t, preds.shape[1], per_class)
     soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
     plan, kernel = (plan, None) if plan is not None else _plan(preds, target, options, sample_weight, chunk_elements)
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=preds.device)
@@ -335,17 +352,22 @@ def softmax_ce_sums(
     for rows, block_kernel in [(rows, kernel) for rows in plan.fused] + [(rows, None) for rows in eager]:
         z, y, w = _block_inputs(preds, target, sample_weight, rows, plan.dtype)
         if soft:
-            _add_soft_block(sums, z, y, w, options, eps, None if plan.work is None else plan.work[: z.shape[0]])
+            buf = None if plan.work is None else plan.work[: z.shape[0]]
+            _add_soft_block(sums, z, y, w, options, eps, buf, clusters, rows)
             continue
         t, w = _drop_ignored(y, w, options.ignore_index)
         nll = target_nll(z, t, options.input_format, eps, plan.work) if block_kernel is None else block_kernel(z, t)
-        _add_hard_block(sums, nll, z, t, w, options, eps, plan.work)
+        _add_hard_block(sums, nll, z, t, w, options, eps, plan.work, clusters, rows)
     return sums if per_class else sums.sum(1, keepdim=True)
 
 
 def batch_sums(
-    options: SoftmaxOptions, batch: tuple[Tensor, Tensor, Tensor | None], *, per_class: bool = True
+    options: SoftmaxOptions,
+    batch: tuple[Tensor, Tensor, Tensor | None],
+    *,
+    per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """A task's ``sums`` step: :func:`softmax_ce_sums` of a checked ``(preds, target, sample_weight)`` batch."""
     preds, target, sample_weight = batch
-    return softmax_ce_sums(preds, target, options, sample_weight, per_class=per_class)
+    return softmax_ce_sums(preds, target, options, sample_weight, per_class=per_class, clusters=clusters)

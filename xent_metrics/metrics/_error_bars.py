@@ -8,21 +8,26 @@ without the rows loads only into ``error_bars=False``). The default ``error_bars
 state, the update and its cost exactly as they were: the error-bar update is bound in place of
 ``update`` at construction only when asked for.
 
-An update with error bars splits the checked batch into its clusters (one per row, index 0 of the
-batch: a sample, or a sequence of a ``(B, L, ...)`` batch; or the rows of equal ``cluster_ids``) and
-takes each cluster's sums with the task's own ``sums`` step, so every option (weights, ignored
-targets, smoothing, soft targets, hidden states) means what it means without error bars.
+An update with error bars runs the task's own ``sums`` step once, with a
+:class:`~xent_metrics.functional._cluster_sums.ClusterSums` into which the kernel adds each position's
+weighted loss and weight, by cluster, in the pass it makes anyway (one cluster per row, index 0 of
+the batch: a sample, or a sequence of a ``(B, L, ...)`` batch; or the rows of equal ``cluster_ids``).
+Every option (weights, ignored targets, smoothing, soft targets, hidden states) so means what it means
+without error bars, and the extra work is a fixed number of ops per block: no host read, no
+per-cluster loop.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _error_bars, _row_losses, _validation
+from xent_metrics.functional import _error_bars, _validation
+from xent_metrics.functional._cluster_sums import ClusterSums, cluster_sums
 from xent_metrics.metrics import _torchmetrics
 
 #: Why the normalized-entropy classes take no ``error_bars=True``.
@@ -42,8 +47,6 @@ class ErrorBarsMixin:
     _error_reference: float = 0.0
     #: Whether an update takes ``cluster_ids`` (the softmax classes: several sequences of one document).
     _cluster_keyword: bool = False
-    #: Whether a 2-D batch with one cluster per row takes the one-pass row path (else the per-cluster sums).
-    _row_pass: bool = True
     #: Why a class has no interval (normalized entropy), or None.
     _no_interval: str | None = None
     sums: Tensor
@@ -69,10 +72,8 @@ class ErrorBarsMixin:
 
     def _error_batch_sums(self, *args: Any, **kwargs: Any) -> Tensor:
         """The batch's sums with its error-bar rows below (the state's layout); the state is not touched."""
-        parts = self._cluster_parts(*args, **kwargs)
-        if isinstance(parts, tuple):  # (sums, error rows) of a batch with one cluster per row
-            return torch.cat(parts)
-        return _error_bars.with_error_rows(parts, self._error_reference, totals=self._totals, per_byte=self._per_byte)
+        sums, clusters, denominators = self._cluster_batch(*args, **kwargs)
+        return torch.cat([sums, clusters.moments(self._error_reference, sums.shape[1], denominators)])
 
     @property
     def _totals(self) -> bool:
@@ -89,25 +90,31 @@ class ErrorBarsMixin:
         """Whether a cluster's denominator is its byte count (``Perplexity``, bytes per update), not its weight."""
         return False
 
-    def _cluster_parts(
+    def _cluster_batch(
         self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """The ``(G, 3, K)`` sums of the batch's clusters, one per sample (index 0 of the batch).
-
-        2-D scores: the batch's sums and error rows at once, from each row's losses (one pass).
-        """
+    ) -> tuple[Tensor, ClusterSums, Tensor | None]:
+        """The batch's sums, its clusters' loss and weight sums (one per sample, index 0), and no byte counts."""
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
-        reference, totals = self._error_reference, self._totals
-        rows = None
-        if self._row_pass:
-            rows = _row_losses.label_rows(
-                self.task, batch, lambda x, y: _error_bars.dense_moments(x, y, reference, totals=totals)
-            )
-        if rows is not None:
-            return rows
-        groups = _error_bars.cluster_groups(None, len(batch[0]))
-        return stacked(lambda rows: self.task.sums(sliced(batch, rows)), groups)
+        reference = None if self._totals else self._error_reference  # a cluster per element of each label
+        clusters = self._new_clusters(batch.preds.shape, batch.preds.device, reference=reference)
+        return self.task.sums(batch, clusters=clusters), clusters, None
+
+    def _new_clusters(
+        self, shape: torch.Size, device: torch.device, rows_of: Tensor | None = None, *, hard: bool = False,
+        reference: float | None = None,
+    ) -> ClusterSums:
+        """Empty cluster sums for a kernel's ``(rows, K, *positions)`` input (the state's columns, or totals).
+
+        ``hard``: class-index targets, whose positions each fall in one class (kept beside the clusters
+        where each cluster is one position).
+        """
+        width = 1 if self._totals else self.sums.shape[1]
+        per_row = math.prod(shape[2:])
+        columns = hard and width > 1 and rows_of is None and per_row == 1
+        return cluster_sums(
+            shape[0], per_row, width, device, clusters=rows_of, columns=columns, reference=reference
+        )
 
     def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
         r"""The value, its clustered standard error and a normal ``confidence`` interval, on every process.
@@ -162,19 +169,3 @@ class ErrorBarsMixin:
         """The cross-entropy's interval (nats) from the state's sums for the task's ``average``."""
         value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, self._average)
         return _error_bars.interval(value, stderr, confidence)
-
-
-def sliced(batch: tuple, rows: slice | Tensor, skip: tuple[int, ...] = ()) -> tuple:
-    """A checked batch's rows ``rows`` (index 0 of every tensor but those at ``skip``; ``None`` stays ``None``)."""
-    parts = [
-        part if part is None or at in skip else (part[rows] if isinstance(rows, slice) else part.index_select(0, rows))
-        for at, part in enumerate(batch)
-    ]
-    return type(batch)(*parts)
-
-
-def stacked(sums_of: Callable[[slice | Tensor], Tensor], groups: list[slice] | list[Tensor]) -> Tensor:
-    """The ``(G, R, K)`` stack of ``sums_of(rows)`` over the clusters' ``groups`` of rows."""
-    if not groups:  # an empty batch: no cluster
-        return sums_of(slice(0, 0))[None][:0]
-    return torch.stack([sums_of(rows) for rows in groups])

@@ -7,12 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _error_bars, _row_losses, _validation
+from xent_metrics.functional import _validation
+from xent_metrics.functional._cluster_sums import ClusterSums, first_of_cluster
 from xent_metrics.functional._validation import Batch, HeadBatch
 from xent_metrics.functional.linear import HeadTask
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics._base import SumsMetric
-from xent_metrics.metrics._error_bars import sliced, stacked
 
 
 class HeadSumsMetric(SumsMetric):
@@ -91,46 +91,37 @@ class HeadSumsMetric(SumsMetric):
             self.__dict__["_head_task"] = (task, head)
         return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
 
-    def _cluster_parts(
+    def _cluster_batch(
         self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **extra: Any
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """The ``(G, R, K)`` sums of the batch's clusters: rows (index 0), or the rows of equal ``cluster_ids``.
+    ) -> tuple[Tensor, ClusterSums, Tensor | None]:
+        """The batch's sums, its clusters' loss and weight sums, and (bits per byte) the clusters' byte counts.
 
-        ``(N, C)`` scores with one cluster per row: the batch's sums and error rows at once, from each
-        row's loss (one pass) where the kernel's per-row pieces cover the options.
+        A cluster is a row (index 0: a sample, or a sequence and its tokens), or the rows of equal
+        ``cluster_ids``; the kernel adds each position to its cluster in its one pass.
         """
         cluster_ids, weight, bias = (extra.pop(name, None) for name in ("cluster_ids", "linear_weight", "linear_bias"))
         task, batch = self._task_and_batch(preds, target, sample_weight, weight, bias)
         sequences = target.shape[0] if target.ndim else 1
-        groups = _error_bars.cluster_groups(cluster_ids, sequences)
-        extra_of = self._cluster_extra(target, sequences, extra)
-        rows = None
-        if cluster_ids is None and isinstance(batch, Batch) and not self._per_byte and self._row_pass:
-            rows = _row_losses.multiclass_rows(task, batch)
-        if rows is not None:
-            x, y, mass, t = rows
-            width = self.sums.shape[1]
-            column = t if self._per_class else torch.zeros_like(t)
-            moments = _error_bars.indexed_moments(x, y, column, width, self._error_reference)
-            return _row_losses.sums_of_rows(x, y, mass, column, width), moments
-        if isinstance(batch, HeadBatch):  # flat tokens: a sequence's rows are its tokens
-            tokens = batch.target.shape[0] // max(sequences, 1)
-            flat = batch._replace(hidden=batch.hidden.reshape(-1, batch.hidden.shape[-1]))
-
-            def cluster_sums(rows: slice | Tensor) -> Tensor:
-                token_rows = _token_rows(rows, tokens, flat.target.device)
-                return task.sums(sliced(flat, token_rows, skip=(1, 3)), per_class=self._per_class)
+        rows_of = first_of_cluster(cluster_ids, sequences)
+        counts = self._cluster_bytes(target, sequences, extra)
+        if isinstance(batch, HeadBatch):  # flat tokens: a sequence's positions are its tokens
+            shape = torch.Size([sequences, 1, batch.target.shape[0] // max(sequences, 1)])
+            clusters = self._new_clusters(shape, batch.target.device, rows_of, hard=True)
         else:
+            hard = batch.target.shape != batch.preds.shape
+            clusters = self._new_clusters(batch.preds.shape, batch.preds.device, rows_of, hard=hard)
+        sums = task.sums(batch, per_class=self._per_class, clusters=clusters)
+        if counts is None:
+            return sums, clusters, None
+        counts = counts.to(device=sums.device, dtype=sums.dtype)
+        if rows_of is not None:  # a cluster's bytes: its sequences'
+            counts = torch.zeros_like(counts).index_add_(0, rows_of.to(sums.device), counts)
+        return torch.cat([sums, counts.sum().reshape(1, 1)]), clusters, counts
 
-            def cluster_sums(rows: slice | Tensor) -> Tensor:
-                return task.sums(sliced(batch, rows), per_class=self._per_class)
-
-        return stacked(lambda rows: extra_of(cluster_sums(rows), rows), groups)
-
-    def _cluster_extra(self, target: Tensor, sequences: int, extra: dict) -> Any:
-        """What adds a subclass's rows to a cluster's sums (none here: keywords other than the head's are refused)."""
+    def _cluster_bytes(self, target: Tensor, sequences: int, extra: dict) -> Tensor | None:
+        """Each sequence's byte count where a subclass takes them (none here: other keywords are refused)."""
         HeadSumsMetric._with_extra_rows(self, target, target, **extra)  # refuses any keyword
-        return lambda sums, rows: sums
+        return None
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""
@@ -141,10 +132,3 @@ class HeadSumsMetric(SumsMetric):
     def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
         """Check a batch of scores (the task's ``check_batch``; a subclass may first reorder dimensions)."""
         return self.task.check_batch(preds, target, sample_weight)
-
-
-def _token_rows(rows: slice | Tensor, tokens: int, device: torch.device) -> Tensor:
-    """The flat token rows of the sequences ``rows`` of a batch of ``tokens`` tokens per sequence."""
-    if isinstance(rows, slice):
-        return torch.arange(rows.start * tokens, rows.stop * tokens, device=device)
-    return (rows.to(device)[:, None] * tokens + torch.arange(tokens, device=device)).reshape(-1)

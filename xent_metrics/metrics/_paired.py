@@ -85,7 +85,6 @@ class PairedDifference(Metric):
             )
         inner = cast(SumsMetric, metric.clone())
         inner.reset()
-        inner._row_pass = False  # per-cluster sums of both models
         self.__dict__["_inner"] = inner  # not a child module: its state is neither saved nor synced
         rows = 2 * inner._rows - (2 * _error_bars.ERROR_ROWS if inner._error_bars else 0) + _error_bars.ERROR_ROWS
         self.add_state("sums", torch.zeros(rows, 1, dtype=torch.float64), dist_reduce_fx="sum")
@@ -95,9 +94,11 @@ class PairedDifference(Metric):
     ) -> None:
         """Add both models' scores on one batch (``kwargs``: the wrapped metric's, e.g. ``cluster_ids``)."""
         inner = self.__dict__["_inner"]
-        parts_a = inner._cluster_parts(preds_a, target, sample_weight, **dict(kwargs))
-        parts_b = inner._cluster_parts(preds_b, target, sample_weight, **dict(kwargs))
-        self.sums += _error_bars.paired_rows(parts_a, parts_b, per_byte=inner._per_byte).to(self.sums.device)
+        sums_a, clusters_a, bytes_of = inner._cluster_batch(preds_a, target, sample_weight, **dict(kwargs))
+        sums_b, clusters_b, _ = inner._cluster_batch(preds_b, target, sample_weight, **dict(kwargs))
+        (denominators, loss_a), (_, loss_b) = clusters_a.totals(bytes_of), clusters_b.totals()
+        rows = _error_bars.paired_rows(sums_a, sums_b, denominators, loss_a - loss_b)
+        self.sums += rows.to(self.sums.device)
 
     def compute(self) -> Tensor:
         """The difference ``A - B`` (see Notes for its units)."""

@@ -330,13 +330,13 @@ class Perplexity(HeadSumsMetric):
         """A cluster's denominator: its bytes where bytes come per update, else its token weight."""
         return self._bytes_per_update
 
-    def _cluster_extra(self, target: Tensor, sequences: int, extra: dict) -> Any:
-        """Add each cluster's byte count (one per sequence: required) below its sums where bytes come per update."""
+    def _cluster_bytes(self, target: Tensor, sequences: int, extra: dict) -> Tensor | None:
+        """Each sequence's byte count (required: one per sequence) where bytes come per update, else ``None``."""
         num_bytes = extra.pop("num_bytes", None)
-        super()._cluster_extra(target, sequences, extra)
+        super()._cluster_bytes(target, sequences, extra)
         _check_bytes_mode(self.units, self.num_bytes, num_bytes)
         if not self._bytes_per_update:
-            return lambda sums, rows: sums
+            return None
         if not isinstance(num_bytes, Tensor) or tuple(num_bytes.shape) != (sequences,) or target.ndim < 2:
             raise ValueError(
                 f"With error_bars=True, bits per byte take the clusters' bytes as their denominators: pass `num_bytes` "
@@ -344,8 +344,7 @@ class Perplexity(HeadSumsMetric):
                 f"{_seen(num_bytes)} for target of shape {tuple(target.shape)}."
             )
         _batch_bytes(num_bytes, target, self.task.validate_args, self.sums)  # the checks, once
-        counts = num_bytes.to(device=self.sums.device, dtype=self.sums.dtype)
-        return lambda sums, rows: torch.cat([sums, counts[rows].sum().reshape(1, 1)])
+        return num_bytes.to(device=self.sums.device, dtype=self.sums.dtype)
 
     def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
         """The interval in the metric's units: ``exp`` of the ends for perplexity, bits divided by ``ln 2``.
