@@ -344,6 +344,36 @@ def test_paired_difference_is_the_clustered_formula_on_the_differences() -> None
         xent_metrics.PairedDifference(xent_metrics.BinaryNormalizedEntropy())
 
 
+def test_paired_difference_pools_by_its_layout() -> None:
+    logits, target = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 5, (6, 4))
+    halves = [xent_metrics.PairedDifference(Perplexity()) for _ in range(3)]
+    halves[0].update(logits[:2], logits[:2].flip(-1), target[:2])
+    halves[1].update(logits[2:], logits[2:].flip(-1), target[2:])
+    halves[2].update(logits, logits.flip(-1), target)
+    merged = halves[0].clone()
+    merged.merge_state(halves[1])
+    torch.testing.assert_close(merged.sums, halves[2].sums, rtol=1e-12, atol=1e-12)
+    loaded = xent_metrics.PairedDifference(Perplexity())
+    loaded.load_state_dict(halves[2].state_dict())
+    assert torch.equal(loaded.sums, halves[2].sums)
+    bits = xent_metrics.PairedDifference(Perplexity(units="bits_per_token"))
+    before = bits.sums.clone()
+    both = (
+        r"holds the sums of PairedDifference\(Perplexity\(units='perplexity'.*"
+        r"this metric is PairedDifference\(Perplexity\(units='bits_per_token'"
+    )
+    with pytest.raises(ValueError, match=both):
+        bits.merge_state(halves[0])
+    with pytest.raises(ValueError, match=both):
+        bits.load_state_dict(halves[0].state_dict())
+    with pytest.raises(ValueError, match=r"holds the sums of Perplexity\(.* \(3, 1\); this metric is PairedDiff"):
+        bits.merge_state(Perplexity())
+    assert torch.equal(bits.sums, before)
+    cross_entropy = xent_metrics.PairedDifference(MulticlassCrossEntropy(5, ignore_index=0))
+    with pytest.raises(ValueError, match=r"over multiclass\(.*ignore_index=0.* for models A and B"):
+        cross_entropy.merge_state(xent_metrics.PairedDifference(MulticlassCrossEntropy(5)))
+
+
 def test_metric_collection_routes_cluster_ids_and_keeps_layouts_apart() -> None:
     logits, target = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 5, (6, 4))
     docs = torch.tensor([0, 0, 1, 1, 2, 2])
