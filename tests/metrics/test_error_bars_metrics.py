@@ -344,6 +344,38 @@ def test_paired_difference_is_the_clustered_formula_on_the_differences() -> None
         xent_metrics.PairedDifference(xent_metrics.BinaryNormalizedEntropy())
 
 
+def test_paired_difference_of_two_heads_on_hidden_states() -> None:
+    hidden_a, hidden_b = torch.randn(7, 5, 4, dtype=torch.float64), torch.randn(7, 5, 3, dtype=torch.float64)
+    weight_a, weight_b = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64) * 0.3
+    bias_a = torch.randn(6, dtype=torch.float64)
+    target = torch.randint(0, 6, (7, 5))
+    target[1, 2] = -100
+    docs = torch.tensor([0, 0, 1, 2, 2, 3, 4])
+    logits = [hidden_a @ weight_a.T + bias_a, hidden_b @ weight_b.T]  # model B: a head without bias, a smaller d
+    nll = [F.cross_entropy(lg.movedim(-1, 1), target, ignore_index=-100, reduction="none").numpy() for lg in logits]
+    d = np.array([(nll[0][docs == k] - nll[1][docs == k]).sum() for k in range(5)])
+    x = np.array([(target[docs == k] != -100).sum().item() * 1.0 for k in range(5)])
+    paired = xent_metrics.PairedDifference(Perplexity(ignore_index=-100))
+    heads = {"linear_weight_a": weight_a, "linear_bias_a": bias_a, "linear_weight_b": weight_b}
+    paired.update(hidden_a[:3], hidden_b[:3], target[:3], cluster_ids=docs[:3], **heads)
+    paired.update(hidden_a[3:], hidden_b[3:], target[3:], cluster_ids=docs[3:], **heads)
+    _check(paired.compute_interval(), *clustered_reference(x, d))
+    before = paired.sums.clone()
+    with pytest.raises(ValueError, match=r"model B \(`preds_b`\): `linear_weight` must have shape \(V, 3\)"):
+        paired.update(hidden_a, hidden_b, target, linear_weight_a=weight_a, linear_weight_b=weight_a)
+    with pytest.raises(TypeError, match=r"got both `linear_weight` .* and `linear_weight_b`"):
+        paired.update(hidden_a, hidden_a, target, linear_weight=weight_a, linear_weight_b=weight_a)
+    assert torch.equal(paired.sums, before)
+    flat = xent_metrics.PairedDifference(MulticlassCrossEntropy(6, ignore_index=-100))  # (N, d), one shared head
+    weight = torch.rand(35, dtype=torch.float64) + 0.2
+    flat.update(hidden_a.reshape(35, 4), hidden_a.reshape(35, 4) * 0.5, target.reshape(35), weight,
+                linear_weight=weight_a, linear_bias=bias_a)
+    logits = [hidden_a.reshape(35, 4) * scale @ weight_a.T + bias_a for scale in (1.0, 0.5)]
+    nll = [F.cross_entropy(lg, target.reshape(35), ignore_index=-100, reduction="none").numpy() for lg in logits]
+    x = (weight * (target.reshape(35) != -100)).numpy()
+    _check(flat.compute_interval(), *clustered_reference(x, x * (nll[0] - nll[1])))
+
+
 def test_paired_difference_pools_by_its_layout() -> None:
     logits, target = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 5, (6, 4))
     halves = [xent_metrics.PairedDifference(Perplexity()) for _ in range(3)]

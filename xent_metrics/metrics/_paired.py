@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from xent_metrics.functional import _error_bars
+from xent_metrics.functional._cluster_sums import ClusterSums
 from xent_metrics.metrics import _layout, _state, _torchmetrics
 from xent_metrics.metrics._base import SumsMetric, SumsState
 
@@ -36,7 +37,11 @@ class PairedDifference(SumsState):
     Shape
     -----
     - ``preds_a``, ``preds_b``: one shape, the wrapped metric's scores: ``(N,)`` / ``(N, K)`` / ``(N, C, ...)``
-      / ``(B, L, V)``.
+      / ``(B, L, V)``; or, with ``linear_weight_a`` / ``linear_weight_b`` (``MulticlassCrossEntropy``,
+      ``Perplexity``), each model's hidden states ``(N, d_a)`` / ``(B, L, d_a)`` (``d_b`` for model B).
+    - ``linear_weight_a``, ``linear_weight_b``: ``(C, d_a)``, ``(C, d_b)`` (``nn.Linear(d, C).weight``; one
+      head for both: ``linear_weight``).
+    - ``linear_bias_a``, ``linear_bias_b``: ``(C,)`` (one for both: ``linear_bias``).
     - ``target``: the wrapped metric's, e.g. ``(N,)`` or ``(B, L)``.
     - ``sample_weight``: ``(N,)``, or one per position.
     - Output: ``()`` (``compute``); ``compute_interval``: a dict of four tensors of shape ``()``.
@@ -48,15 +53,21 @@ class PairedDifference(SumsState):
     ValueError
         ``metric`` averages other than ``"micro"``, or is a normalized entropy.
 
+    ``update`` refuses what the wrapped metric refuses, naming the model (``model B (`preds_b`): ...``),
+    and a head given both shared and per model (``TypeError``); a refused batch changes nothing.
+
     Notes
     -----
     The difference is on the loss scale: nats (per token, or per byte for bits per byte), divided by
     ``ln 2`` for the metric's bits units; a perplexity's difference is given as the difference of its
-    cross-entropies (nats). Two models with different tokenizers (compared in bits per byte per
-    document) and hidden-state updates with two heads are out of scope. The state (both models' totals
-    and the differences' rows) is one tensor summed by one ``all_reduce``; ``merge_state`` and
-    ``load_state_dict`` take only a ``PairedDifference`` of the same wrapped class and update options
-    (a ``ValueError`` names both layouts otherwise; the state is left as it was).
+    cross-entropies (nats). The two models may differ in their inputs' form: each may give scores, or
+    hidden states with its own head (``linear_weight_a``, ``linear_bias_a``; ``linear_weight_b``,
+    ``linear_bias_b``; a bias may be left out), as the wrapped metric's ``update(hidden, target,
+    linear_weight=W, linear_bias=b)`` takes them; targets, weights and ``cluster_ids`` are shared. Two
+    models with different tokenizers (compared in bits per byte per document) are out of scope. The
+    state (both models' totals and the differences' rows) is one tensor summed by one ``all_reduce``;
+    ``merge_state`` and ``load_state_dict`` take only a ``PairedDifference`` of the same wrapped class
+    and update options (a ``ValueError`` names both layouts otherwise; the state is left as it was).
 
     Examples
     --------
@@ -69,6 +80,18 @@ class PairedDifference(SumsState):
     >>> paired.update(a, b, target)
     >>> {key: round(float(value), 4) for key, value in paired.compute_interval().items()}
     {'value': -0.1469, 'stderr': 0.0139, 'low': -0.1743, 'high': -0.1196}
+
+    Two language models' heads on their own hidden states (model B with a wider ``d``, no bias):
+
+    >>> from xent_metrics import Perplexity
+    >>> _ = torch.manual_seed(0)
+    >>> head_a, head_b = torch.nn.Linear(4, 10), torch.nn.Linear(6, 10, bias=False)
+    >>> paired = PairedDifference(Perplexity())
+    >>> with torch.no_grad():
+    ...     paired.update(torch.randn(3, 5, 4), torch.randn(3, 5, 6), torch.randint(0, 10, (3, 5)),
+    ...                   linear_weight_a=head_a.weight, linear_bias_a=head_a.bias, linear_weight_b=head_b.weight)
+    >>> sorted(paired.compute_interval())
+    ['high', 'low', 'stderr', 'value']
     """
 
     is_differentiable = False
@@ -118,14 +141,22 @@ class PairedDifference(SumsState):
         ``kwargs``: the wrapped metric's, shared by both models (``cluster_ids``, ``num_bytes``, or one
         ``linear_weight`` / ``linear_bias`` head for both). A batch that is refused changes nothing.
         """
-        inner = self.__dict__["_inner"]
         kwargs_a = _model_kwargs(kwargs, linear_weight_a, linear_bias_a, "a")
         kwargs_b = _model_kwargs(kwargs, linear_weight_b, linear_bias_b, "b")
-        sums_a, clusters_a, bytes_of = inner._cluster_batch(preds_a, target, sample_weight, **kwargs_a)
-        sums_b, clusters_b, _ = inner._cluster_batch(preds_b, target, sample_weight, **kwargs_b)
+        sums_a, clusters_a, bytes_of = self._model_batch("A", preds_a, target, sample_weight, kwargs_a)
+        sums_b, clusters_b, _ = self._model_batch("B", preds_b, target, sample_weight, kwargs_b)
         (denominators, loss_a), (_, loss_b) = clusters_a.totals(bytes_of), clusters_b.totals()
         rows = _error_bars.paired_rows(sums_a, sums_b, denominators, loss_a - loss_b)
         self.sums.add_(rows.to(self.sums))
+
+    def _model_batch(
+        self, model: str, preds: Tensor, target: Tensor, sample_weight: Tensor | None, kwargs: dict[str, Any]
+    ) -> tuple[Tensor, ClusterSums, Tensor | None]:
+        """One model's batch sums and clusters (the wrapped metric's); a refusal names the model."""
+        try:
+            return self.__dict__["_inner"]._cluster_batch(preds, target, sample_weight, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"model {model} (`preds_{model.lower()}`): {err}") from err
 
     def compute(self) -> Tensor:
         """The difference ``A - B`` (see Notes for its units)."""
