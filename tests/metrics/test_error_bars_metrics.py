@@ -208,6 +208,13 @@ def test_default_state_is_untouched_and_layouts_do_not_mix() -> None:
     per_class = MulticlassCrossEntropy(3, average="none", error_bars=True)
     with pytest.raises(ValueError, match="with error bars"):
         bars.merge_state(per_class)
+    macro = MulticlassCrossEntropy(3, average="macro", error_bars=True)
+    per_class.update(preds, target)
+    before = macro.sums.clone()
+    with pytest.raises(ValueError, match=r"average='none'.*average='macro'.*may differ, but not with error_bars"):
+        macro.merge_state(per_class)
+    assert torch.equal(macro.sums, before)
+    MulticlassCrossEntropy(3, average="macro").merge_state(MulticlassCrossEntropy(3, average="none"))  # no error bars
 
 
 def test_state_dict_merge_forward_clone_and_pickle_keep_the_rows() -> None:

@@ -58,7 +58,8 @@ class SumsState(_torchmetrics.TorchmetricsAdapter):
         """Add another metric's sums (or a state dict's) to this metric's, where their layouts are compatible.
 
         The result is the metric on the union of both metrics' data: same class, same options that
-        change an update (``average`` may differ), or per-class sums into a micro cross-entropy's totals.
+        change an update (``average`` may differ, but not with ``error_bars=True``), or per-class sums
+        into a micro cross-entropy's totals.
         A dict holds ``"sums"`` and, as ``state_dict()`` saves it, ``"layout"``; a dict without a layout
         is taken on its shape (see :mod:`._layout`).
 
