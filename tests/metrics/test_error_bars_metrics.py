@@ -208,6 +208,13 @@ def test_default_state_is_untouched_and_layouts_do_not_mix() -> None:
     per_class = MulticlassCrossEntropy(3, average="none", error_bars=True)
     with pytest.raises(ValueError, match="with error bars"):
         bars.merge_state(per_class)
+    macro = MulticlassCrossEntropy(3, average="macro", error_bars=True)
+    per_class.update(preds, target)
+    before = macro.sums.clone()
+    with pytest.raises(ValueError, match=r"average='none'.*average='macro'.*may differ, but not with error_bars"):
+        macro.merge_state(per_class)
+    assert torch.equal(macro.sums, before)
+    MulticlassCrossEntropy(3, average="macro").merge_state(MulticlassCrossEntropy(3, average="none"))  # no error bars
 
 
 def test_state_dict_merge_forward_clone_and_pickle_keep_the_rows() -> None:
@@ -342,6 +349,68 @@ def test_paired_difference_is_the_clustered_formula_on_the_differences() -> None
         xent_metrics.PairedDifference(MulticlassCrossEntropy(5, average="none"))
     with pytest.raises(ValueError, match="PairedDifference needs a cross-entropy metric with average='micro'"):
         xent_metrics.PairedDifference(xent_metrics.BinaryNormalizedEntropy())
+
+
+def test_paired_difference_of_two_heads_on_hidden_states() -> None:
+    hidden_a, hidden_b = torch.randn(7, 5, 4, dtype=torch.float64), torch.randn(7, 5, 3, dtype=torch.float64)
+    weight_a, weight_b = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64) * 0.3
+    bias_a = torch.randn(6, dtype=torch.float64)
+    target = torch.randint(0, 6, (7, 5))
+    target[1, 2] = -100
+    docs = torch.tensor([0, 0, 1, 2, 2, 3, 4])
+    logits = [hidden_a @ weight_a.T + bias_a, hidden_b @ weight_b.T]  # model B: a head without bias, a smaller d
+    nll = [F.cross_entropy(lg.movedim(-1, 1), target, ignore_index=-100, reduction="none").numpy() for lg in logits]
+    d = np.array([(nll[0][docs == k] - nll[1][docs == k]).sum() for k in range(5)])
+    x = np.array([(target[docs == k] != -100).sum().item() * 1.0 for k in range(5)])
+    paired = xent_metrics.PairedDifference(Perplexity(ignore_index=-100))
+    heads = {"linear_weight_a": weight_a, "linear_bias_a": bias_a, "linear_weight_b": weight_b}
+    paired.update(hidden_a[:3], hidden_b[:3], target[:3], cluster_ids=docs[:3], **heads)
+    paired.update(hidden_a[3:], hidden_b[3:], target[3:], cluster_ids=docs[3:], **heads)
+    _check(paired.compute_interval(), *clustered_reference(x, d))
+    before = paired.sums.clone()
+    with pytest.raises(ValueError, match=r"model B \(`preds_b`\): `linear_weight` must have shape \(V, 3\)"):
+        paired.update(hidden_a, hidden_b, target, linear_weight_a=weight_a, linear_weight_b=weight_a)
+    with pytest.raises(TypeError, match=r"got both `linear_weight` .* and `linear_weight_b`"):
+        paired.update(hidden_a, hidden_a, target, linear_weight=weight_a, linear_weight_b=weight_a)
+    assert torch.equal(paired.sums, before)
+    flat = xent_metrics.PairedDifference(MulticlassCrossEntropy(6, ignore_index=-100))  # (N, d), one shared head
+    weight = torch.rand(35, dtype=torch.float64) + 0.2
+    flat.update(hidden_a.reshape(35, 4), hidden_a.reshape(35, 4) * 0.5, target.reshape(35), weight,
+                linear_weight=weight_a, linear_bias=bias_a)
+    logits = [hidden_a.reshape(35, 4) * scale @ weight_a.T + bias_a for scale in (1.0, 0.5)]
+    nll = [F.cross_entropy(lg, target.reshape(35), ignore_index=-100, reduction="none").numpy() for lg in logits]
+    x = (weight * (target.reshape(35) != -100)).numpy()
+    _check(flat.compute_interval(), *clustered_reference(x, x * (nll[0] - nll[1])))
+
+
+def test_paired_difference_pools_by_its_layout() -> None:
+    logits, target = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 5, (6, 4))
+    halves = [xent_metrics.PairedDifference(Perplexity()) for _ in range(3)]
+    halves[0].update(logits[:2], logits[:2].flip(-1), target[:2])
+    halves[1].update(logits[2:], logits[2:].flip(-1), target[2:])
+    halves[2].update(logits, logits.flip(-1), target)
+    merged = halves[0].clone()
+    merged.merge_state(halves[1])
+    torch.testing.assert_close(merged.sums, halves[2].sums, rtol=1e-12, atol=1e-12)
+    loaded = xent_metrics.PairedDifference(Perplexity())
+    loaded.load_state_dict(halves[2].state_dict())
+    assert torch.equal(loaded.sums, halves[2].sums)
+    bits = xent_metrics.PairedDifference(Perplexity(units="bits_per_token"))
+    before = bits.sums.clone()
+    both = (
+        r"holds the sums of PairedDifference\(Perplexity\(units='perplexity'.*"
+        r"this metric is PairedDifference\(Perplexity\(units='bits_per_token'"
+    )
+    with pytest.raises(ValueError, match=both):
+        bits.merge_state(halves[0])
+    with pytest.raises(ValueError, match=both):
+        bits.load_state_dict(halves[0].state_dict())
+    with pytest.raises(ValueError, match=r"holds the sums of Perplexity\(.* \(3, 1\); this metric is PairedDiff"):
+        bits.merge_state(Perplexity())
+    assert torch.equal(bits.sums, before)
+    cross_entropy = xent_metrics.PairedDifference(MulticlassCrossEntropy(5, ignore_index=0))
+    with pytest.raises(ValueError, match=r"over multiclass\(.*ignore_index=0.* for models A and B"):
+        cross_entropy.merge_state(xent_metrics.PairedDifference(MulticlassCrossEntropy(5)))
 
 
 def test_metric_collection_routes_cluster_ids_and_keeps_layouts_apart() -> None:

@@ -9,11 +9,12 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from xent_metrics.functional import _error_bars
-from xent_metrics.metrics import _torchmetrics
-from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.functional._cluster_sums import ClusterSums
+from xent_metrics.metrics import _layout, _state, _torchmetrics
+from xent_metrics.metrics._base import SumsMetric, SumsState
 
 
-class PairedDifference(Metric):
+class PairedDifference(SumsState):
     r"""The difference of a cross-entropy metric between two models on the same data, with its paired interval.
 
     .. math::
@@ -36,7 +37,11 @@ class PairedDifference(Metric):
     Shape
     -----
     - ``preds_a``, ``preds_b``: one shape, the wrapped metric's scores: ``(N,)`` / ``(N, K)`` / ``(N, C, ...)``
-      / ``(B, L, V)``.
+      / ``(B, L, V)``; or, with ``linear_weight_a`` / ``linear_weight_b`` (``MulticlassCrossEntropy``,
+      ``Perplexity``), each model's hidden states ``(N, d_a)`` / ``(B, L, d_a)`` (``d_b`` for model B).
+    - ``linear_weight_a``, ``linear_weight_b``: ``(C, d_a)``, ``(C, d_b)`` (``nn.Linear(d, C).weight``; one
+      head for both: ``linear_weight``).
+    - ``linear_bias_a``, ``linear_bias_b``: ``(C,)`` (one for both: ``linear_bias``).
     - ``target``: the wrapped metric's, e.g. ``(N,)`` or ``(B, L)``.
     - ``sample_weight``: ``(N,)``, or one per position.
     - Output: ``()`` (``compute``); ``compute_interval``: a dict of four tensors of shape ``()``.
@@ -48,13 +53,21 @@ class PairedDifference(Metric):
     ValueError
         ``metric`` averages other than ``"micro"``, or is a normalized entropy.
 
+    ``update`` refuses what the wrapped metric refuses, naming the model (``model B (`preds_b`): ...``),
+    and a head given both shared and per model (``TypeError``); a refused batch changes nothing.
+
     Notes
     -----
     The difference is on the loss scale: nats (per token, or per byte for bits per byte), divided by
     ``ln 2`` for the metric's bits units; a perplexity's difference is given as the difference of its
-    cross-entropies (nats). Two models with different tokenizers (compared in bits per byte per
-    document) and hidden-state updates with two heads are out of scope. The state syncs with
-    torchmetrics' own sync (one state tensor).
+    cross-entropies (nats). The two models may differ in their inputs' form: each may give scores, or
+    hidden states with its own head (``linear_weight_a``, ``linear_bias_a``; ``linear_weight_b``,
+    ``linear_bias_b``; a bias may be left out), as the wrapped metric's ``update(hidden, target,
+    linear_weight=W, linear_bias=b)`` takes them; targets, weights and ``cluster_ids`` are shared. Two
+    models with different tokenizers (compared in bits per byte per document) are out of scope. The
+    state (both models' totals and the differences' rows) is one tensor summed by one ``all_reduce``;
+    ``merge_state`` and ``load_state_dict`` take only a ``PairedDifference`` of the same wrapped class
+    and update options (a ``ValueError`` names both layouts otherwise; the state is left as it was).
 
     Examples
     --------
@@ -67,6 +80,18 @@ class PairedDifference(Metric):
     >>> paired.update(a, b, target)
     >>> {key: round(float(value), 4) for key, value in paired.compute_interval().items()}
     {'value': -0.1469, 'stderr': 0.0139, 'low': -0.1743, 'high': -0.1196}
+
+    Two language models' heads on their own hidden states (model B with a wider ``d``, no bias):
+
+    >>> from xent_metrics import Perplexity
+    >>> _ = torch.manual_seed(0)
+    >>> head_a, head_b = torch.nn.Linear(4, 10), torch.nn.Linear(6, 10, bias=False)
+    >>> paired = PairedDifference(Perplexity())
+    >>> with torch.no_grad():
+    ...     paired.update(torch.randn(3, 5, 4), torch.randn(3, 5, 6), torch.randint(0, 10, (3, 5)),
+    ...                   linear_weight_a=head_a.weight, linear_bias_a=head_a.bias, linear_weight_b=head_b.weight)
+    >>> sorted(paired.compute_interval())
+    ['high', 'low', 'stderr', 'value']
     """
 
     is_differentiable = False
@@ -87,18 +112,51 @@ class PairedDifference(Metric):
         inner.reset()
         self.__dict__["_inner"] = inner  # not a child module: its state is neither saved nor synced
         rows = 2 * inner._rows - (2 * _error_bars.ERROR_ROWS if inner._error_bars else 0) + _error_bars.ERROR_ROWS
-        self.add_state("sums", torch.zeros(rows, 1, dtype=torch.float64), dist_reduce_fx="sum")
+        self.__dict__["_rows"] = rows  # the layout's shape, read before the state exists
+        self._add_layout_states(torch.zeros(rows, 1, dtype=_state.state_dtype(self.device), device=self.device))
+
+    @property
+    def layout(self) -> _layout.Layout:
+        """Both models' totals and the differences' rows, under the wrapped metric's class and update options."""
+        inner = self.__dict__["_inner"]
+        update = f"{_layout.update_text(inner._task_name, inner.task)} for models A and B"
+        shape, metric = (self.__dict__["_rows"], 1), f"PairedDifference({inner._reader()})"
+        return _layout.Layout(metric=metric, update=update, shape=shape, per_class=shape)
 
     def update(
-        self, preds_a: Tensor, preds_b: Tensor, target: Tensor, sample_weight: Tensor | None = None, **kwargs: Any
+        self,
+        preds_a: Tensor,
+        preds_b: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        linear_weight_a: Tensor | None = None,
+        linear_weight_b: Tensor | None = None,
+        linear_bias_a: Tensor | None = None,
+        linear_bias_b: Tensor | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Add both models' scores on one batch (``kwargs``: the wrapped metric's, e.g. ``cluster_ids``)."""
-        inner = self.__dict__["_inner"]
-        sums_a, clusters_a, bytes_of = inner._cluster_batch(preds_a, target, sample_weight, **dict(kwargs))
-        sums_b, clusters_b, _ = inner._cluster_batch(preds_b, target, sample_weight, **dict(kwargs))
+        """Add both models' scores (or hidden states, with ``linear_weight_a`` / ``_b``) on one batch.
+
+        ``kwargs``: the wrapped metric's, shared by both models (``cluster_ids``, ``num_bytes``, or one
+        ``linear_weight`` / ``linear_bias`` head for both). A batch that is refused changes nothing.
+        """
+        kwargs_a = _model_kwargs(kwargs, linear_weight_a, linear_bias_a, "a")
+        kwargs_b = _model_kwargs(kwargs, linear_weight_b, linear_bias_b, "b")
+        sums_a, clusters_a, bytes_of = self._model_batch("A", preds_a, target, sample_weight, kwargs_a)
+        sums_b, clusters_b, _ = self._model_batch("B", preds_b, target, sample_weight, kwargs_b)
         (denominators, loss_a), (_, loss_b) = clusters_a.totals(bytes_of), clusters_b.totals()
         rows = _error_bars.paired_rows(sums_a, sums_b, denominators, loss_a - loss_b)
-        self.sums += rows.to(self.sums.device)
+        self.sums.add_(rows.to(self.sums))
+
+    def _model_batch(
+        self, model: str, preds: Tensor, target: Tensor, sample_weight: Tensor | None, kwargs: dict[str, Any]
+    ) -> tuple[Tensor, ClusterSums, Tensor | None]:
+        """One model's batch sums and clusters (the wrapped metric's); a refusal names the model."""
+        try:
+            return self.__dict__["_inner"]._cluster_batch(preds, target, sample_weight, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"model {model} (`preds_{model.lower()}`): {err}") from err
 
     def compute(self) -> Tensor:
         """The difference ``A - B`` (see Notes for its units)."""
@@ -115,3 +173,17 @@ class PairedDifference(Metric):
         """Nats, or bits for a metric in bits."""
         units = getattr(self.__dict__["_inner"], "units", "nats")
         return _error_bars.bits(value) if units in ("bits_per_token", "bits_per_byte") else value
+
+
+def _model_kwargs(shared: dict[str, Any], weight: Tensor | None, bias: Tensor | None, model: str) -> dict[str, Any]:
+    """The wrapped metric's keywords for one model: the shared ones and, where given, that model's head."""
+    out = dict(shared)
+    for name, value in (("linear_weight", weight), ("linear_bias", bias)):
+        if value is not None:
+            if name in shared:
+                raise TypeError(
+                    f"PairedDifference.update() got both `{name}` (one head for both models) and `{name}_{model}`; "
+                    f"pass either `{name}` or `{name}_a` and `{name}_b`."
+                )
+            out[name] = value
+    return out

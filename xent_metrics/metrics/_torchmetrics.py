@@ -15,8 +15,8 @@ What :class:`TorchmetricsAdapter` replaces, and why:
   count; ``compute`` warns from the synced sums instead, on every rank), and a lean synced path.
 - ``_sync_dist``: the ``sums`` state is reduced with one ``all_reduce`` (:mod:`._sync`).
 - ``_apply``: ``.to(device)`` moves ``sums``; ``.to(dtype)``, ``.half()``, ``set_dtype`` never change
-  its dtype (:meth:`~._base.SumsMetric._move_sums` says how).
-- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsMetric._loadable_sums` with the
+  its dtype (:meth:`~._base.SumsState._move_sums` says how).
+- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsState._loadable_sums` with the
   saved layout (:mod:`._layout`), and a state dict without it reports it missing.
 
 A speed-up kept here alone: torchmetrics keeps its bookkeeping (``_update_count``, ``_computed``,
@@ -82,12 +82,12 @@ def _instance_dict(metric: Metric) -> dict[str, Any]:
 class TorchmetricsAdapter(Metric):
     """``torchmetrics.Metric`` with the private hooks a metric over one ``sums`` state replaces.
 
-    The subclass (:class:`~._base.SumsMetric`) creates ``sums`` and the config tag state with
-    :meth:`~._base.SumsMetric._add_sums_state` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
+    The subclass (:class:`~._base.SumsState`) creates ``sums`` and the config tag state with
+    :meth:`~._base.SumsState._add_layout_states` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
     """
 
     sums: Tensor
-    #: The name of the unsaved config tag state (set by :meth:`~._base.SumsMetric._add_sums_state`).
+    #: The name of the unsaved config tag state (set by :meth:`~._base.SumsState._add_layout_states`).
     _config_state: str
 
     def _move_sums(self, device: torch.device) -> None:
