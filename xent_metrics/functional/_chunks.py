@@ -91,6 +91,12 @@ def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
     return CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
 
 
+def per_step_elements(preds: Tensor, chunk_elements: int | None = None) -> int:
+    """The elements up to which a plain ``(N, C)`` batch takes the per-step path: a block / ``SMALL_FRACTION``."""
+    budget = chunk_elements if chunk_elements is not None else CHUNK_ELEMENTS if preds.is_cpu else DEVICE_CHUNK_ELEMENTS
+    return budget // SMALL_FRACTION
+
+
 def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
     """Rows of ``row_numel`` elements per block: about ``chunk_elements`` (default :data:`CHUNK_ELEMENTS`), >= 1."""
     budget = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
@@ -169,7 +175,7 @@ def softmax_plan(
     the scratch buffer.
     """
     grad, dtype = needs_grad(preds), compute_dtype(preds.dtype)
-    small = default_chunk(preds.device, chunk_elements) // SMALL_FRACTION
+    small = per_step_elements(preds, chunk_elements)
     if plain and preds.numel() <= small:  # the per-step path: no blocks, no buffer
         return SoftmaxPlan((), (), small, dtype, grad, None)
     rows, classes, row_numel = preds.shape[0], preds.shape[1], math.prod(preds.shape[1:])

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,9 @@ from xent_metrics.functional._softmax_ce import (
     softmax_ce_sums,
 )
 from xent_metrics.functional._sums import NUM_SUMS, WEIGHT
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 
 class HeadOptions(ClassOptions, Protocol):
@@ -82,6 +85,10 @@ class _Tokens:
     def features(self, tokens: slice) -> Tensor:
         """The ``(m, d)`` features of the tokens ``tokens``."""
         return _token_rows(self.hidden, tokens if self.rows is None else self.rows[tokens])
+
+    def positions(self, tokens: slice) -> slice | Tensor:
+        """The flat positions, in the call's input, of the tokens ``tokens``."""
+        return tokens if self.rows is None else self.rows[tokens]
 
     def subset(self, positions: Tensor) -> _Tokens:
         """The tokens at ``positions`` (indices among these tokens)."""
@@ -253,7 +260,7 @@ def _smoothing_terms(tokens: _Tokens, weight: Tensor, bias: Tensor | None, class
 
 
 def _graph_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_weight: Tensor | None,
-                options: _BlockOptions, plan: HeadPlan) -> Tensor:  # fmt: skip
+                options: _BlockOptions, plan: HeadPlan, clusters: ClusterSums | None) -> Tensor:  # fmt: skip
     """Sums under autograd: each token block's whole-vocabulary logits through the multiclass kernel."""
     weight = weight.to(plan.dtype)
     bias = None if bias is None else bias.to(plan.dtype)
@@ -261,7 +268,8 @@ def _graph_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_wei
     for block in plan.tokens(tokens.target.shape[0]):
         logits = F.linear(tokens.features(block).to(plan.dtype), weight, bias)
         weights = None if sample_weight is None else sample_weight[block]
-        sums = sums + softmax_ce_sums(logits, tokens.target[block], options, weights)
+        sink = None if clusters is None else clusters.take(tokens.positions(block))
+        sums = sums + softmax_ce_sums(logits, tokens.target[block], options, weights, clusters=sink)
     return sums
 
 
@@ -274,11 +282,13 @@ def linear_sums(
     options: HeadOptions,
     block_size: int | None = None,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return the ``(3, V)`` float64 sums of validated ``(..., d)`` hidden states and ``(N,)`` targets, block by block.
 
     The step :func:`linear_cross_entropy` and the metrics' hidden-state ``update`` share.
-    ``per_class=False`` returns their ``(3, 1)`` totals.
+    ``per_class=False`` returns their ``(3, 1)`` totals. ``clusters`` (error bars) also gets each
+    token's weighted loss and weight (:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`).
     """
     classes, device = linear_weight.shape[0], hidden.device
     compact = device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
@@ -292,15 +302,19 @@ def linear_sums(
         plan = _chunks.head_plan(hidden, linear_weight, linear_bias, count, block_size)
         if plan.grad:
             block_options = _BlockOptions(options.weight, ignore, options.label_smoothing)
-            sums = _graph_sums(tokens, linear_weight, linear_bias, weights, block_options, plan)
+            sums = _graph_sums(tokens, linear_weight, linear_bias, weights, block_options, plan, clusters)
         else:
-            sums = _loss_sums(sums, tokens, linear_weight, linear_bias, weights, options, ignore, plan)
+            sums = _loss_sums(sums, tokens, linear_weight, linear_bias, weights, options, ignore, plan, clusters)
     return sums if per_class else sums.sum(1, keepdim=True)
 
 
 def _loss_sums(sums: Tensor, tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_weight: Tensor | None,
-               options: HeadOptions, ignore: int | None, plan: HeadPlan) -> Tensor:  # fmt: skip
-    """Add the tokens' losses into ``sums`` (no autograd): per-token losses, then the multiclass kernel's last step."""
+               options: HeadOptions, ignore: int | None, plan: HeadPlan,
+               clusters: ClusterSums | None) -> Tensor:  # fmt: skip
+    """Add the tokens' losses into ``sums`` (no autograd): per-token losses, then the multiclass kernel's last step.
+
+    ``clusters`` (error bars) gets each token's weighted loss and weight in that step.
+    """
     target, weights = _drop_ignored(tokens.target, None if sample_weight is None else sample_weight.double(), ignore)
     tokens = _Tokens(tokens.hidden, tokens.rows, target)
     loss, true = _token_losses(tokens, weight, bias, plan)
@@ -309,7 +323,9 @@ def _loss_sums(sums: Tensor, tokens: _Tokens, weight: Tensor, bias: Tensor | Non
         smooth = _smoothing_terms(tokens, weight, bias, options.weight, true + loss, plan)
     if weights is None and options.weight is None and smooth is None:  # unit weights: class counts
         sums[WEIGHT:].add_(class_counts(target, weight.shape[0]))
-    add_hard_losses(sums, loss, smooth, target, weights, options)
+    count = target.shape[0]
+    sink = None if clusters is None else clusters.take(tokens.positions(slice(0, count)))
+    add_hard_losses(sums, loss, smooth, target, weights, options, sink, slice(0, count))
     return sums
 
 
@@ -318,9 +334,10 @@ def batch_sums(
     batch: tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None],
     *,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """A task's ``sums`` step: :func:`linear_sums` of a checked ``(hidden, weight, target, bias, sample_weight)``."""
     hidden, linear_weight, target, linear_bias, sample_weight = batch
     return linear_sums(
-        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class
+        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class, clusters
     )
