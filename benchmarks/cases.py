@@ -240,10 +240,10 @@ def step_case() -> Case:
 
 def all_cases(quick: bool) -> list[Case]:
     """Every case; ``quick`` drops the implementations marked ``full_only``."""
-    from benchmarks.lm_case import linear_case
+    from benchmarks.lm_case import linear_cases
 
     cases = [ce_case(65536, 1000), ce_case(4096, 32000), bce_case(262144, 100), probs_case(200000, 100), step_case()]
-    cases.append(linear_case())
+    cases.extend(linear_cases())
     if quick:
         for case in cases:
             case.impls = [impl for impl in case.impls if not impl.full_only]

@@ -127,17 +127,31 @@ def _add_hard_block(
     ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets);
     ``clusters`` (error bars) also gets the rows ``rows``' weighted losses and weights.
     """
+    smooth = None
+    if options.label_smoothing:
+        smooth = _smoothing_term(z, options, eps, None if work is None else work[: z.shape[0]])
+    add_hard_losses(sums, nll, smooth, t, w, options, clusters, rows)
+
+
+def add_hard_losses(
+    sums: Tensor, nll: Tensor, smooth: Tensor | None, t: Tensor, w: Tensor | None, options: ClassOptions,
+    clusters: ClusterSums | None = None, rows: slice = slice(0),
+) -> None:  # fmt: skip
+    """Add rows' losses into the ``(3, C)`` ``sums``: ``nll`` (float64 ``-log p[i, t_i]``), hard targets ``t``.
+
+    ``smooth`` is each row's float64 ``sum_c weight_c log p_c`` (given with label smoothing), ``w`` the
+    position weights (0 for ignored targets); ``clusters`` (error bars) also gets the rows ``rows``'
+    weighted losses and weights. The step every hard-target kernel ends with (the head's too).
+    """
     class_weight = None if options.weight is None else options.weight.to(torch.float64)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
     loss = nll if w_t is None else nll * w_t
     mass, smoothing = w, options.label_smoothing
-    if smoothing:
-        buf = None if work is None else work[: z.shape[0]]
-        smooth = _smoothing_term(z, options, eps, buf)
-        share = smoothing / z.shape[1]
+    if smooth is not None:
+        share = smoothing / sums.shape[1]
         loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
         mass = (torch.ones_like(loss) if w is None else w) * (1 - smoothing)
-        sums[TARGET] += share * (z.shape[0] if w is None else w.sum())
+        sums[TARGET] += share * (nll.shape[0] if w is None else w.sum())
     if w is not None:  # zero weight removes a row exactly, even one whose loss is inf or nan
         loss = torch.where(w != 0, loss, 0)
     if clusters is not None:
