@@ -40,6 +40,9 @@ def test_config_instantiates(config: Path, tmp_path: Path, monkeypatch: pytest.M
         assert cli.trainer.strategy.process_group_backend == "gloo" and cli.datamodule.hparams.unpadded_eval_sampler
     if config.name == "tensorboard.yaml":
         assert isinstance(cli.trainer.logger, TensorBoardLogger) and monitor.log_worst_k == 3
+        assert monitor.error_bars is True and monitor.confidence == 0.95 and monitor.metrics["val"]._error_bars
+    else:
+        assert monitor.error_bars is False
     if config.name == "demo.yaml":
         assert cli.trainer.max_epochs <= 20 and cli.trainer.num_devices == 1
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.dist import run_in_processes
+from helpers.error_bars import clustered_reference
 
 from xent_metrics.callbacks import PerClassBCEMonitor, PerClassCEMonitor
 from xent_metrics.demos.data import TAGS, DigitTagsDataModule
@@ -51,7 +52,12 @@ def _run(root: Path, *, unpadded: bool, strategy: object = "auto", devices: int 
     model = _CodedMLP(lr=0.0)
     monitor = PerClassBCEMonitor(labels=LABELS, print_table=False, save_heatmap=False)
     ce = PerClassCEMonitor(
-        classes=LABELS, stages=["val", "test"], target_key="code", print_table=False, save_heatmap=False
+        classes=LABELS,
+        stages=["val", "test"],
+        target_key="code",
+        print_table=False,
+        save_heatmap=False,
+        error_bars=True,
     )
     trainer = pl.Trainer(
         default_root_dir=root,
@@ -79,7 +85,9 @@ def _validate_two_loaders(strategy: object = "auto", devices: int = 1) -> tuple[
     torch.manual_seed(0)
     model, data = _CodedMLP(lr=0.0), DigitTagsDataModule(**DATA)
     data.setup("fit")
-    ce = PerClassCEMonitor(classes=LABELS, stages=["val"], target_key="code", prefix="two", save_heatmap=False)
+    ce = PerClassCEMonitor(
+        classes=LABELS, stages=["val"], target_key="code", prefix="two", save_heatmap=False, error_bars=True
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -134,6 +142,11 @@ def _logged_ce_reference(data: DigitTagsDataModule, subset: object) -> tuple[np.
     )
 
 
+def _clustered_stderr(losses: np.ndarray) -> float:
+    """numpy's clustered standard error of the mean of ``losses``, one cluster each; ``nan`` for one cluster."""
+    return clustered_reference(np.ones(len(losses)), losses)[1] if len(losses) > 1 else float("nan")
+
+
 def _pooled(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Per-class means over the union of the parts, from their means and counts."""
     return sum(mean * count for mean, count in parts) / sum(count for _, count in parts)
@@ -159,6 +172,12 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
             expected = F.binary_cross_entropy_with_logits(model(x).double(), y.double(), reduction="none").mean(0)
             losses, code = F.cross_entropy(model(x).double(), _code(y), reduction="none"), _code(y)
         expected_ce = np.array([losses[code == c].mean().item() for c in range(len(LABELS))])
+        # The CE monitor has error_bars=True: one cluster per image, numpy's clustered standard error per class.
+        stderr_ce = np.array([_clustered_stderr(losses[code == c].numpy()) for c in range(len(LABELS))])
+        last = single_ce.history[stage][-1]
+        # float32 logits: a class whose losses hardly differ (stderr 3e-3) keeps ~1e-8 of float32 rounding.
+        np.testing.assert_allclose(last["stderr"], stderr_ce, rtol=1e-5)
+        np.testing.assert_allclose(last["low"], expected_ce - 1.959963984540054 * stderr_ce, rtol=1e-6)
         epochs = 2 if stage == "val" else 1
         np.testing.assert_allclose(_logged(tmp_path / "single", stage), [expected.numpy()] * epochs, rtol=1e-6)
         # The float32 forward of differently composed batches may differ in the last bit (~1e-9 relative);
@@ -175,9 +194,16 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
             got_ce = [r["values"] for r in out["unpadded_ce"][stage]]  # the multiclass monitor, per true class
             np.testing.assert_allclose(got_ce, [r["values"] for r in single_ce.history[stage]], rtol=1e-7)
             np.testing.assert_array_equal(got_ce, [r["values"] for r in ranks[0]["unpadded_ce"][stage]])
+            for key in ("stderr", "low", "high", "macro_low", "macro_high"):  # the intervals too, synced once
+                got_bars = [r[key] for r in out["unpadded_ce"][stage]]
+                np.testing.assert_allclose(got_bars, [r[key] for r in single_ce.history[stage]], rtol=1e-6)
+                np.testing.assert_array_equal(got_bars, [r[key] for r in ranks[0]["unpadded_ce"][stage]])
         np.testing.assert_allclose(_logged(tmp_path / "single", stage, "ce"), [expected_ce] * epochs, rtol=1e-6)
         ddp_ce = _logged(tmp_path / "ddp" / "unpadded", stage, "ce")
         np.testing.assert_allclose(ddp_ce, _logged(tmp_path / "single", stage, "ce"), rtol=1e-7)
+        for prefix in ("ce_low", "ce_high"):
+            ddp_ends = _logged(tmp_path / "ddp" / "unpadded", stage, prefix)
+            np.testing.assert_allclose(ddp_ends, _logged(tmp_path / "single", stage, prefix), rtol=1e-6)
 
     # Two validation dataloaders: each rank's validate() returns one dict per dataloader with its own synced values.
     single_results, single_history = _validate_two_loaders()
@@ -188,6 +214,9 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
             got = [result[f"val/two/{name}/dataloader_idx_{i}"] for name in LABELS]
             np.testing.assert_allclose(got, per_loader[i][0], rtol=1e-6)
             assert f"val/two/dataloader_idx_{1 - i}" not in result
+            low = [result[f"val/two_low/{name}/dataloader_idx_{i}"] for name in LABELS]
+            assert np.all((np.array(low) < np.array(got)) | np.isnan(low))  # nan: a class with one sample
+            assert f"val/two_high/dataloader_idx_{i}" in result
             np.testing.assert_allclose(history[0]["dataloaders"][i]["values"], per_loader[i][0], rtol=1e-6)
         np.testing.assert_allclose(history[0]["values"], _pooled(per_loader), rtol=1e-6)
 
@@ -195,7 +224,7 @@ def test_two_process_ddp_logs_the_single_process_values_on_an_odd_validation_set
     assert rank1 == []  # warnings come from rank zero only
     # Lightning's "use sync_dist=True" hint is silenced for the monitor's (already synced) keys only.
     assert any("'val/other'" in hint for hint in ranks[0]["sync_hints"])
-    assert all("/bce" not in hint for hint in ranks[0]["sync_hints"])
+    assert all("/bce" not in hint and "/ce" not in hint for hint in ranks[0]["sync_hints"])
     assert [out["filters_kept"] for out in ranks] == [True, True]
     assert len(rank0) == 4  # one for val, one for test, from each monitor, in the padded run only
     assert all("covers 26 samples for a data set of 25: it repeats 1 sample" in message for message in rank0)

@@ -133,27 +133,33 @@ def test_block_size_changes_only_the_matmul_rounding() -> None:
 
 
 def test_the_default_block_is_a_memory_budget() -> None:
-    assert _chunks.HEAD_BLOCK_BYTES // (32000 * 4) == 65 and _chunks.HEAD_KERNEL_ELEMENTS // 32000 == 32
-    assert _chunks.head_block_rows(32000, 4) == 64  # whole kernel sub-blocks: 2 x 32 rows
-    assert _chunks.head_block_rows(1000, 4) == 2096 and _chunks.head_block_rows(5 * 10**6, 4) == 1
-    assert _chunks.head_block_rows(10**9, 4) == 1
-    assert _chunks.head_block_rows(32000, 4, block_size=8) == 8
+    """8 MiB of logits on the CPU: 512 float32 tokens (256 float64) by 4096 vocabulary rows; whole rows for autograd."""
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert _chunks.head_block_cols(32000, cpu) == 4096 and _chunks.head_block_cols(37, cpu) == 37
+    assert _chunks.head_block_rows(4096, 4) == 512 and _chunks.head_block_rows(4096, 8) == 256
+    assert _chunks.head_block_rows(4096, 4) * 4096 * 4 == _chunks.HEAD_BLOCK_BYTES == 8 << 20
+    assert _chunks.head_block_rows(37, 4) == (8 << 20) // (37 * 4)
+    assert _chunks.head_block_rows(4096, 4, block_size=8) == 8
+    assert _chunks.head_block_cols(128256, meta) == 32768 and _chunks.head_block_rows(32768, 4, None, meta) == 4096
+    assert _chunks.head_block_cols(128256, cpu, grad=True) == 128256
 
 
-def test_the_head_plan_blocks_tokens_and_vocabulary_columns() -> None:
-    """Tokens in blocks, each with the loss kernel's row slices; columns in one GEMM, or head blocks for half heads."""
-    hidden, head = torch.zeros(200, 512), torch.zeros(32000, 512)
-    plan = _chunks.head_plan(hidden, head, None, 150, None, plain=False, work=True)
-    assert [(t.start, t.stop) for t, _ in plan.blocks] == [(0, 64), (64, 128), (128, 150)]
-    assert [[(r.start, r.stop) for r in rows] for _, rows in plan.blocks] == [[(0, 32), (32, 64)]] * 2 + [
-        [(0, 22)]
-    ]
-    assert plan.cols == (slice(0, 32000),) and plan.logits is not None and plan.logits.shape == (64, 32000)
-    assert plan.kernel.work is not None and plan.kernel.work.shape == (32, 32000)
-    half = _chunks.head_plan(hidden.half(), head.half(), None, 150, 8, plain=True, work=True)
-    widths = {c.stop - c.start for c in half.cols[:-1]}
-    assert widths == {_chunks.CHUNK_ELEMENTS // 512} and half.cols[-1].stop == 32000  # 2048 head rows per GEMM
-    assert half.dtype == torch.float32 and half.logits is not None and half.logits.dtype == torch.float32
+def test_the_head_plan_blocks_tokens_and_vocabulary_rows() -> None:
+    """Tokens by vocabulary rows, the last of each ragged; a widened head block for half heads; float64 off the CPU."""
+    hidden, head = torch.zeros(2000, 512), torch.zeros(32000, 512)
+    plan = _chunks.head_plan(hidden, head, None, 1500, None)
+    assert [(t.start, t.stop) for t in plan.tokens(1500)] == [(0, 512), (512, 1024), (1024, 1500)]
+    assert [(c.start, c.stop) for c in plan.cols] == [(s, s + 4096) for s in range(0, 28672, 4096)] + [(28672, 32000)]
+    assert plan.logits is not None and plan.logits.shape == (512, 4096) and plan.head is None and plan.wide is None
+    half = _chunks.head_plan(hidden.half(), head.half(), None, 150, 8)
+    assert half.step == 8 and half.tokens(150)[-1] == slice(144, 150) and len(half.tokens(150)) == 19
+    assert half.dtype == torch.float32 and half.logits is not None and half.logits.shape == (8, 4096)
+    assert half.head is not None and half.head.shape == (4096, 512) and half.head.dtype == torch.float32
+    meta = _chunks.head_plan(hidden.to("meta"), head.to("meta"), None, 1500, None)
+    assert meta.wide is not None and meta.wide.shape == (1500, 32000) and meta.wide.dtype == torch.float64
+    assert meta.cols == (slice(0, 32000),)
+    small = _chunks.head_plan(hidden[:, :6], head[:37, :6], None, 1500, None)
+    assert small.tokens(1500) == (slice(0, 1500),) and small.cols == (slice(0, 37),)
 
 
 def test_ignored_tokens_are_never_projected(monkeypatch: pytest.MonkeyPatch) -> None:

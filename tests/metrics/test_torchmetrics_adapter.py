@@ -106,11 +106,16 @@ def test_no_other_module_of_the_package_touches_a_private_name() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["update", "compute", "forward", "merge_state", "state_dict", "_move_sums", "_loadable_sums"]
+    ("name", "owner"),
+    [("update", "SumsMetric"), ("compute", "SumsMetric"), ("forward", "SumsMetric")]
+    + [(name, "SumsState") for name in ("merge_state", "state_dict", "_move_sums", "_loadable_sums")],
 )
-def test_the_metric_behaviour_is_methods_of_sumsmetric(name: str) -> None:
-    """The behaviour is defined in the class ("go to definition" lands there), not installed free functions."""
-    assert getattr(SumsMetric, name).__qualname__ == f"SumsMetric.{name}"
+def test_the_metric_behaviour_is_methods_of_sumsmetric(name: str, owner: str) -> None:
+    """The behaviour is defined in the class ("go to definition" lands there), not installed free functions.
+
+    Merging, saving, loading and moving the state are ``SumsState``'s, shared with ``PairedDifference``.
+    """
+    assert getattr(SumsMetric, name).__qualname__ == f"{owner}.{name}"
 
 
 @pytest.mark.parametrize("name", ["_wrap_update", "_wrap_compute", "_sync_dist", "_apply", "_load_from_state_dict"])

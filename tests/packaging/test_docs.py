@@ -14,7 +14,10 @@ pytest.importorskip("sphinx", reason="the `docs` extra (sphinx, furo, numpydoc) 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PUBLIC_MODULES = ("xent_metrics", "xent_metrics.functional", "xent_metrics.scoring", "xent_metrics.callbacks")
-PAGES = ("index", "metrics", "lightning", "sklearn", "language_models", "huggingface", "migrating", "accuracy", "api")
+PAGES = (
+    "index", "metrics", "lightning", "sklearn", "language_models", "huggingface", "migrating", "accuracy", "error_bars",
+    "api",
+)
 NARRATIVE = [page for page in PAGES if page != "api"]
 # Scoped to the pages that need them: Lightning's hint about dataloader workers (shown on machines with more than two
 # cores) and torch 2.13's deprecation of torch.jit, which torcheval and ignite call at import. Neither is ours.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from xent_metrics.functional._error_bars import normal_quantile
+
 STAGES: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -58,6 +60,15 @@ def check_display_options(
         if value is not None and value < 1:
             raise ValueError(f"`{name}` must be at least 1 (or None for all labels), got {value}.")
     return [s for s in STAGES if s in stages]
+
+
+def check_error_bars(error_bars: object, confidence: object) -> None:
+    """Check ``error_bars`` (a bool) and ``confidence`` (a float in ``(0, 1)``, e.g. 0.95)."""
+    if not isinstance(error_bars, bool):
+        raise TypeError(
+            f"`error_bars` must be a bool (true or false in YAML), got {type(error_bars).__name__} {error_bars!r}."
+        )
+    normal_quantile(confidence)  # the TypeError / ValueError naming `confidence` that compute_interval gives
 
 
 def flatten_loaders(loaders: object) -> list[Any]:

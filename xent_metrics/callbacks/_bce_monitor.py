@@ -58,14 +58,26 @@ class PerClassBCEMonitor(PerClassMonitor):
         ``log_worst_k`` (the logged ones; the worst ``heatmap_max_labels`` when that is unset or
         larger) of the last epoch and says in its title how many are not shown. ``None`` draws every
         label (unnamed above 60). The image is at most 1600 px tall either way.
+    error_bars : bool, default=False
+        Keep the clustered error-bar rows (one cluster per sample: a row of the batch, all its labels;
+        see the docs page "How sure is this number?") and log, beside each logged
+        ``{stage}/{prefix}/{label}``, the ends of its ``confidence`` interval as
+        ``{stage}/{prefix}_low/{label}`` and ``{stage}/{prefix}_high/{label}``. The macro mean gets
+        no interval here (a row's labels are correlated, their covariances are not kept). The
+        history records add ``"stderr"``, ``"low"`` and ``"high"``; the table shows ``value +- stderr``.
+    confidence : float in (0, 1), default=0.95
+        The coverage of the logged intervals (with ``error_bars=True``).
 
     Raises
     ------
     TypeError
-        ``labels`` not a list of str, a count not an int, a step output that is not a mapping.
+        ``labels`` not a list of str, a count not an int, a step output that is not a mapping,
+        ``error_bars`` not a bool, ``confidence`` not a float.
     ValueError
         Neither ``labels`` nor ``num_labels``, duplicate or empty names, a length that disagrees
-        with ``num_labels`` or with the model's ``preds``, an unknown stage, a missing output key.
+        with ``num_labels`` or with the model's ``preds``, an unknown stage, a missing output key,
+        ``confidence`` outside ``(0, 1)``; in ``load_state_dict``, a state saved without error bars
+        into a monitor with ``error_bars=True`` (or the reverse).
 
     Notes
     -----
@@ -91,9 +103,10 @@ class PerClassBCEMonitor(PerClassMonitor):
     fix is one line: pass ``sampler=xent_metrics.callbacks.UnpaddedDistributedSampler(dataset)``
     to the evaluation ``DataLoader`` (Lightning keeps a ``DistributedSampler`` you give it).
 
-    Checkpoints hold the per-epoch history and the in-progress sums, so resuming from a checkpoint
-    gives the uninterrupted history. (Resuming *inside* an epoch is exact only with a resumable
-    training dataloader: Lightning restarts a plain one from its first batch, and warns.)
+    Checkpoints hold the per-epoch history and the in-progress sums (with their error-bar rows), so
+    resuming from a checkpoint gives the uninterrupted history. (Resuming *inside* an epoch is exact
+    only with a resumable training dataloader: Lightning restarts a plain one from its first batch,
+    and warns.)
 
     Examples
     --------
@@ -112,5 +125,9 @@ class PerClassBCEMonitor(PerClassMonitor):
 
     def _new_metric(self) -> Metric:
         return MultilabelCrossEntropy(
-            self.num_labels, input_format=self.input_format, ignore_index=self.ignore_index, average="none"
+            self.num_labels,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            average="none",
+            error_bars=self.error_bars,
         )

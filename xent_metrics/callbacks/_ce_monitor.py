@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
 from torchmetrics import Metric
 
 from xent_metrics.callbacks._args import check_labels
@@ -57,12 +58,21 @@ class PerClassCEMonitor(PerClassMonitor):
         How many classes the heatmap draws at most, named; with more, the worst ``log_worst_k`` (or
         the worst ``heatmap_max_labels``) of the last epoch, the title saying how many are not shown.
         ``None``: all (unnamed above 60). The image is at most 1600 px tall.
+    error_bars : bool, default=False
+        As :class:`~xent_metrics.callbacks.PerClassBCEMonitor`'s: log ``{stage}/{prefix}_low/{class}``
+        and ``{stage}/{prefix}_high/{class}`` (one cluster per sample), and here also
+        ``{stage}/{prefix}_low`` / ``{stage}/{prefix}_high`` for the macro mean: each sample falls in
+        one class, so the classes' estimates are independent and the macro mean's standard error is
+        :math:`\sqrt{\sum_k \mathrm{SE}_k^2} / K` over the :math:`K` classes with samples. Probability
+        (soft) targets, which count in several classes, are then refused with a ``ValueError``.
+    confidence : float in (0, 1), default=0.95
+        The coverage of the logged intervals.
 
     Raises
     ------
     TypeError, ValueError
         As :class:`~xent_metrics.callbacks.PerClassBCEMonitor` does, naming ``classes`` and
-        ``num_classes``.
+        ``num_classes``; ``ValueError`` for probability targets with ``error_bars=True``.
 
     See Also
     --------
@@ -87,6 +97,7 @@ class PerClassCEMonitor(PerClassMonitor):
     """
 
     unit, names_arg, loss = "class", "classes", "CE"
+    macro_interval = True  # class-index targets: each sample falls in one class (soft targets are refused)
 
     def __init__(
         self, classes: list[str] | None = None, num_classes: int | None = None, prefix: str = "ce", **options: Any
@@ -95,7 +106,23 @@ class PerClassCEMonitor(PerClassMonitor):
         self.classes, self.num_classes = names, len(names)
         super().__init__(names, prefix=prefix, **options)
 
+    def _checked(self, stage: str, outputs: object) -> tuple[Any, Any]:
+        """As the base class; with error bars, probability targets are refused (the macro interval needs one class)."""
+        preds, target = super()._checked(stage, outputs)
+        if self.error_bars and isinstance(target, Tensor) and target.is_floating_point():
+            raise ValueError(
+                f"PerClassCEMonitor(error_bars=True) takes class-index targets, but `{self.target_key}` is a "
+                f"{target.dtype} tensor of shape {tuple(target.shape)} (probabilities): a soft-target sample counts "
+                "in several classes, so the classes' estimates are correlated and the macro mean has no interval. "
+                "Return class indices (e.g. target.argmax(1)), or set error_bars=False."
+            )
+        return preds, target
+
     def _new_metric(self) -> Metric:
         return MulticlassCrossEntropy(
-            self.num_classes, input_format=self.input_format, ignore_index=self.ignore_index, average="none"
+            self.num_classes,
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            average="none",
+            error_bars=self.error_bars,
         )

@@ -21,11 +21,12 @@ from torchmetrics import Metric
 from typing_extensions import override
 
 from xent_metrics.callbacks import _output
-from xent_metrics.callbacks._args import check_display_options, flatten_loaders
+from xent_metrics.callbacks._args import check_display_options, check_error_bars, flatten_loaders
 from xent_metrics.callbacks._records import MonitorRecords
 from xent_metrics.callbacks._render import HEATMAP_MAX_LABELS, worst_first
 from xent_metrics.callbacks._sampler import sampler_mismatch
 from xent_metrics.callbacks._sync_hint import ignore_sync_hint, remove_filter
+from xent_metrics.functional._error_bars import independent_mean, interval
 
 Stage = Literal["train", "val", "test"]
 _STEP_NAMES = {"train": "training_step", "val": "validation_step", "test": "test_step"}
@@ -38,12 +39,15 @@ class PerClassMonitor(Callback):
     ``"CE"``), implement :meth:`_new_metric`, and hand their remaining keyword arguments to this
     ``__init__`` (LightningCLI follows ``**options`` into it); see
     :class:`~xent_metrics.callbacks.PerClassBCEMonitor` for the options and for what is logged,
-    kept and saved.
+    kept and saved. ``macro_interval`` says whether the macro mean gets an interval with
+    ``error_bars=True``: only where each sample (cluster) falls in one class, so that the classes'
+    estimates are independent.
     """
 
     unit = "label"
     names_arg = "labels"
     loss = "BCE"
+    macro_interval = False
 
     def __init__(
         self,
@@ -60,9 +64,13 @@ class PerClassMonitor(Callback):
         save_heatmap: bool = True,
         max_table_rows: int | None = 30,
         heatmap_max_labels: int | None = HEATMAP_MAX_LABELS,
+        error_bars: bool = False,
+        confidence: float = 0.95,
     ) -> None:
         self.labels, self.input_format = labels, input_format
         self.stages = check_display_options(stages, prefix, log_worst_k, max_table_rows, heatmap_max_labels)
+        check_error_bars(error_bars, confidence)
+        self.error_bars, self.confidence = error_bars, confidence
         self.ignore_index = ignore_index
         self.preds_key, self.target_key, self.prefix = preds_key, target_key, prefix
         self.log_worst_k, self.max_table_rows = log_worst_k, max_table_rows
@@ -227,12 +235,11 @@ class PerClassMonitor(Callback):
     def _finish_loader(self, stage: str, loader: int, pl_module: pl.LightningModule, *, in_its_context: bool) -> None:
         """Compute one dataloader's values (a collective, in dataloader order on every rank), merge, log."""
         metric = self._loaders[stage][loader]
-        values = self._compute(metric)
+        record = self._record(self._compute(metric))
         self.metrics[stage].merge_state(metric)  # the local sums: the pooled value is synced once, at epoch end
         metric.reset()
-        record = self._record(values)
         self._loader_records[stage][loader] = record
-        logged = self._logged(stage, values, record["macro"])
+        logged = self._logged(stage, record)
         if in_its_context:  # Lightning appends its `/dataloader_idx_N` and files the values under that dataloader
             pl_module.log_dict(logged, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
         else:
@@ -242,26 +249,46 @@ class PerClassMonitor(Callback):
 
     # ---- epoch ends ------------------------------------------------------------------------------
 
-    def _compute(self, metric: Metric) -> Tensor:
+    def _compute(self, metric: Metric) -> dict[str, Tensor]:
+        """The synced per-class ``{"value"}`` (with error bars ``"stderr"``, ``"low"``, ``"high"``): a collective."""
         with warnings.catch_warnings():
             # No data at all: `_warn_empty` says so once per name, not at every epoch.
             warnings.filterwarnings("ignore", message="No samples with non-zero weight", category=UserWarning)
-            return metric.compute().detach().to("cpu", torch.float64)
+            if not self.error_bars:
+                computed = {"value": metric.compute()}
+            else:  # the package's metrics have it; torchmetrics' `Metric`, the declared type, does not
+                computed = metric.compute_interval(self.confidence)  # type: ignore[operator]
+        return {key: value.detach().to("cpu", torch.float64) for key, value in computed.items()}
 
-    @staticmethod
-    def _record(values: Tensor) -> dict[str, Any]:
-        per_class = values.tolist()
+    def _record(self, computed: dict[str, Tensor]) -> dict[str, Any]:
+        """``{"values", "macro"}``; with error bars ``"stderr"``, ``"low"``, ``"high"`` per class, and the macro's."""
+        per_class = computed["value"].tolist()
         valid = [v for v in per_class if not math.isnan(v)]
-        return {"values": per_class, "macro": sum(valid) / len(valid) if valid else math.nan}
+        record: dict[str, Any] = {"values": per_class, "macro": sum(valid) / len(valid) if valid else math.nan}
+        if "stderr" in computed:
+            record.update({key: computed[key].tolist() for key in ("stderr", "low", "high")})
+        if "stderr" in computed and self.macro_interval:
+            _, stderr = independent_mean(computed["value"], computed["stderr"])  # each sample in one class
+            macro = interval(torch.tensor(record["macro"], dtype=torch.float64), stderr, self.confidence)
+            record.update({f"macro_{key}": float(macro[key]) for key in ("stderr", "low", "high")})
+        return record
 
-    def _logged(self, stage: str, values: Tensor, macro: float) -> dict[str, Tensor]:
-        """``{stage}/{prefix}/{name}`` for the shown names and ``{stage}/{prefix}`` for the macro mean."""
-        shown = (
-            range(len(self.labels)) if self.log_worst_k is None else worst_first(values.tolist())[: self.log_worst_k]
-        )
-        logged = {f"{stage}/{self.prefix}/{self.labels[k]}": values[k] for k in shown}
-        logged[f"{stage}/{self.prefix}"] = torch.tensor(macro, dtype=torch.float64)
-        return logged
+    def _logged(self, stage: str, record: dict[str, Any]) -> dict[str, Tensor]:
+        """``{stage}/{prefix}/{name}`` for the shown names and ``{stage}/{prefix}`` for the macro mean.
+
+        With error bars also ``{stage}/{prefix}_low/{name}`` and ``{stage}/{prefix}_high/{name}``, and
+        ``{stage}/{prefix}_low`` / ``_high`` for the macro mean where it has an interval.
+        """
+        values = record["values"]
+        shown = range(len(self.labels)) if self.log_worst_k is None else worst_first(values)[: self.log_worst_k]
+        base = f"{stage}/{self.prefix}"
+        logged = {}
+        for suffix, key in (("", "values"), ("_low", "low"), ("_high", "high")):
+            if key in record:
+                logged.update({f"{base}{suffix}/{self.labels[k]}": record[key][k] for k in shown})
+            if f"macro{suffix}" in record:
+                logged[f"{base}{suffix}"] = record[f"macro{suffix}"]
+        return {key: torch.tensor(value, dtype=torch.float64) for key, value in logged.items()}
 
     def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Every epoch end: compute on every rank (a collective), record, log the synced values, reset."""
@@ -270,9 +297,9 @@ class PerClassMonitor(Callback):
         records = self._loader_records.get(stage) if self._loaders.get(stage) else None
         if records is not None:
             self._finish_loaders_before(stage, len(records), pl_module)  # any this rank saw no last batch of
-        values = self._compute(self.metrics[stage])
+        computed = self._record(self._compute(self.metrics[stage]))
         self.metrics[stage].reset()
-        record = {"epoch": trainer.current_epoch, "step": trainer.global_step, **self._record(values)}
+        record = {"epoch": trainer.current_epoch, "step": trainer.global_step, **computed}
         fn = getattr(getattr(trainer, "state", None), "fn", None)  # "fit", "validate" or "test"
         record.update(run=self.records.run, fn=None if fn is None else str(fn.value))
         if records is not None:
@@ -280,7 +307,7 @@ class PerClassMonitor(Callback):
             del self._loaders[stage], self._loader_records[stage]
         self.history[stage].append(record)
         self._warn_empty(stage, record["values"])
-        pl_module.log_dict(self._logged(stage, values, record["macro"]), on_step=False, on_epoch=True, sync_dist=False)
+        pl_module.log_dict(self._logged(stage, record), on_step=False, on_epoch=True, sync_dist=False)
 
     def _warn_empty(self, stage: str, values: list[float]) -> None:
         """Warn once per name and stage when a label (class) had nothing to score."""

@@ -89,7 +89,11 @@ class MonitorRecords:
         try:
             metric.load_state_dict(dict(states))  # the metric checks each tensor (shape, dtype) before any change
         except (RuntimeError, ValueError) as err:
-            raise ValueError(f"{where} does not fit this monitor's {len(self.labels)} {self.names_arg}: {err}") from err
+            raise ValueError(
+                f"{where} does not fit this monitor's {len(self.labels)} {self.names_arg} and options: {err} Resume "
+                f"with the options it was saved with (`{self.names_arg}`, `input_format`, `ignore_index`, "
+                "`error_bars`: a state saved without error bars loads only with error_bars=False)."
+            ) from err
 
 
 def _saved(state: object) -> object:

@@ -38,6 +38,20 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+def _stderr(record: dict[str, Any] | None, k: int | None) -> float | None:
+    """Column ``k``'s standard error in ``record`` (``k=None``: the macro mean's), ``None`` where it has none."""
+    if record is None:
+        return None
+    if k is None:
+        return record.get("macro_stderr")
+    return record["stderr"][k] if "stderr" in record else None
+
+
+def _cell(value: float | None, stderr: float | None) -> str:
+    """``value``, or ``value +- stderr`` (ASCII, as the rest of the table)."""
+    return _fmt(value) if stderr is None else f"{_fmt(value)} +- {_fmt(stderr)}"
+
+
 def format_table(
     labels: Sequence[str],
     first: dict[str, Any],
@@ -55,6 +69,8 @@ def format_table(
     ``first`` and ``last`` are history records of ``stage`` (``{"epoch", "values", "macro"}``);
     ``extra`` is an optional record of another stage shown as a last column (the last training epoch).
     ``unit`` and ``loss`` are the words of the header (``"class"``, ``"CE"`` for a multiclass model).
+    Records with ``"stderr"`` (a monitor with ``error_bars=True``) show ``value +- stderr``, the macro
+    row too where the record holds ``"macro_stderr"``.
 
     Examples
     --------
@@ -66,26 +82,40 @@ def format_table(
        1  prime     0.5000  -0.2000
        2  even      0.2000  -0.4000
           macro     0.3500  -0.3000
+    >>> last = {**last, "stderr": [0.05, 0.1], "macro_stderr": 0.0559}
+    >>> print(format_table(["even", "prime"], first, last, stage="val", unit="class", loss="CE"))
+    Per-class CE, val epoch 2, worst first (change since epoch 0), value +- standard error
+       #  class               val CE   change
+       1  prime     0.5000 +- 0.1000  -0.2000
+       2  even      0.2000 +- 0.0500  -0.4000
+          macro     0.3500 +- 0.0559  -0.3000
     """
     values, before = last["values"], first["values"]
     width = max([len(unit), len("macro"), *map(len, labels)])
-    header = f"{'#':>4}  {unit:<{width}}  {stage + ' ' + loss:>9}  {'change':>7}"
+    now_width = 9 if "stderr" not in last else 18
+    other_width = 10 if extra is None or "stderr" not in extra else 18
+    header = f"{'#':>4}  {unit:<{width}}  {stage + ' ' + loss:>{now_width}}  {'change':>7}"
     if extra is not None:
-        header += f"  {extra_stage + ' ' + loss:>10}"
+        header += f"  {extra_stage + ' ' + loss:>{other_width}}"
     title = f"Per-{unit} {loss}, {stage} epoch {last['epoch']}, worst first (change since epoch {first['epoch']})"
-    lines = [title, header]
+    lines = [title + (", value +- standard error" if "stderr" in last else ""), header]
     order = worst_first(values)
     shown = order if max_rows is None else order[:max_rows]
 
-    def row(rank: str, name: str, now: float, then: float, other: float | None) -> str:
-        text = f"{rank:>4}  {name:<{width}}  {_fmt(now):>9}  {_fmt(now - then, signed=True):>7}"
-        return text if extra is None else text + f"  {_fmt(other):>10}"
+    def row(rank: str, name: str, k: int | None) -> str:
+        now, then = (last["macro"], first["macro"]) if k is None else (values[k], before[k])
+        text = f"{rank:>4}  {name:<{width}}  {_cell(now, _stderr(last, k)):>{now_width}}"
+        text += f"  {_fmt(now - then, signed=True):>7}"
+        if extra is None:
+            return text
+        other = extra["macro"] if k is None else extra["values"][k]
+        return text + f"  {_cell(other, _stderr(extra, k)):>{other_width}}"
 
     for rank, k in enumerate(shown, start=1):
-        lines.append(row(str(rank), labels[k], values[k], before[k], None if extra is None else extra["values"][k]))
+        lines.append(row(str(rank), labels[k], k))
     if len(shown) < len(order):
         lines.append(f"{'':>4}  ... {len(order) - len(shown)} more {_plural(unit)} (max_table_rows={max_rows})")
-    lines.append(row("", "macro", last["macro"], first["macro"], None if extra is None else extra["macro"]))
+    lines.append(row("", "macro", None))
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -20,17 +20,18 @@ from lightning.fabric.utilities.warnings import PossibleUserWarning
 
 
 def sync_hint_pattern(stages: Sequence[str], prefix: str) -> str:
-    r"""The regular expression that matches Lightning's hint for the keys ``{stage}/{prefix}[/{name}]``.
+    r"""The regular expression that matches Lightning's hint for the keys ``{stage}/{prefix}[_low|_high][/{name}]``.
 
     Examples
     --------
     >>> import re
     >>> pattern = sync_hint_pattern(["val"], "bce")
     >>> hint = "It is recommended to use `self.log('{}', ..., sync_dist=True)` when logging on epoch level"
-    >>> [bool(re.match(pattern, hint.format(key))) for key in ("val/bce/cat", "val/bce", "val/loss", "train/bce")]
-    [True, True, False, False]
+    >>> keys = ("val/bce/cat", "val/bce", "val/bce_low/cat", "val/bce_high", "val/loss", "train/bce", "val/bce_x")
+    >>> [bool(re.match(pattern, hint.format(key))) for key in keys]
+    [True, True, True, True, False, False, False]
     """
-    keys = rf"({'|'.join(stages)})/{re.escape(prefix)}(/[^']*)?"
+    keys = rf"({'|'.join(stages)})/{re.escape(prefix)}(_low|_high)?(/[^']*)?"
     return rf"It is recommended to use `self\.log\('{keys}', \.\.\., sync_dist=True\)`"
 
 

@@ -30,7 +30,7 @@ every loss above ``eps``.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -38,6 +38,9 @@ from torch import Tensor
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import BceBuffers, cpu_read, labels_last, position_weight
 from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 _LOG_HALF = -math.log(2.0)
 
@@ -190,6 +193,24 @@ def _add_block(
     sums[TARGET] += (y * w[:, None]).sum(0)
 
 
+def _add_block_and_clusters(
+    sums: Tensor, clusters: ClusterSums, rows: slice, loss: Tensor, y: Tensor, keep: Tensor | None, w: Tensor | None,
+    buffers: BceBuffers | None,
+) -> None:
+    """:func:`_add_block`, and the block's losses to their clusters (error bars).
+
+    Unit weights and class-index targets leave the masked float32 losses widened in the kernel's float64
+    ``wide`` buffer after :func:`_add_block`: the clusters read them there instead of widening them again.
+    """
+    wide = None if buffers is None or w is not None or loss.dtype == torch.float64 else buffers.wide
+    if wide is None or y.is_floating_point():  # the buffer will not hold the losses (weighted, or the targets)
+        clusters.add_labels(rows, loss, keep, w)
+        _add_block(sums, loss, y, keep, w, buffers)
+        return
+    _add_block(sums, loss, y, keep, w, buffers)
+    clusters.add_labels(rows, wide[: loss.shape[0]], keep, w, widened=True)
+
+
 def _targets(
     y: Tensor, ignore_index: int | None, smoothing: float, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -218,13 +239,14 @@ def _targets(
 
 def bce_sums(
     preds: Tensor, target: Tensor, options: BceOptions,
-    sample_weight: Tensor | None = None, *, chunk_elements: int | None = None,
+    sample_weight: Tensor | None = None, *, chunk_elements: int | None = None, clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return the ``(3, K)`` float64 sums for ``(M, K, *rest)`` ``preds`` and ``target`` of a validated batch.
 
     ``options`` gives the input format, ``pos_weight``, ``ignore_index`` and label smoothing.
     ``sample_weight`` is ``(M,)`` or ``(M, *rest)``: one weight per sample or per position, shared
-    by the ``K`` labels there. ``chunk_elements`` overrides the row block size.
+    by the ``K`` labels there. ``chunk_elements`` overrides the row block size. ``clusters`` (error
+    bars) also gets each position's weighted losses and weights, block by block.
     """
     input_format, ignore_index, smoothing = options.input_format, options.ignore_index, options.label_smoothing
     pos = None  # as given: 0.3 is not rounded to float32
@@ -250,11 +272,16 @@ def bce_sums(
         far = _far_elements(z, input_format)
         if far is not None:  # float32 elements past the tail limit: recomputed in float64 (into ``wide``)
             loss = _exact_far(loss, z, (y, n), far, input_format, eps, pos, None if buffers is None else buffers.wide)
-        _add_block(sums, loss, y, keep, w, buffers)
+        if clusters is None:
+            _add_block(sums, loss, y, keep, w, buffers)
+        else:  # error bars: each position's losses and weights, to its cluster
+            _add_block_and_clusters(sums, clusters, rows, loss, y, keep, w, buffers)
     return sums
 
 
-def batch_sums(options: BceOptions, batch: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
+def batch_sums(
+    options: BceOptions, batch: tuple[Tensor, Tensor, Tensor | None], *, clusters: ClusterSums | None = None
+) -> Tensor:
     """A task's ``sums`` step: :func:`bce_sums` of a checked ``(preds, target, sample_weight)`` batch."""
     preds, target, sample_weight = batch
-    return bce_sums(preds, target, options, sample_weight)
+    return bce_sums(preds, target, options, sample_weight, clusters=clusters)

@@ -8,8 +8,11 @@ of an update is a few MiB whatever the batch; a block stays in the CPU's L2/L3 c
 passes over it. The hidden-state head's plan has a second dimension: the vocabulary columns each
 projection writes (one GEMM per column block).
 
-Results do not depend on the block size: multiclass losses are float64 per row and accumulated
-row by row; multilabel column sums are float64. The constants are read at call time.
+Results of the multiclass and multilabel kernels do not depend on the block size: multiclass losses
+are float64 per row and accumulated row by row; multilabel column sums are float64. The hidden-state
+head's do, at the level of rounding: the matmul may round a logit differently for another block shape,
+and a token's float64 sums over the vocabulary blocks are added in the plan's order (a fixed plan gives
+the same bits on every run). The constants are read at call time.
 
 The module also declares the kernels' CPU-only host reads (:func:`cpu_read`).
 """
@@ -43,15 +46,18 @@ DEVICE_CHUNK_ELEMENTS = 1 << 27
 #: to the eager tail.
 FUSED_CHUNK_ELEMENTS = 1 << 23
 
-#: Bytes of a hidden-state block's logits on the CPU: 8 MiB (64 tokens of a 32000-token vocabulary in
-#: float32). At N = 8192, d = 512, V = 32000 the peak extra memory stays under torch's chunked
-#: ``F.linear_cross_entropy`` (the ``linear_ce`` case of ``benchmarks/``); 16 MiB blocks are about 15%
-#: faster on 2 threads (a matmul of 64 rows is less efficient than one of 128) but peak above torch's.
+#: Bytes of a hidden-state block's logits on the CPU: 8 MiB, 512 tokens by :data:`HEAD_VOCAB_ROWS` vocabulary
+#: rows in float32. Each block is one GEMM of ``(512, d) @ (d, 4096)``: measured on 2 cores, such blocks cost
+#: 1.06x the whole ``hidden @ W.T`` where blocks of 64 tokens by the whole 32000-row vocabulary (the same
+#: 8 MiB) cost 1.7x, and at V = 128k whole-vocabulary blocks shrink to 16 tokens.
 HEAD_BLOCK_BYTES = 8 << 20
 
-#: Logits per loss-kernel block inside a projected block on the CPU (a 4 MiB float32 scratch buffer):
-#: half a projected block, so the kernel runs two sub-blocks per block (fewer parallel regions).
-HEAD_KERNEL_ELEMENTS = 1 << 20
+#: Vocabulary rows (columns of the logits) per hidden-state block on the CPU.
+HEAD_VOCAB_ROWS = 4096
+
+#: Vocabulary rows per hidden-state block off the CPU: a GEMM wide enough to fill a GPU; the tokens per
+#: block fill :data:`DEVICE_CHUNK_ELEMENTS` logits, so the number of blocks does not grow with a batch up to that.
+HEAD_DEVICE_VOCAB_ROWS = 1 << 15
 
 #: Row sums (or values) per block of the value checks of ``preds`` (``_validation``): the row-sum check's
 #: temporary stays within 8 MiB (float64) whatever the number of classes, one pass for up to 2**20 rows.
@@ -60,11 +66,6 @@ ROW_CHECK_ELEMENTS = 1 << 20
 #: A plain multiclass batch (class indices, unit weights) of at most a block / ``SMALL_FRACTION``
 #: elements takes the per-step path: its temporaries stay within the block's memory bound.
 SMALL_FRACTION = 4
-
-#: Test hook: ``True`` sends CPU tensors down the path of other devices (no host reads, float64 for every value,
-#: the device block sizes), so that a machine without a GPU tests that path. Tests set it with
-#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does.
-DEVICE_PATH_ON_CPU = False
 
 #: The code objects of the functions declared with :func:`cpu_read`.
 CPU_READS: set[CodeType] = set()
@@ -83,9 +84,18 @@ def cpu_read(fn: _Fn) -> _Fn:
     return fn
 
 
-def on_cpu(device: torch.device) -> bool:
-    """Whether kernels on ``device`` take the CPU path (with host reads): the CPU unless :data:`DEVICE_PATH_ON_CPU`."""
-    return device.type == "cpu" and not DEVICE_PATH_ON_CPU
+#: Test hook: ``True`` sends CPU tensors down the path of other devices (no host reads, float64 for every value,
+#: the device block sizes), so that a machine without a GPU tests that path. Tests set it with
+#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does.
+DEVICE_PATH_ON_CPU = False
+
+
+def on_cpu(where: Tensor | torch.device) -> bool:
+    """Whether kernels on ``where`` (a tensor or a device) take the CPU path, with host reads.
+
+    The CPU unless :data:`DEVICE_PATH_ON_CPU`; a tensor is asked ``is_cpu`` (no device object built).
+    """
+    return (where.is_cpu if isinstance(where, Tensor) else where.type == "cpu") and not DEVICE_PATH_ON_CPU
 
 
 def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
@@ -93,6 +103,13 @@ def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
     if chunk_elements is not None:
         return chunk_elements
     return CHUNK_ELEMENTS if on_cpu(device) else DEVICE_CHUNK_ELEMENTS
+
+
+def per_step_elements(preds: Tensor, chunk_elements: int | None = None) -> int:
+    """The elements up to which a plain ``(N, C)`` batch takes the per-step path: a block / ``SMALL_FRACTION``."""
+    if chunk_elements is None:
+        chunk_elements = CHUNK_ELEMENTS if on_cpu(preds) else DEVICE_CHUNK_ELEMENTS
+    return chunk_elements // SMALL_FRACTION
 
 
 def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
@@ -173,7 +190,7 @@ def softmax_plan(
     the scratch buffer.
     """
     grad, dtype = needs_grad(preds), compute_dtype(preds.dtype)
-    small = default_chunk(preds.device, chunk_elements) // SMALL_FRACTION
+    small = per_step_elements(preds, chunk_elements)
     if plain and preds.numel() <= small:  # the per-step path: no blocks, no buffer
         return SoftmaxPlan((), (), small, dtype, grad, None)
     rows, classes, row_numel = preds.shape[0], preds.shape[1], math.prod(preds.shape[1:])
@@ -241,75 +258,70 @@ def bce_plan(preds: Tensor, chunk_elements: int | None, *, buffered: bool, maske
 
 @dataclass(frozen=True)
 class HeadPlan:
-    """The blocks of a hidden-state head's kernel call: tokens by vocabulary columns.
+    """The blocks of a hidden-state head's kernel call: tokens by vocabulary rows.
 
-    ``blocks`` pairs each block of tokens (positions among the tokens projected) with the row slices
-    of the loss kernel inside its logits; ``cols`` are the vocabulary columns each projection writes
-    with one GEMM (a float16 / bfloat16 head is widened a column block at a time into ``head``, ``None``
-    for a head in ``dtype``; otherwise one block of every column); ``logits`` the projected block's
-    buffer in ``dtype``; ``kernel`` the loss kernel's plan for one projected block. ``head`` and the
-    kernel's ``work`` share their memory: the projection is done before the kernel runs. Under
-    autograd (``grad``) there are no buffers.
+    ``step`` tokens per block (:meth:`tokens` gives the slices over any number of tokens) by the
+    vocabulary rows ``cols`` of the head, one GEMM per (token block, vocabulary block) pair. Buffers,
+    allocated once per call and reused by every pair: ``logits`` a block's ``(step, width)`` logits in
+    ``dtype``; ``head`` one block of a float16 / bfloat16 head widened to ``dtype`` (``None`` for a head in
+    ``dtype``); ``wide`` the float64 copy of a block that the float64 form works in (off the CPU; the CPU
+    allocates it only for rows that need it). Under autograd (``grad``) whole-vocabulary blocks and no
+    buffers: the graph keeps every block's logits anyway.
     """
 
-    blocks: tuple[tuple[slice, tuple[slice, ...]], ...]
+    step: int
     cols: tuple[slice, ...]
     dtype: torch.dtype
     grad: bool
     logits: Tensor | None
     head: Tensor | None
-    kernel: SoftmaxPlan
+    wide: Tensor | None
+
+    def tokens(self, count: int) -> tuple[slice, ...]:
+        """The token blocks over ``count`` tokens."""
+        return tuple(slice(start, min(start + self.step, count)) for start in range(0, count, self.step))
 
 
-def head_block_rows(classes: int, itemsize: int, block_size: int | None = None) -> int:
-    """Tokens per CPU block: ``block_size`` when given, else as many as fit :data:`HEAD_BLOCK_BYTES` of logits.
+def head_block_cols(classes: int, device: torch.device, grad: bool = False) -> int:
+    """Vocabulary rows per block: :data:`HEAD_VOCAB_ROWS` on the CPU, :data:`HEAD_DEVICE_VOCAB_ROWS` elsewhere.
 
-    Rounded down to whole sub-blocks of the loss kernel (:data:`HEAD_KERNEL_ELEMENTS`), so that no block
-    ends in a sliver of a row or two that costs the kernel a full pass of small operations.
+    Under autograd (``grad``) the whole vocabulary: each block goes through the multiclass kernel.
+    """
+    if grad:
+        return classes
+    return min(classes, HEAD_VOCAB_ROWS if on_cpu(device) else HEAD_DEVICE_VOCAB_ROWS)
+
+
+def head_block_rows(
+    width: int, itemsize: int, block_size: int | None = None, device: torch.device | None = None
+) -> int:
+    """Tokens per block of ``width`` vocabulary rows: ``block_size`` when given, else the device's budget.
+
+    :data:`HEAD_BLOCK_BYTES` of logits on the CPU (512 tokens of 4096 float32 columns),
+    :data:`DEVICE_CHUNK_ELEMENTS` logits elsewhere.
     """
     if block_size is not None:
         return block_size
-    rows, kernel = max(1, HEAD_BLOCK_BYTES // (classes * itemsize)), max(1, HEAD_KERNEL_ELEMENTS // classes)
-    return rows // kernel * kernel if rows >= kernel else rows
+    if device is None or on_cpu(device):
+        return max(1, HEAD_BLOCK_BYTES // (width * itemsize))
+    return max(1, DEVICE_CHUNK_ELEMENTS // width)
 
 
 def head_plan(
-    hidden: Tensor,
-    linear_weight: Tensor,
-    linear_bias: Tensor | None,
-    count: int,
-    block_size: int | None,
-    *,
-    plain: bool,
-    work: bool,
+    hidden: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, count: int, block_size: int | None
 ) -> HeadPlan:
     """The block plan of :func:`~xent_metrics.functional._head_ce.linear_sums` over ``count >= 1`` projected tokens.
 
-    On the CPU (or with ``block_size``) blocks of :func:`head_block_rows` tokens, each reduced by the loss
-    kernel in sub-blocks of :data:`HEAD_KERNEL_ELEMENTS`; elsewhere blocks of the device's budget, so the
-    number of launches does not grow with the tokens. ``plain`` and ``work`` as in :func:`softmax_plan`.
+    Blocks of :func:`head_block_rows` tokens (or ``block_size``) by :func:`head_block_cols` vocabulary rows.
     """
     classes, dtype, device = linear_weight.shape[0], compute_dtype(hidden.dtype), hidden.device
-    if on_cpu(device) or block_size is not None:
-        step = min(count, head_block_rows(classes, dtype.itemsize, block_size))
-    else:
-        step = min(count, max(1, default_chunk(device, None) // classes))
     grad = needs_grad(hidden, linear_weight, linear_bias)
-    inner = default_chunk(device, HEAD_KERNEL_ELEMENTS if on_cpu(device) else None)
-    blocks = tuple(
-        (slice(start, min(start + step, count)), tuple(row_slices(min(step, count - start), classes, inner)))
-        for start in range(0, count, step)
-    )
-    width = classes if linear_weight.dtype == dtype else chunk_rows(linear_weight.shape[1], default_chunk(device, None))
+    width = head_block_cols(classes, device, grad)
+    step = min(count, head_block_rows(width, dtype.itemsize, block_size, device))
     cols = tuple(slice(start, min(start + width, classes)) for start in range(0, classes, width))
-    small = inner // SMALL_FRACTION
-    per_step = plain and step * classes <= small  # the first block is the largest
-    work_rows = 0 if grad or not work or per_step else max(2, min(chunk_rows(classes, inner), step))
-    head_rows = 0 if grad or linear_weight.dtype == dtype else width
-    work_shape, head_shape = (work_rows, classes), (head_rows, linear_weight.shape[1])
-    shared = torch.empty(max(math.prod(work_shape), math.prod(head_shape)), dtype=dtype, device=device)
-    buffer = shared[: math.prod(work_shape)].view(work_shape) if work_rows else None
-    kernel = SoftmaxPlan((), (), small, dtype, grad, buffer)
-    head = shared[: math.prod(head_shape)].view(head_shape) if head_rows else None
-    logits = None if grad else hidden.new_empty(step, classes, dtype=dtype)
-    return HeadPlan(blocks, cols, dtype, grad, logits, head, kernel)
+    if grad:
+        return HeadPlan(step, cols, dtype, grad, None, None, None)
+    logits = hidden.new_empty(step, width, dtype=dtype)
+    head = None if linear_weight.dtype == dtype else hidden.new_empty(width, linear_weight.shape[1], dtype=dtype)
+    wide = None if on_cpu(device) else hidden.new_empty(step, width, dtype=torch.float64)
+    return HeadPlan(step, cols, dtype, grad, logits, head, wide)

@@ -1,24 +1,37 @@
 """The kernel of a linear head's cross-entropy, ``hidden @ linear_weight.T (+ linear_bias)``, without the logits.
 
-The tokens are walked in the blocks of one plan (:func:`~xent_metrics.functional._chunks.head_plan`: at
-most :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` of logits on the CPU, whatever the number
-of tokens): each block is projected into one reused buffer, reduced to ``(3, V)`` float64 sums by
-:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums` (the kernel every multiclass path uses), added,
-and overwritten by the next. On the CPU, ignored tokens are dropped before the projection; elsewhere
-(where finding them is a host sync) the kernel masks them.
+The logits are walked in the blocks of one plan (:func:`~xent_metrics.functional._chunks.head_plan`):
+tokens by vocabulary rows (on the CPU 512 tokens by 4096 rows of float32, 8 MiB), each block one GEMM into
+one reused buffer. Per token, float64 sums are carried across the vocabulary blocks, in the exact form of
+the multiclass kernel (:mod:`~xent_metrics.functional._nll`):
 
-The logits are float32 (float64 for float64 inputs), as the kernels' inputs always are: float16 and
-bfloat16 operands go through a float32 GEMM, the block's rows widened at once and the head's rows a
-column block of the plan at a time (4 MiB of float32 on the CPU; a float32 copy of a whole 128k-row
-head would be 131 MiB). Half-precision logits would cost the loss 1e-5 (float16) to 1e-4 (bfloat16)
-of its value.
+- On the CPU, the true class's logit ``z_t`` (picked from the block that holds it) and ``R``, the sum of the
+  other classes' ``exp(z_j)`` (each block's row sum added in float64). The loss is ``log1p(R / exp(z_t))``:
+  never negative, exact on confident rows. Tokens whose terms left the dtype's normal range (a logit above
+  about 88 in float32) are recomputed in the float64 form (one read of the range, declared with
+  :func:`~xent_metrics.functional._chunks.cpu_read`).
+- Elsewhere, for every token (no host read, no data-dependent shape: the op count depends on the number
+  of blocks alone), the float64 form: per block the float64 ``logsumexp`` of the logits other than the
+  true class's, then ``x = logsumexp_{j != t} z_j - z_t`` over the blocks and the loss
+  ``softplus(x) = max(x, 0) + log1p(exp(-|x|))``, with ``z_t`` the float64 dot product of the token's
+  features and the true class's head row: never negative, exact on confident rows at any margin.
+
+Label smoothing needs ``sum_c weight_c log p_c = sum_c weight_c z_c - (z_t + loss) sum_c weight_c``; its
+first term is ``h . (sum_c weight_c W_c) (+ weight . b)``: one float64 product per token, no pass over the
+logits. The rows' losses then go through the multiclass kernel's last step
+(:func:`~xent_metrics.functional._softmax_ce.add_hard_losses`). On the CPU, ignored tokens are dropped
+before the projection; elsewhere (where finding them is a host sync) their weight is zero.
+
+float16 and bfloat16 operands go through a float32 GEMM: the token rows widened per block, the head a
+block of vocabulary rows at a time (a float32 copy of a whole 128k-row head would be 131 MiB).
+Under autograd each token block's whole-vocabulary logits go through the multiclass kernel.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +39,18 @@ from torch import Tensor
 
 from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import HeadPlan, cpu_read
-from xent_metrics.functional._softmax_ce import ClassOptions, softmax_ce_sums
-from xent_metrics.functional._sums import NUM_SUMS
+from xent_metrics.functional._nll import _limits
+from xent_metrics.functional._softmax_ce import (
+    ClassOptions,
+    _drop_ignored,
+    add_hard_losses,
+    class_counts,
+    softmax_ce_sums,
+)
+from xent_metrics.functional._sums import NUM_SUMS, WEIGHT
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 
 class HeadOptions(ClassOptions, Protocol):
@@ -42,7 +65,7 @@ class HeadOptions(ClassOptions, Protocol):
 
 @dataclass(frozen=True)
 class _BlockOptions:
-    """The loss kernel's options for a projected block: logits, never fused, ``ignore_index`` as masked there."""
+    """The loss kernel's options for a projected block (autograd): logits, never fused, ``ignore_index`` as masked."""
 
     weight: Tensor | None
     ignore_index: int | None
@@ -51,23 +74,49 @@ class _BlockOptions:
     fused: bool = False
 
 
-def _project(rows: Tensor, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> Tensor:
-    """``rows @ weight.T (+ bias)`` in the plan's dtype, into its ``logits`` buffer (no autograd).
+@dataclass(frozen=True)
+class _Tokens:
+    """The tokens a call projects: ``rows`` their positions in the flat hidden states (``None``: all), ``target``."""
 
-    One GEMM per column block of the plan: a half-precision head is widened a block at a time (into
-    the plan's ``head`` buffer), each block's logits written into its columns of the buffer.
-    """
-    if plan.logits is None:  # autograd: linear_sums widened the head once (the graph keeps every block's logits)
-        return F.linear(rows.to(plan.dtype), weight, bias)
-    out, rows = plan.logits[: rows.shape[0]], rows.to(plan.dtype)
-    for cols in plan.cols:
-        part = weight[cols] if plan.head is None else plan.head[: cols.stop - cols.start].copy_(weight[cols])
-        part, block = part.t(), out[:, cols]
-        if bias is None:
-            torch.mm(rows, part, out=block)
-        else:
-            torch.addmm(bias[cols].to(plan.dtype), rows, part, out=block)
-    return out
+    hidden: Tensor
+    rows: Tensor | None
+    target: Tensor
+
+    def features(self, tokens: slice) -> Tensor:
+        """The ``(m, d)`` features of the tokens ``tokens``."""
+        return _token_rows(self.hidden, tokens if self.rows is None else self.rows[tokens])
+
+    def positions(self, tokens: slice) -> slice | Tensor:
+        """The flat positions, in the call's input, of the tokens ``tokens``."""
+        return tokens if self.rows is None else self.rows[tokens]
+
+    def subset(self, positions: Tensor) -> _Tokens:
+        """The tokens at ``positions`` (indices among these tokens)."""
+        rows = positions if self.rows is None else self.rows[positions]
+        return _Tokens(self.hidden, rows, self.target[positions])
+
+
+def _project(rows: Tensor, head: Tensor, bias: Tensor | None, plan: HeadPlan) -> Tensor:
+    """``rows @ head (+ bias)`` for one transposed vocabulary block ``head`` ``(d, w)``, into the plan's ``logits``."""
+    assert plan.logits is not None
+    out = _leading(plan.logits, rows.shape[0], head.shape[1])
+    rows = rows if rows.dtype == plan.dtype else rows.to(plan.dtype)
+    if bias is None:
+        return torch.mm(rows, head, out=out)
+    return torch.addmm(bias, rows, head, out=out)
+
+
+def _leading(buffer: Tensor, rows: int, cols: int) -> Tensor:
+    """The buffer itself, or its first ``rows * cols`` elements as a contiguous ``(rows, cols)`` block (one view op)."""
+    return buffer if buffer.shape == (rows, cols) else buffer.as_strided((rows, cols), (cols, 1))
+
+
+def _head_block(weight: Tensor, bias: Tensor | None, cols: slice, plan: HeadPlan) -> tuple[Tensor, Tensor | None]:
+    """The head's rows ``cols`` transposed to ``(d, w)`` (and bias) in the plan's dtype (a half head widened)."""
+    head = weight[cols]
+    if plan.head is not None:
+        head = plan.head[: head.shape[0]].copy_(head)
+    return head.t(), None if bias is None else bias[cols].to(plan.dtype)
 
 
 def _take(values: Tensor, rows: slice | Tensor) -> Tensor:
@@ -103,6 +152,127 @@ def _kept_rows(target: Tensor, ignore_index: int | None, compact: bool) -> Tenso
     return None if bool(keep.all()) else keep.nonzero().squeeze(1)
 
 
+def _fold_exp(logits: Tensor, target: Tensor, start: int, own: Tensor, rest: Tensor) -> None:
+    """Fold one block of logits (vocabulary rows from ``start``) into ``own`` (``z_t``) and ``rest`` (float64 ``R``).
+
+    The true class's logit, where this block holds it, is picked and replaced by ``-inf`` before the
+    in-place ``exp``: the block's row sums are the other classes' terms alone.
+    """
+    width = logits.shape[1]
+    local = target - start
+    inside = (local >= 0) & (local < width)
+    index = local.clamp_(0, width - 1).unsqueeze(1)
+    picked = logits.gather(1, index)
+    torch.where(inside, picked.squeeze(1), own, out=own)
+    logits.scatter_(1, index, picked.masked_fill_(inside.unsqueeze(1), -math.inf))
+    rest += logits.exp_().sum(1)
+
+
+def _exp_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
+    """Per token, ``z_t`` (in the plan's dtype) and the float64 sum of the other classes' ``exp(z_j)``."""
+    count = tokens.target.shape[0]
+    own = tokens.target.new_zeros(count, dtype=plan.dtype)
+    rest = tokens.target.new_zeros(count, dtype=torch.float64)
+    blocks = plan.tokens(count)
+    for cols in plan.cols:
+        head, head_bias = _head_block(weight, bias, cols, plan)
+        for block in blocks:
+            logits = _project(tokens.features(block), head, head_bias, plan)
+            _fold_exp(logits, tokens.target[block], cols.start, own[block], rest[block])
+    return own, rest
+
+
+def _wide_nll(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
+    """Float64 ``-log p_t`` per token in the float64 form (module docstring), and ``z_t``: fixed ops per block.
+
+    Off the CPU the ops are: per call about 20, per token block 3, per vocabulary block 4, per pair 6 (8 for
+    a ragged one: the buffers' leading blocks; half-precision rows one more).
+    """
+    count, device = tokens.target.shape[0], tokens.target.device
+    blocks = plan.tokens(count)
+    wide = plan.wide if plan.wide is not None else torch.empty(plan.step, plan.cols[0].stop, dtype=torch.float64)
+    classes = torch.arange(weight.shape[0], device=device)
+    targets = [tokens.target[block].unsqueeze(1) for block in blocks]
+    features = [tokens.features(block) for block in blocks] if tokens.rows is None else None  # views
+    others = torch.empty(len(plan.cols), count, dtype=torch.float64, device=device)
+    for part, cols in zip(others.unbind(), plan.cols, strict=True):
+        head, head_bias = _head_block(weight, bias, cols, plan)
+        columns = classes[cols]
+        for index, (block, target) in enumerate(zip(blocks, targets, strict=True)):
+            rows = tokens.features(block) if features is None else features[index]
+            logits = _project(rows, head, head_bias, plan)
+            block_wide = _leading(wide, *logits.shape).copy_(logits)
+            torch.logsumexp(block_wide.masked_fill_(columns == target, -math.inf), 1, out=part[block])
+    true = _true_logits(tokens, weight, bias)
+    rest = torch.logsumexp(others, 0).sub_(true)  # log(R / exp(z_t)); the loss is log(1 + exp(rest)):
+    return F.softplus(rest, threshold=40.0), true  # log1p(exp(x)) up to 40, then x (off by exp(-40) / 40 relative)
+
+
+def _true_logits(tokens: _Tokens, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Float64 ``h . W[t] (+ b[t])`` per token: the true class's logit of the given values."""
+    count = tokens.target.shape[0]
+    every = tokens.rows is None and tokens.hidden.ndim == 2 and tokens.hidden.shape[0] == count
+    rows = (tokens.hidden if every else tokens.features(slice(0, count))).double()
+    logit = (rows * weight.index_select(0, tokens.target).double()).sum(1)
+    return logit if bias is None else logit.add_(bias.index_select(0, tokens.target))
+
+
+@cpu_read
+def _rows_out_of_range(own: Tensor, rest: Tensor, classes: int) -> Tensor | None:
+    """The tokens whose ``exp(z_t)`` or ``R`` left the dtype's normal range (``_nll._limits``), or ``None``."""
+    tiny, big, floor = _limits(own.dtype, classes)
+    ok = (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big)
+    return None if bool(ok.all()) else (~ok).nonzero().squeeze(1)
+
+
+def _token_losses(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
+    """Float64 ``-log p_t`` per token and the true class's logit (as the loss used it)."""
+    if not _chunks.on_cpu(tokens.hidden):
+        return _wide_nll(tokens, weight, bias, plan)
+    true, rest = _exp_sums(tokens, weight, bias, plan)
+    own = true.exp()
+    loss, true = (rest / own).log1p_(), true.double()
+    bad = _rows_out_of_range(own, rest, weight.shape[0])
+    if bad is not None:  # the float64 form, for those tokens alone
+        for block in plan.tokens(bad.shape[0]):
+            index = bad[block]
+            loss[index], true[index] = _wide_nll(tokens.subset(index), weight, bias, plan)
+    return loss, true
+
+
+def _smoothing_terms(tokens: _Tokens, weight: Tensor, bias: Tensor | None, class_weight: Tensor | None,
+                     lse: Tensor, plan: HeadPlan) -> Tensor:  # fmt: skip
+    """Float64 ``sum_c c_c log p_c = h . (sum_c c_c W_c) (+ c . b) - lse sum_c c_c`` per token (``c``: class weights).
+
+    ``lse`` is each token's float64 ``logsumexp_c z_c``. The head's weighted row sum is built a vocabulary block
+    at a time, the products a token block at a time: about 5 ops per block of either kind.
+    """
+    c = lse.new_ones(weight.shape[0]) if class_weight is None else class_weight.to(torch.float64)
+    mix = lse.new_zeros(weight.shape[1])
+    for cols in plan.cols:
+        mix += c[cols] @ weight[cols].double()
+    terms = lse * -c.sum()
+    if bias is not None:
+        terms += c @ bias.double()
+    for block in plan.tokens(lse.shape[0]):
+        terms[block] += tokens.features(block).double() @ mix
+    return terms
+
+
+def _graph_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_weight: Tensor | None,
+                options: _BlockOptions, plan: HeadPlan, clusters: ClusterSums | None) -> Tensor:  # fmt: skip
+    """Sums under autograd: each token block's whole-vocabulary logits through the multiclass kernel."""
+    weight = weight.to(plan.dtype)
+    bias = None if bias is None else bias.to(plan.dtype)
+    sums = torch.zeros(NUM_SUMS, weight.shape[0], dtype=torch.float64, device=weight.device)
+    for block in plan.tokens(tokens.target.shape[0]):
+        logits = F.linear(tokens.features(block).to(plan.dtype), weight, bias)
+        weights = None if sample_weight is None else sample_weight[block]
+        sink = None if clusters is None else clusters.take(tokens.positions(block))
+        sums = sums + softmax_ce_sums(logits, tokens.target[block], options, weights, clusters=sink)
+    return sums
+
+
 def linear_sums(
     hidden: Tensor,
     linear_weight: Tensor,
@@ -112,11 +282,13 @@ def linear_sums(
     options: HeadOptions,
     block_size: int | None = None,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return the ``(3, V)`` float64 sums of validated ``(..., d)`` hidden states and ``(N,)`` targets, block by block.
 
     The step :func:`linear_cross_entropy` and the metrics' hidden-state ``update`` share.
-    ``per_class=False`` returns their ``(3, 1)`` totals.
+    ``per_class=False`` returns their ``(3, 1)`` totals. ``clusters`` (error bars) also gets each
+    token's weighted loss and weight (:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`).
     """
     classes, device = linear_weight.shape[0], hidden.device
     compact = _chunks.on_cpu(device) or options.validate_args  # finding the kept rows reads the host
@@ -124,20 +296,37 @@ def linear_sums(
     count = target.shape[0] if kept is None else kept.shape[0]
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=device)
     if count:
-        ignore = None if kept is not None or compact else options.ignore_index  # else the kernel masks them
-        block_options = _BlockOptions(options.weight, ignore, options.label_smoothing)
-        plain = sample_weight is None and options.weight is None and ignore is None and not options.label_smoothing
-        work = _chunks.on_cpu(device) or bool(options.label_smoothing)  # the exp terms; the smoothing term
-        plan = _chunks.head_plan(hidden, linear_weight, linear_bias, count, block_size, plain=plain, work=work)
-        if plan.grad:  # autograd keeps every block's logits (more than the head): one widening, shared by the blocks
-            linear_weight = linear_weight.to(plan.dtype)
-            linear_bias = None if linear_bias is None else linear_bias.to(plan.dtype)
-        for tokens, rows in plan.blocks:
-            index = tokens if kept is None else kept[tokens]
-            logits = _project(_token_rows(hidden, index), linear_weight, linear_bias, plan)
-            weights = None if sample_weight is None else _take(sample_weight, index)
-            sums += softmax_ce_sums(logits, _take(target, index), block_options, weights, plan=plan.kernel, blocks=rows)
+        ignore = None if kept is not None or compact else options.ignore_index  # else their weight is zero
+        weights = None if sample_weight is None else _take(sample_weight, slice(None) if kept is None else kept)
+        tokens = _Tokens(hidden, kept, target if kept is None else target.index_select(0, kept))
+        plan = _chunks.head_plan(hidden, linear_weight, linear_bias, count, block_size)
+        if plan.grad:
+            block_options = _BlockOptions(options.weight, ignore, options.label_smoothing)
+            sums = _graph_sums(tokens, linear_weight, linear_bias, weights, block_options, plan, clusters)
+        else:
+            sums = _loss_sums(sums, tokens, linear_weight, linear_bias, weights, options, ignore, plan, clusters)
     return sums if per_class else sums.sum(1, keepdim=True)
+
+
+def _loss_sums(sums: Tensor, tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_weight: Tensor | None,
+               options: HeadOptions, ignore: int | None, plan: HeadPlan,
+               clusters: ClusterSums | None) -> Tensor:  # fmt: skip
+    """Add the tokens' losses into ``sums`` (no autograd): per-token losses, then the multiclass kernel's last step.
+
+    ``clusters`` (error bars) gets each token's weighted loss and weight in that step.
+    """
+    target, weights = _drop_ignored(tokens.target, None if sample_weight is None else sample_weight.double(), ignore)
+    tokens = _Tokens(tokens.hidden, tokens.rows, target)
+    loss, true = _token_losses(tokens, weight, bias, plan)
+    smooth = None
+    if options.label_smoothing:
+        smooth = _smoothing_terms(tokens, weight, bias, options.weight, true + loss, plan)
+    if weights is None and options.weight is None and smooth is None:  # unit weights: class counts
+        sums[WEIGHT:].add_(class_counts(target, weight.shape[0]))
+    count = target.shape[0]
+    sink = None if clusters is None else clusters.take(tokens.positions(slice(0, count)))
+    add_hard_losses(sums, loss, smooth, target, weights, options, sink, slice(0, count))
+    return sums
 
 
 def batch_sums(
@@ -145,9 +334,10 @@ def batch_sums(
     batch: tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None],
     *,
     per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """A task's ``sums`` step: :func:`linear_sums` of a checked ``(hidden, weight, target, bias, sample_weight)``."""
     hidden, linear_weight, target, linear_bias, sample_weight = batch
     return linear_sums(
-        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class
+        hidden, linear_weight, target, linear_bias, sample_weight, options, options.block_size, per_class, clusters
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from xent_metrics.functional._chunks import cpu_read, on_cpu
@@ -42,21 +43,24 @@ def _limits(dtype: torch.dtype, classes: int) -> tuple[float, float, float]:
 
 
 def nll_shifted64(z: Tensor, t: Tensor) -> Tensor:
-    """Float64 ``-log softmax(z)[i, t_i]`` as ``(m - z_t) + log1p(sum_{j != argmax} exp(z_j - m))``, ``m`` the row max.
+    """Float64 ``-log softmax(z)[i, t_i]`` as ``log1p(sum_{j != argmax} exp(z_j - m)) + (m - z_t)``, ``m`` the row max.
 
     Float32 inputs are widened first, so the differences are exact; float64 differences round to
     ``|z_j - m| 2**-53``. Every row is in range, so no row needs a second look: a fixed number of ops
-    whatever the data. One float64 copy of the block is the only block-sized temporary (in place
-    unless autograd records: then out of place, and the gradient flows).
+    whatever the data (nine). ``m - z_t`` is ``nll_loss`` of the shifted row: the negated ``z_t - m``,
+    exact. One float64 copy of the block is the only block-sized temporary (in place unless autograd
+    records: then out of place, and the gradient flows).
     """
     wide = z.to(torch.float64, copy=True)
     top, arg = wide.max(1, keepdim=True)
-    nll = top.squeeze(1) - wide.gather(1, t[:, None]).squeeze(1)
     if torch.is_grad_enabled() and z.requires_grad:
-        rest = (wide - top).exp().scatter(1, arg, 0).sum(1)
-    else:
-        rest = wide.sub_(top).exp_().scatter_(1, arg, 0).sum(1)
-    return nll + rest.log1p()
+        shifted = wide - top
+        rest = shifted.exp().scatter(1, arg, 0).sum(1)
+        return rest.log1p() + F.nll_loss(shifted, t, reduction="none")
+    shifted = wide.sub_(top)
+    margin = F.nll_loss(shifted, t, reduction="none")  # before the in-place exp
+    rest = shifted.exp_().scatter_(1, arg, 0).sum(1)
+    return rest.log1p_() + margin
 
 
 def nll_from_logits(z: Tensor, t: Tensor, work: Tensor | None = None) -> Tensor:
@@ -65,7 +69,7 @@ def nll_from_logits(z: Tensor, t: Tensor, work: Tensor | None = None) -> Tensor:
     ``work`` (a buffer of at least ``max(m, 2)`` rows of the block's width and dtype) holds the ``exp``
     terms; without it (autograd) the same ops allocate and give the same digits.
     """
-    if not on_cpu(z.device):  # no host read, no data-dependent shape: the float64 form for every row
+    if not on_cpu(z):  # no host read, no data-dependent shape: the float64 form for every row
         return nll_shifted64(z, t)
     if z.requires_grad and torch.is_grad_enabled():
         return _nll_recorded(z, t)
@@ -114,7 +118,7 @@ def exp_terms(z: Tensor, t: Tensor, work: Tensor | None = None) -> tuple[Tensor,
         exps = torch.exp(wide) if work is None else torch.exp(wide, out=work[: wide.shape[0]])
         own = exps.gather(1, index)
         rest = exps.scatter_(1, index, 0).sum(1)
-    return own[:rows, 0], rest[:rows]
+    return (own[:, 0], rest) if rows != 1 else (own[:1, 0], rest[:1])
 
 
 def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
@@ -126,12 +130,16 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
     the row alone. Off the CPU (the fused kernel) the check is a ``where``: no host read.
     """
     tiny, big, floor = _limits(own.dtype, z.shape[1])
-    ratio = rest.double() / own.double()
-    if on_cpu(z.device) and rows_inside(own, rest, ratio, (tiny, big, floor)):
+    grad = torch.is_grad_enabled() and z.requires_grad
+    # float64 / float32 divides in float64 (the promoted dtype): the ratio of the exactly widened terms
+    ratio = rest.double() / own if grad else rest.to(torch.float64, copy=True).div_(own)
+    if on_cpu(z) and rows_inside(own, rest, ratio, (tiny, big, floor)):
         return ratio.log1p_()
     ok = _inside(own, rest, ratio, (tiny, big, floor))
+    if grad:  # a finite ratio everywhere: no nan gradient from dropped rows
+        ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()
     nll = torch.where(ok, ratio, 0).log1p()
-    if not on_cpu(z.device):
+    if not on_cpu(z):
         return torch.where(ok, nll, nll_shifted64(z, t))
     bad = _rows_outside(ok)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))

@@ -16,7 +16,7 @@ asked once per call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from xent_metrics.functional import _chunks
 from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, on_cpu, position_weight
 from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 Kernel = Callable[[Tensor, Tensor], Tensor]
 
@@ -116,29 +119,49 @@ def _add_hard_block(
     options: SoftmaxOptions,
     eps: float,
     work: Tensor | None,
+    clusters: ClusterSums | None = None,
+    rows: slice = slice(0),
 ) -> None:
     """Add one block of scores ``z`` with hard (class index) targets ``t`` into ``sums``.
 
-    ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets).
+    ``nll`` holds the rows' ``-log p[i, t_i]``, ``w`` the position weights (0 for ignored targets);
+    ``clusters`` (error bars) also gets the rows ``rows``' weighted losses and weights.
+    """
+    smooth = None
+    if options.label_smoothing:
+        smooth = _smoothing_term(z, options, eps, None if work is None else work[: z.shape[0]])
+    add_hard_losses(sums, nll, smooth, t, w, options, clusters, rows)
+
+
+def add_hard_losses(
+    sums: Tensor, nll: Tensor, smooth: Tensor | None, t: Tensor, w: Tensor | None, options: ClassOptions,
+    clusters: ClusterSums | None = None, rows: slice = slice(0),
+) -> None:  # fmt: skip
+    """Add rows' losses into the ``(3, C)`` ``sums``: ``nll`` (float64 ``-log p[i, t_i]``), hard targets ``t``.
+
+    ``smooth`` is each row's float64 ``sum_c weight_c log p_c`` (given with label smoothing), ``w`` the
+    position weights (0 for ignored targets); ``clusters`` (error bars) also gets the rows ``rows``'
+    weighted losses and weights. The step every hard-target kernel ends with (the head's too).
     """
     class_weight = None if options.weight is None else options.weight.to(torch.float64)
     w_t = w if class_weight is None else (class_weight[t] if w is None else w * class_weight[t])
     loss = nll if w_t is None else nll * w_t
     mass, smoothing = w, options.label_smoothing
-    if smoothing:
-        buf = None if work is None else work[: z.shape[0]]
-        smooth = _smoothing_term(z, options, eps, buf)
-        share = smoothing / z.shape[1]
+    if smooth is not None:
+        share = smoothing / sums.shape[1]
         loss = loss * (1 - smoothing) - smooth * (share if w is None else w * share)
         mass = (torch.ones_like(loss) if w is None else w) * (1 - smoothing)
-        sums[TARGET] += share * (z.shape[0] if w is None else w.sum())
+        sums[TARGET] += share * (nll.shape[0] if w is None else w.sum())
     if w is not None:  # zero weight removes a row exactly, even one whose loss is inf or nan
         loss = torch.where(w != 0, loss, 0)
+    if clusters is not None:
+        clusters.add(rows, loss, w_t, t)
     _accumulate(sums, t, loss, w_t, mass)
 
 
 def _add_soft_block(
-    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: SoftmaxOptions, eps: float, buf: Tensor | None
+    sums: Tensor, z: Tensor, y: Tensor, w: Tensor | None, options: SoftmaxOptions, eps: float, buf: Tensor | None,
+    clusters: ClusterSums | None = None, rows: slice = slice(0),
 ) -> None:
     """Add one block of scores ``z`` with soft (probability) targets ``y`` and position weights ``w`` into ``sums``.
 
@@ -156,10 +179,13 @@ def _add_soft_block(
     else:
         log_p = log_probs_of(z, options.input_format, eps, out=buf)
     loss = torch.where(mass != 0, mass * log_p, 0) if options.input_format == "log_probs" else mass * log_p
-    loss = -loss.sum(0)
-    sums[LOSS] += loss if options.weight is None else loss * options.weight.to(torch.float64)
     row = y.sum(1, keepdim=True)
     share = torch.where(row > 0, y / row, 1 / z.shape[1])
+    if clusters is not None:  # error bars: each row's loss and weight per class
+        each = -loss if options.weight is None else -loss * options.weight.to(torch.float64)
+        clusters.add(rows, each, share if w is None else share * w[:, None])
+    loss = -loss.sum(0)
+    sums[LOSS] += loss if options.weight is None else loss * options.weight.to(torch.float64)
     sums[WEIGHT] += (share if w is None else share * w[:, None]).sum(0)
     sums[TARGET] += mass.sum(0)
 
@@ -203,29 +229,53 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
 
     ``bincount``'s output shape depends on the values: off the CPU it reads the maximum back to the host.
     """
-    if on_cpu(t.device):
+    if on_cpu(t):
         return torch.bincount(t, minlength=classes)
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
 
-def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool, grad: bool) -> Tensor:
+def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool) -> Tensor:
     """Sums of a batch with class-index targets ``t`` and unit weights from its per-row losses: the per-step path.
 
     The rows went through the block path's per-row kernel (:func:`target_nll`, allocating instead of
     borrowing a scratch buffer, which gives the same digits), so a row's value is the one it gets in
-    any other batch; per-class loss sums and counts are two ``bincount`` calls (the loss one adds rows
-    in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under autograd
-    (``grad``) ``index_add_`` carries the gradient instead.
+    any other batch. Totals (``per_class=False``) are the loss sum beside the row count
+    (:func:`_totals`); per-class loss sums and counts are two ``bincount`` calls (the loss one adds
+    rows in order in float64, as ``index_add_`` does) stacked into the ``(3, C)`` sums. Under
+    autograd (or off the CPU) ``index_add_`` carries the gradient instead.
     """
-    if not per_class:  # (3, 1) totals: one sum and the count
-        count = torch.full((), t.shape[0], dtype=torch.float64, device=t.device)
-        return torch.stack([nll.sum(), count, count])[:, None]
+    if not per_class:  # (3, 1) totals: [loss sum, count, count]
+        return _totals(nll.sum(), t.shape[0])
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if grad or not on_cpu(t.device):
+    if nll.requires_grad or not on_cpu(t):
         loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
     return torch.stack([loss, counts, counts])
+
+
+#: Per device (``None``: the CPU) and row count: the ``(3, 1)`` mask of the ``LOSS`` row and the counts
+#: ``[0, rows, rows]``.
+_TOTALS: dict[tuple[torch.device | None, int], tuple[Tensor, Tensor]] = {}
+
+
+def _totals(loss: Tensor, rows: int) -> Tensor:
+    """The ``(3, 1)`` totals ``[loss, rows, rows]`` of a unit batch from its 0-dim loss sum: one ``where``.
+
+    The mask and the counts are made once per device and row count (kept for 16 of them), so a step
+    dispatches one op here; under tracing (a fake tensor, ``torch.compile``) and in inference mode (whose
+    tensors autograd may not save for a later ``forward``) they are made afresh and not kept.
+    """
+    key = (None if loss.is_cpu else loss.device, rows)  # is_cpu: no device object built on the CPU
+    pair = _TOTALS.get(key)
+    if pair is None:
+        mask = torch.arange(NUM_SUMS, device=loss.device)[:, None] == LOSS
+        pair = mask, torch.where(mask, 0, rows).to(torch.float64)
+        if type(loss) is Tensor and not (torch.is_inference_mode_enabled() or torch.compiler.is_compiling()):
+            if len(_TOTALS) >= 16:
+                _TOTALS.clear()
+            _TOTALS[key] = pair
+    return torch.where(pair[0], loss, pair[1])
 
 
 def _compiled(preds: Tensor, soft: bool, options: SoftmaxOptions) -> Kernel | None:
@@ -240,10 +290,10 @@ def _compiled(preds: Tensor, soft: bool, options: SoftmaxOptions) -> Kernel | No
 
 
 def _plan(
-    preds: Tensor, soft: bool, options: SoftmaxOptions, sample_weight: Tensor | None, chunk_elements: int | None
+    preds: Tensor, target: Tensor, options: SoftmaxOptions, sample_weight: Tensor | None, chunk_elements: int | None
 ) -> tuple[SoftmaxPlan, Kernel | None]:
     """Ask the block plan for ``preds`` (and the compiled kernel where ``options.fused`` applies)."""
-    fmt, smoothing = options.input_format, options.label_smoothing
+    fmt, smoothing, soft = options.input_format, options.label_smoothing, target.shape == preds.shape
     kernel = _compiled(preds, soft, options)
     plan = _chunks.softmax_plan(
         preds,
@@ -251,8 +301,8 @@ def _plan(
         soft=soft,
         gather=fmt != "logits" and not smoothing,
         fused=kernel is not None,
-        plain=_unit(options, sample_weight) and _per_step(preds, soft, options),
-        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and on_cpu(preds.device)),
+        plain=_unit(options, sample_weight) and _per_step(preds, target, options),
+        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and on_cpu(preds)),
     )
     return plan, kernel
 
@@ -263,9 +313,9 @@ def _unit(options: SoftmaxOptions, sample_weight: Tensor | None) -> bool:
     return unit and not options.label_smoothing
 
 
-def _per_step(preds: Tensor, soft: bool, options: SoftmaxOptions) -> bool:
-    """Whether a unit batch may take the per-step path: ``(N, C)`` scores, class indices, eager."""
-    return not options.fused and preds.ndim == 2 and not soft
+def _per_step(preds: Tensor, target: Tensor, options: SoftmaxOptions) -> bool:
+    """Whether a unit batch may take the per-step path: ``(N, C)`` scores, ``(N,)`` class indices, eager."""
+    return not options.fused and preds.ndim == 2 and target.ndim == 1
 
 
 def softmax_ce_sums(
@@ -278,6 +328,7 @@ def softmax_ce_sums(
     per_class: bool = True,
     plan: SoftmaxPlan | None = None,
     blocks: tuple[slice, ...] = (),
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """Return ``(3, C)`` float64 sums for ``(N, C, ...)`` preds and ``(N, ...)`` or ``(N, C, ...)`` targets.
 
@@ -292,14 +343,22 @@ def softmax_ce_sums(
     through a ``torch.compile``-d kernel (:mod:`xent_metrics.functional._fused`), the rest eagerly.
     A caller with its own ``plan`` (the hidden-state head: the dtype, buffer and per-step threshold
     of its projected blocks) gives it with the ``blocks`` of ``preds``; otherwise the call asks one.
+    ``clusters`` (error bars) also gets each position's weighted loss and weight, block by block.
     """
-    soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
-    plan, kernel = (plan, None) if plan is not None else _plan(preds, soft, options, sample_weight, chunk_elements)
     unit = _unit(options, sample_weight)
-    if unit and _per_step(preds, soft, options) and preds.numel() <= plan.small:  # one small block
-        z = preds if preds.dtype == plan.dtype else preds.to(plan.dtype)
-        t = target if target.dtype == torch.int64 else target.long()
-        return _plain_sums(target_nll(z, t, options.input_format, eps), t, classes, per_class, plan.grad)
+    if unit and _per_step(preds, target, options):
+        small = _chunks.per_step_elements(preds, chunk_elements) if plan is None else plan.small
+        if preds.numel() <= small:  # one small block
+            dtype = _chunks.compute_dtype(preds.dtype)
+            z = preds if preds.dtype == dtype else preds.to(dtype)
+            t = target if target.dtype == torch.int64 else target.long()
+            eps = 0.0 if options.input_format == "logits" else torch.finfo(preds.dtype).eps
+            nll = target_nll(z, t, options.input_format, eps)
+            if clusters is not None:
+                clusters.add(slice(0, t.shape[0]), nll, None, t)
+            return _plain_sums(nll, t, preds.shape[1], per_class)
+    soft, eps, classes = target.shape == preds.shape, torch.finfo(preds.dtype).eps, preds.shape[1]
+    plan, kernel = (plan, None) if plan is not None else _plan(preds, target, options, sample_weight, chunk_elements)
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=preds.device)
     if unit and not soft:
         flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
@@ -308,17 +367,22 @@ def softmax_ce_sums(
     for rows, block_kernel in [(rows, kernel) for rows in plan.fused] + [(rows, None) for rows in eager]:
         z, y, w = _block_inputs(preds, target, sample_weight, rows, plan.dtype)
         if soft:
-            _add_soft_block(sums, z, y, w, options, eps, None if plan.work is None else plan.work[: z.shape[0]])
+            buf = None if plan.work is None else plan.work[: z.shape[0]]
+            _add_soft_block(sums, z, y, w, options, eps, buf, clusters, rows)
             continue
         t, w = _drop_ignored(y, w, options.ignore_index)
         nll = target_nll(z, t, options.input_format, eps, plan.work) if block_kernel is None else block_kernel(z, t)
-        _add_hard_block(sums, nll, z, t, w, options, eps, plan.work)
+        _add_hard_block(sums, nll, z, t, w, options, eps, plan.work, clusters, rows)
     return sums if per_class else sums.sum(1, keepdim=True)
 
 
 def batch_sums(
-    options: SoftmaxOptions, batch: tuple[Tensor, Tensor, Tensor | None], *, per_class: bool = True
+    options: SoftmaxOptions,
+    batch: tuple[Tensor, Tensor, Tensor | None],
+    *,
+    per_class: bool = True,
+    clusters: ClusterSums | None = None,
 ) -> Tensor:
     """A task's ``sums`` step: :func:`softmax_ce_sums` of a checked ``(preds, target, sample_weight)`` batch."""
     preds, target, sample_weight = batch
-    return softmax_ce_sums(preds, target, options, sample_weight, per_class=per_class)
+    return softmax_ce_sums(preds, target, options, sample_weight, per_class=per_class, clusters=clusters)

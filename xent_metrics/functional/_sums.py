@@ -74,16 +74,20 @@ def cross_entropy_from_sums(
     computed without reading any tensor back to the host; ``warn`` reads the weights to warn about
     no data or skipped classes (``validate_args=False`` turns it off, so nothing is read).
     """
-    loss, weight = sums[LOSS], sums[WEIGHT]
-    has_data = weight > 0
     if average == "micro":
-        total = weight.sum()
+        if sums.shape[1] == 1:  # a state of totals: its two values, no sums
+            values = sums.reshape(-1).unbind()
+            loss, total = values[LOSS], values[WEIGHT]
+        else:
+            loss, total = sums[LOSS].sum(), sums[WEIGHT].sum()
         if not warn:
-            return torch.where(total > 0, loss.sum() / total, torch.nan)
+            return torch.where(total > 0, loss / total, torch.nan)
         if not bool(total > 0):
             _warn_no_data()
             return torch.full((), torch.nan, dtype=sums.dtype, device=sums.device)
-        return loss.sum() / total
+        return loss / total
+    loss, weight = sums[LOSS], sums[WEIGHT]
+    has_data = weight > 0
     per_class = torch.where(has_data, loss / weight, torch.nan)
     if warn and not bool(has_data.any()):
         _warn_no_data()

@@ -157,7 +157,7 @@ def check_device(name: str, value: Tensor, preds: Tensor, preds_name: str = "pre
 
 def check_on_state_device(preds: object, state: Tensor) -> None:
     """A metric's inputs must live where its state does (metadata only: no host sync)."""
-    if isinstance(preds, Tensor) and preds.device != state.device:
+    if isinstance(preds, Tensor) and not (preds.is_cpu and state.is_cpu) and preds.device != state.device:
         raise ValueError(
             f"`preds` is on device {preds.device} but the metric state is on {state.device}; move the "
             f"metric with `metric.to({str(preds.device)!r})` (a LightningModule attribute moves by itself)."
@@ -168,8 +168,10 @@ def check_pair(preds: object, target: object, ignore_index: int | None, validate
     """``preds`` a floating tensor, ``target`` a tensor on its device whose dtype holds ``ignore_index``."""
     preds = check_float_preds(preds, not validate_args)
     target = check_tensor("target", target, not validate_args)
-    check_device("target", target, preds)
-    check_ignore_index_fits(target, ignore_index)
+    if not (target.is_cpu and preds.is_cpu):  # is_cpu: no device objects built, once per step
+        check_device("target", target, preds)
+    if ignore_index is not None:
+        check_ignore_index_fits(target, ignore_index)
     return preds, target
 
 
@@ -290,9 +292,12 @@ def check_multiclass_batch(task: Any, preds: object, target: object, sample_weig
     """The multiclass task's ``check_batch``: ``(N, C, ...)`` scores, class indices or soft targets, class weight."""
     preds, target = check_pair(preds, target, task.ignore_index, task.validate_args)
     soft = multiclass_target_kind(preds, target, task.num_classes, task.ignore_index)
-    positions = preds.shape[:1] + preds.shape[2:]
-    weight = check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, not task.validate_args)
-    classes = check_class_weight("weight", task.weight, preds.shape[1], preds, not task.validate_args)
+    weight = classes = None  # skipped when absent: this runs once per step
+    if sample_weight is not None:
+        positions = preds.shape[:1] + preds.shape[2:]
+        weight = check_sample_weight(sample_weight, [preds.shape[:1], positions], preds, not task.validate_args)
+    if task.weight is not None:
+        classes = check_class_weight("weight", task.weight, preds.shape[1], preds, not task.validate_args)
     if task.validate_args:
         _value_checks.check_multiclass_values(
             preds, target, task.input_format, soft, task.ignore_index, ("sample_weight", weight), ("weight", classes)
@@ -312,6 +317,8 @@ def multiclass_target_kind(preds: Tensor, target: Tensor, num_classes: int | Non
             f"`preds` has {preds.shape[1]} classes in dimension 1 (shape {tuple(preds.shape)}) but "
             f"num_classes={num_classes}.{_vocab_last_hint(preds, target, num_classes)}"
         )
+    if preds.ndim == 2 and target.ndim == 1 and target.shape[0] == preds.shape[0] and not target.is_floating_point():
+        return False  # (N, C) scores, (N,) class indices: the per-step case, decided without building shapes
     hard_shape = preds.shape[:1] + preds.shape[2:]
     if target.shape == hard_shape and not target.is_floating_point():
         return False

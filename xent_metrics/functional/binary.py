@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -12,6 +12,9 @@ from xent_metrics.functional import _validation, _value_checks
 from xent_metrics.functional._bce import bce_sums
 from xent_metrics.functional._sums import task_cross_entropy, task_normalized_entropy
 from xent_metrics.functional._validation import Batch
+
+if TYPE_CHECKING:
+    from xent_metrics.functional._cluster_sums import ClusterSums
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +61,8 @@ class BinaryTask:
     #: ``(N, 1, ...)`` scores and targets (a tensor ``pos_weight`` checked against it).
     check_batch = _validation.check_binary_batch
 
-    def sums(self, batch: Batch) -> Tensor:
-        """The ``(3, 1)`` float64 sums of a checked batch."""
+    def sums(self, batch: Batch, *, clusters: ClusterSums | None = None) -> Tensor:
+        """The ``(3, 1)`` float64 sums of a checked batch (``clusters``: see :func:`~._bce.bce_sums`)."""
         pos = self.pos_weight
         if isinstance(pos, Tensor):
             pos = pos.reshape(1)
@@ -71,7 +74,7 @@ class BinaryTask:
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
         )
-        return bce_sums(batch.preds, batch.target, options, batch.sample_weight)
+        return bce_sums(batch.preds, batch.target, options, batch.sample_weight, clusters=clusters)
 
     #: The weighted mean loss of sums; ``warn``: warn (a host read) where no element has weight.
     cross_entropy = task_cross_entropy

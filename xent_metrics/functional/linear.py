@@ -80,9 +80,9 @@ def linear_cross_entropy(
         \qquad w_i = s_i \, c_{y_i}
 
     the value of ``F.cross_entropy(F.linear(hidden, linear_weight, linear_bias), target)`` (with
-    the options of :func:`multiclass_cross_entropy`), computed a block of tokens at a time: the
-    ``(N, V)`` logits never exist, only one block of at most
-    :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` (8 MiB).
+    the options of :func:`multiclass_cross_entropy`), computed a block of tokens by vocabulary rows at a
+    time: the ``(N, V)`` logits never exist, only one block of at most
+    :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` (8 MiB: 512 tokens by 4096 rows of float32).
 
     Parameters
     ----------
@@ -114,7 +114,7 @@ def linear_cross_entropy(
         are off too: the result is ``nan`` where they would warn), and a ``meta`` batch is accepted.
     block_size : int, optional
         Tokens per block; default: as many as fit
-        :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` of logits.
+        :data:`~xent_metrics.functional._chunks.HEAD_BLOCK_BYTES` of logits of one block of vocabulary rows.
 
     Shape
     -----
@@ -148,14 +148,21 @@ def linear_cross_entropy(
 
     Notes
     -----
-    Each block goes through the same float64-accumulating kernel as
-    :func:`multiclass_cross_entropy`, so the result equals that function on the full logits up to
-    the matmul's rounding of each logit. What depends on the block size is that rounding alone: the
-    BLAS may round a logit differently for another number of rows (a few float32 ulps of the logit),
-    never the reduction. With a fixed ``block_size`` the result is reproducible bit for bit.
+    Each block is one GEMM; per token, float64 sums are carried across the vocabulary blocks in the exact form
+    of :func:`multiclass_cross_entropy`: on the CPU ``log1p(R / exp(z_t))`` with ``R`` the sum of the other
+    classes' exponentials (tokens whose terms leave the dtype's range take the float64 form), off the CPU
+    ``softplus(logsumexp_{j != t} z_j - z_t)`` in float64 for every token (no host read; the op count depends
+    on the number of blocks alone). Both are never negative and exact on confident rows, so the result equals
+    ``F.cross_entropy`` of the full logits in float64 up to the matmul's rounding of each logit.
+
+    How the value depends on the block plan (``block_size`` tokens by the plan's vocabulary rows): the BLAS
+    may round a logit differently for another block shape (a few float32 ulps of the logit), and a token's
+    float64 sums over the vocabulary blocks are added in the plan's order (a change in the last float64
+    digits). Nothing else: a fixed plan gives the same bits on every run.
     float16 and bfloat16 operands give float32 logits (a float32 GEMM on the widened values, the
     head widened one block of rows at a time): the result is within 2e-6 of the float64 loss of the
-    given values, as for float32 inputs.
+    given values, as for float32 inputs. Label smoothing's sum over classes is
+    ``h . (sum_c c_c W_c) (+ c . b)`` in float64, one product per token, not a pass over the logits.
 
     Examples
     --------

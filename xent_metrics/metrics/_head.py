@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from xent_metrics.functional import _validation
-from xent_metrics.functional._validation import Batch
+from xent_metrics.functional._cluster_sums import ClusterSums, first_of_cluster
+from xent_metrics.functional._validation import Batch, HeadBatch
 from xent_metrics.functional.linear import HeadTask
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics._base import SumsMetric
@@ -23,6 +25,7 @@ class HeadSumsMetric(SumsMetric):
     """
 
     task: MulticlassTask
+    _cluster_keyword = True
     #: Whether a batch's sums are per class (``(3, C)``) or their totals (``(3, 1)``).
     _per_class: bool
 
@@ -87,6 +90,38 @@ class HeadSumsMetric(SumsMetric):
             )
             self.__dict__["_head_task"] = (task, head)
         return head, head.check_batch(preds, linear_weight, target, linear_bias, sample_weight)
+
+    def _cluster_batch(
+        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **extra: Any
+    ) -> tuple[Tensor, ClusterSums, Tensor | None]:
+        """The batch's sums, its clusters' loss and weight sums, and (bits per byte) the clusters' byte counts.
+
+        A cluster is a row (index 0: a sample, or a sequence and its tokens), or the rows of equal
+        ``cluster_ids``; the kernel adds each position to its cluster in its one pass.
+        """
+        cluster_ids, weight, bias = (extra.pop(name, None) for name in ("cluster_ids", "linear_weight", "linear_bias"))
+        task, batch = self._task_and_batch(preds, target, sample_weight, weight, bias)
+        sequences = target.shape[0] if target.ndim else 1
+        rows_of = first_of_cluster(cluster_ids, sequences)
+        counts = self._cluster_bytes(target, sequences, extra)
+        if isinstance(batch, HeadBatch):  # flat tokens: a sequence's positions are its tokens
+            shape = torch.Size([sequences, 1, batch.target.shape[0] // max(sequences, 1)])
+            clusters = self._new_clusters(shape, batch.target.device, rows_of, hard=True)
+        else:
+            hard = batch.target.shape != batch.preds.shape
+            clusters = self._new_clusters(batch.preds.shape, batch.preds.device, rows_of, hard=hard)
+        sums = task.sums(batch, per_class=self._per_class, clusters=clusters)
+        if counts is None:
+            return sums, clusters, None
+        counts = counts.to(device=sums.device, dtype=sums.dtype)
+        if rows_of is not None:  # a cluster's bytes: its sequences'
+            counts = torch.zeros_like(counts).index_add_(0, rows_of.to(sums.device), counts)
+        return torch.cat([sums, counts.sum().reshape(1, 1)]), clusters, counts
+
+    def _cluster_bytes(self, target: Tensor, sequences: int, extra: dict) -> Tensor | None:
+        """Each sequence's byte count where a subclass takes them (none here: other keywords are refused)."""
+        HeadSumsMetric._with_extra_rows(self, target, target, **extra)  # refuses any keyword
+        return None
 
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""

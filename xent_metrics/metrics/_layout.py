@@ -6,7 +6,8 @@ A :class:`Layout` names three things:
   only read the sums (``Perplexity``'s ``units`` and ``num_bytes``);
 - ``update``: the task and every option that changes what an update adds (class or label count,
   input format, class weights, ``ignore_index``, smoothing). ``average`` and ``validate_args`` only
-  read the sums and ``fused`` only picks the kernel, so they are left out;
+  read the sums and ``fused`` only picks the kernel, so they are left out (but with ``error_bars=True``
+  the error-bar rows depend on ``average``, and the metric names it in ``update``);
 - ``shape``: the state's shape, ``(3, K)``; ``(4, 1)`` for a ``Perplexity(units="bits_per_byte")``
   constructed without ``num_bytes``, whose fourth row is the byte count its updates were given (bytes
   add, so it pools as the other rows do). Such a metric names ``num_bytes=per update`` in ``metric``:
@@ -49,7 +50,8 @@ _NOT_UPDATE = ("average", "validate_args", "fused")
 #: Weights of more classes than this are written as a digest in the layout's text.
 _LISTED = 16
 _FIX = (
-    "Pool states of one class constructed with the same options (`average` may differ); a micro "
+    "Pool states of one class constructed with the same options (`average` may differ, but not with "
+    "error_bars=True: the error-bar rows depend on it); a micro "
     "MulticlassCrossEntropy also takes per-class sums of the same options as their totals, never the reverse."
 )
 

@@ -15,8 +15,8 @@ What :class:`TorchmetricsAdapter` replaces, and why:
   count; ``compute`` warns from the synced sums instead, on every rank), and a lean synced path.
 - ``_sync_dist``: the ``sums`` state is reduced with one ``all_reduce`` (:mod:`._sync`).
 - ``_apply``: ``.to(device)`` moves ``sums``; ``.to(dtype)``, ``.half()``, ``set_dtype`` never change
-  its dtype (:meth:`~._base.SumsMetric._move_sums` says how).
-- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsMetric._loadable_sums` with the
+  its dtype (:meth:`~._base.SumsState._move_sums` says how).
+- ``_load_from_state_dict``: ``sums`` goes through :meth:`~._base.SumsState._loadable_sums` with the
   saved layout (:mod:`._layout`), and a state dict without it reports it missing.
 
 A speed-up kept here alone: torchmetrics keeps its bookkeeping (``_update_count``, ``_computed``,
@@ -28,6 +28,7 @@ batch's update. :func:`_instance_dict` names the place where they are written in
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -62,6 +63,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("instance", "_defaults"),
     ("instance", "_persistent"),
     ("instance", "_device"),
+    ("instance", "_update_signature"),
     ("torchmetrics.utilities.data", "_squeeze_if_scalar"),
 )
 
@@ -80,12 +82,12 @@ def _instance_dict(metric: Metric) -> dict[str, Any]:
 class TorchmetricsAdapter(Metric):
     """``torchmetrics.Metric`` with the private hooks a metric over one ``sums`` state replaces.
 
-    The subclass (:class:`~._base.SumsMetric`) creates ``sums`` and the config tag state with
-    :meth:`~._base.SumsMetric._add_sums_state` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
+    The subclass (:class:`~._base.SumsState`) creates ``sums`` and the config tag state with
+    :meth:`~._base.SumsState._add_layout_states` and defines :meth:`_move_sums` and :meth:`_loadable_sums`.
     """
 
     sums: Tensor
-    #: The name of the unsaved config tag state (set by :meth:`~._base.SumsMetric._add_sums_state`).
+    #: The name of the unsaved config tag state (set by :meth:`~._base.SumsState._add_layout_states`).
     _config_state: str
 
     def _move_sums(self, device: torch.device) -> None:
@@ -100,8 +102,11 @@ class TorchmetricsAdapter(Metric):
         """Wrap ``update`` with torchmetrics' bookkeeping, undone when ``update`` raises.
 
         Its other work (moving list states for ``compute_on_cpu``, rewording device errors) has
-        nothing to do here: there are no list states, and devices are checked first.
+        nothing to do here: there are no list states, and devices are checked first. The grad mode is
+        switched only where a tensor argument requires grad: otherwise it changes nothing an update
+        computes, and switching it costs a tenth of a small batch's update.
         """
+        update = self._update_to_wrap(update)
 
         @functools.wraps(update)
         def atomic_update(*args: Any, **kwargs: Any) -> None:
@@ -109,7 +114,7 @@ class TorchmetricsAdapter(Metric):
             count, computed = attrs["_update_count"], attrs["_computed"]
             attrs["_computed"], attrs["_update_count"] = None, count + 1
             try:
-                if torch.is_grad_enabled() == self._enable_grad:
+                if torch.is_grad_enabled() == self._enable_grad or not records_grad(args, kwargs):
                     update(*args, **kwargs)
                 else:
                     with torch.set_grad_enabled(self._enable_grad):
@@ -119,6 +124,10 @@ class TorchmetricsAdapter(Metric):
                 raise
 
         return atomic_update
+
+    def _update_to_wrap(self, update: Callable) -> Callable:
+        """The update torchmetrics wraps (init, unpickling): ``update`` itself; the error-bar mixin picks another."""
+        return update
 
     def _wrap_compute(self, compute: Callable) -> Callable:
         """Wrap ``compute`` as torchmetrics does, without its "compute before update" warning, with a lean synced path.
@@ -197,6 +206,14 @@ class TorchmetricsAdapter(Metric):
         )
 
 
+def records_grad(args: tuple, kwargs: dict[str, Any]) -> bool:
+    """Whether a tensor argument requires grad: only then can the grad mode change what an update computes."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor) and value.requires_grad:
+            return True
+    return False
+
+
 def is_synced(metric: Metric) -> bool:
     """Whether ``metric`` holds the synced state (between torchmetrics' ``sync`` and ``unsync``)."""
     return bool(metric._is_synced)
@@ -254,3 +271,17 @@ def _synced_compute(metric: TorchmetricsAdapter, compute: Callable, args: tuple,
     if metric.compute_with_cache:
         attrs["_computed"] = value
     return value
+
+
+def synced_sums(metric: Metric) -> Tensor:
+    """A copy of ``metric.sums``, summed over the processes where ``compute`` would sync (a collective)."""
+    with metric.sync_context(should_sync=metric._to_sync, should_unsync=metric._should_unsync):
+        sums: Tensor = metric.__dict__["sums"]  # a Metric's state lives in its __dict__, as `_instance_dict` reads
+        return sums.clone()
+
+
+def add_update_keyword(metric: Metric, name: str) -> None:
+    """Name a keyword-only ``update`` argument in the signature ``MetricCollection`` routes keywords by."""
+    signature = metric._update_signature
+    keyword = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+    metric._update_signature = signature.replace(parameters=[*signature.parameters.values(), keyword])

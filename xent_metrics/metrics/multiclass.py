@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from torch import Tensor
 
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics import _state
+from xent_metrics.metrics._error_bars import NE_LIMITATION
 from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
 
@@ -52,6 +54,7 @@ class _MulticlassMetric(HeadSumsMetric):
         weight = _state.fixed_weight("weight", weight, num_classes, self.device, dtype)
         self.task = dataclasses.replace(task, weight=weight)
         self._per_class = self._needs_class_sums or self.task.average != "micro"  # else a (3, 1) state of totals
+        self._error_reference = math.log(num_classes)
         self._add_sums_state(num_classes if self._per_class else 1, dtype, per_class=num_classes)
 
 
@@ -95,6 +98,13 @@ class MulticlassCrossEntropy(_MulticlassMetric):
         per class count on the first batch of at least ``2**23`` logits, about 15% faster than the
         eager kernel after that; see
         :func:`~xent_metrics.functional.multiclass_cross_entropy`.
+    error_bars : bool, default=False
+        Keep the error-bar rows for :meth:`compute_interval`: five more float64 rows (per class for
+        ``average="none"`` / ``"macro"``), still one ``all_reduce``. A cluster is a sample of an
+        ``(N, C)`` batch, a sequence (index 0) of an ``(N, C, ...)`` or hidden-state batch, or the
+        sequences of one document given by ``update(..., cluster_ids=ids)`` (shape ``(N,)``; a cluster
+        lies within one update). ``"macro"`` has an interval only with one cluster per row and hard
+        targets. ``False`` leaves the state and the update as without the option.
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
@@ -198,6 +208,8 @@ class MulticlassNormalizedEntropy(_MulticlassMetric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
+
+    _no_interval = NE_LIMITATION
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         return self.task.normalized_entropy(sums)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from torch import Tensor
@@ -11,6 +12,7 @@ from xent_metrics.functional import _validation
 from xent_metrics.functional.multilabel import MultilabelTask
 from xent_metrics.metrics import _state
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._error_bars import NE_LIMITATION
 from xent_metrics.metrics._options import OptionAttribute
 
 
@@ -18,6 +20,7 @@ class _MultilabelMetric(SumsMetric):
     """Options, ``(3, K)`` state and batch sums shared by the multilabel metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
+    _error_reference = math.log(2)
     _task_name = "multilabel"
     task: MultilabelTask
     num_labels: OptionAttribute[int] = OptionAttribute()
@@ -89,6 +92,11 @@ class MultilabelCrossEntropy(_MultilabelMetric):
     validate_args : bool, default=True
         Check input values in ``update`` (a device-to-host sync). With ``False`` only type, shape
         and device checks run, which read no tensor value.
+    error_bars : bool, default=False
+        Keep the error-bar rows (one cluster per sample, a row of the batch: all its labels) for
+        :meth:`compute_interval`: five more float64 rows per label, still one ``all_reduce``.
+        ``average="macro"`` has no interval (the labels of a row are correlated). ``False`` leaves the
+        state and the update as without the option. See the docs page "How sure is this number?".
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.
@@ -178,6 +186,8 @@ class MultilabelNormalizedEntropy(_MultilabelMetric):
     >>> metric.compute()
     tensor(1., dtype=torch.float64)
     """
+
+    _no_interval = NE_LIMITATION
 
     def _value_from_sums(self, sums: Tensor) -> Tensor:
         return self.task.normalized_entropy(sums)

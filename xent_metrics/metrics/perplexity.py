@@ -9,8 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xent_metrics.functional import _validation
-from xent_metrics.functional._sums import NUM_SUMS, byte_sum_from_sums, loss_sum_from_sums, weight_sum_from_sums
+from xent_metrics.functional import _error_bars, _validation
+from xent_metrics.functional._sums import (
+    NUM_SUMS,
+    byte_sum_from_sums,
+    loss_sum_from_sums,
+    weight_sum_from_sums,
+)
 from xent_metrics.functional._validation import Batch
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics import _state
@@ -18,6 +23,9 @@ from xent_metrics.metrics._head import HeadSumsMetric
 from xent_metrics.metrics._options import OptionAttribute
 
 UNITS = ("perplexity", "bits_per_token", "bits_per_byte")
+#: The fixed shifts ``r0`` of the error-bar rows (nats per token, nats per byte): near a language model's
+#: loss, where the shifted moments lose the fewest digits (:mod:`xent_metrics.functional._error_bars`).
+_TOKEN_REFERENCE, _BYTE_REFERENCE = 2.5, 0.7
 
 
 def _check_units(units: str, num_bytes: int | None) -> None:
@@ -155,6 +163,13 @@ class Perplexity(HeadSumsMetric):
         ``merge_state`` and ``load_state_dict`` take only the state of a ``Perplexity`` of the same
         ``units`` and ``num_bytes`` (the count of everything pooled), or, bytes given per update, of
         another such metric (its byte count adds).
+    error_bars : bool, default=False
+        Keep the error-bar rows for :meth:`compute_interval`: five more float64 rows, still one
+        ``all_reduce``. A cluster is a sequence (index 0 of the batch), or the sequences of one
+        document given by ``update(..., cluster_ids=ids)`` (shape ``(B,)``; a cluster lies within one
+        update). With bits per byte and bytes per update, ``num_bytes`` must be one count per sequence:
+        the clusters' denominators are their bytes. ``False`` leaves the state and the update as
+        without the option.
     **kwargs
         torchmetrics' ``Metric`` options.
 
@@ -276,6 +291,7 @@ class Perplexity(HeadSumsMetric):
         self.units = units
         self.num_bytes = num_bytes
         rows = NUM_SUMS + 1 if self._bytes_per_update else NUM_SUMS
+        self._error_reference = _BYTE_REFERENCE if self._bytes_per_update else _TOKEN_REFERENCE
         self._add_sums_state(1, _state.state_dtype(self.device), rows=rows)
 
     @property
@@ -308,6 +324,41 @@ class Perplexity(HeadSumsMetric):
         if not self._bytes_per_update:
             return sums
         return torch.cat([sums, _batch_bytes(num_bytes, target, self.task.validate_args, sums)])
+
+    @property
+    def _per_byte(self) -> bool:
+        """A cluster's denominator: its bytes where bytes come per update, else its token weight."""
+        return self._bytes_per_update
+
+    def _cluster_bytes(self, target: Tensor, sequences: int, extra: dict) -> Tensor | None:
+        """Each sequence's byte count (required: one per sequence) where bytes come per update, else ``None``."""
+        num_bytes = extra.pop("num_bytes", None)
+        super()._cluster_bytes(target, sequences, extra)
+        _check_bytes_mode(self.units, self.num_bytes, num_bytes)
+        if not self._bytes_per_update:
+            return None
+        if not isinstance(num_bytes, Tensor) or tuple(num_bytes.shape) != (sequences,) or target.ndim < 2:
+            raise ValueError(
+                f"With error_bars=True, bits per byte take the clusters' bytes as their denominators: pass `num_bytes` "
+                f"as one count per sequence, an integer tensor of shape ({sequences},) for a (B, L) target; got "
+                f"{_seen(num_bytes)} for target of shape {tuple(target.shape)}."
+            )
+        _batch_bytes(num_bytes, target, self.task.validate_args, self.sums)  # the checks, once
+        return num_bytes.to(device=self.sums.device, dtype=self.sums.dtype)
+
+    def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
+        """The interval in the metric's units: ``exp`` of the ends for perplexity, bits divided by ``ln 2``.
+
+        With a global ``num_bytes`` the token interval is scaled by the tokens' weight per byte (a fixed count).
+        """
+        value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, per_byte=self._per_byte)
+        if self.units == "perplexity":
+            return _error_bars.interval(value, stderr, confidence, torch.exp)
+        if self.units == "bits_per_byte" and not self._bytes_per_update:
+            assert self.num_bytes is not None
+            per_byte = weight_sum_from_sums(sums) / self.num_bytes
+            value, stderr = value * per_byte, stderr * per_byte
+        return _error_bars.interval(value, stderr, confidence, _error_bars.bits)
 
     def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
         """Check a batch of ``(..., V)`` scores: the vocabulary moved to dimension 1, then the task's checks."""

@@ -11,6 +11,7 @@ shared ``neg_cross_entropy_scorer`` / ``d2_cross_entropy_scorer`` plug them into
 """
 
 from xent_metrics.scoring._d2 import d2_cross_entropy_score
+from xent_metrics.scoring._interval import cross_entropy_interval
 from xent_metrics.scoring._loss import cross_entropy_loss
 from xent_metrics.scoring._names import get_scorer, get_scorer_names
 from xent_metrics.scoring._scorer import (
@@ -22,6 +23,7 @@ from xent_metrics.scoring._scorer import (
 
 __all__ = [
     "CrossEntropyScorer",
+    "cross_entropy_interval",
     "cross_entropy_loss",
     "d2_cross_entropy_score",
     "d2_cross_entropy_scorer",
