@@ -31,7 +31,7 @@ from xent_metrics.functional.binary import BinaryTask
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.functional.multilabel import MultilabelTask
 
-KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block"}  # per-row / per-element losses
+KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block", "_token_losses"}  # per-row, per-element, per-token
 
 
 @pytest.mark.parametrize("options", [BinaryTask(), MultilabelTask(), MulticlassTask()])
