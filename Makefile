@@ -9,6 +9,8 @@
 #               torchmetrics, Lightning and scikit-learn pyproject.toml declares (.ci/test-floors; CI runs it too)
 #   make lock         refresh $(LOCK) to the newest releases pyproject.toml allows (pip-tools' pip-compile)
 #   make test-newest  the suite in a second venv (.ci/newest-venv) without the lock: run it when refreshing the lock
+#   make mutation     mutation testing of functional/, metrics/ and scoring/ (not in CI; about an hour on 2 cores):
+#               tests/mutation/RESULTS.md. MUTATION_ARGS="--modules _nll _bce --max-mutants 30" narrows it
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
@@ -71,3 +73,11 @@ docs:
 .PHONY: test-floors
 test-floors: install
 	PYTHON=$(PYTHON) bash .ci/test-floors
+
+# Mutation testing (tests/mutation/mutate.py): a seeded sample of mutants per module, each run against the module's
+# fast test subset in a forked child, within MUTATION_MINUTES. Writes tests/mutation/results.json and RESULTS.md.
+MUTATION_MINUTES ?= 60
+MUTATION_ARGS ?=
+.PHONY: mutation
+mutation:
+	$(PYTHON) tests/mutation/mutate.py --budget $(MUTATION_MINUTES) $(MUTATION_ARGS)

@@ -9,6 +9,8 @@ import oracle_refs
 import pytest
 import torch
 
+from xent_metrics.functional import _chunks
+
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
@@ -32,3 +34,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("oracle worst relative errors")
     for key in sorted(oracle_refs.WORST):
         terminalreporter.write_line(f"{oracle_refs.WORST[key]:10.3g}  {key}")
+
+
+@pytest.fixture(autouse=True, params=["cpu-path", "device-path"])
+def _kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every oracle check runs on both kernel paths: the CPU's, and the one other devices take (float64 for every
+    value, no host reads, the device block sizes), forced on CPU tensors by ``_chunks.DEVICE_PATH_ON_CPU``."""
+    if request.param == "device-path":
+        monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)
+    return str(request.param)

@@ -279,6 +279,15 @@ def test_one_hot_y_true_warns_that_it_is_read_as_multilabel():
         cross_entropy_loss([[1, 0, 0], [0, 1, 0]], [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
 
 
+def test_multilabel_y_true_with_rows_of_y_proba_summing_to_1_does_not_warn():
+    """Only a one-hot ``y_true`` is ambiguous: rows with two labels are multilabel whatever ``y_proba`` sums to."""
+    y_true, y_proba = np.array([[1, 1, 0], [0, 1, 1]]), np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    expected = np.mean([log_loss(y_true[:, k], y_proba[:, k], labels=[0, 1]) for k in range(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_allclose(cross_entropy_loss(y_true, y_proba), expected, rtol=RTOL)
+
+
 # ---------------------------------------------------------------- our own errors
 
 

@@ -84,17 +84,32 @@ def cpu_read(fn: _Fn) -> _Fn:
     return fn
 
 
+#: Test hook: ``True`` sends CPU tensors down the path of other devices (no host reads, float64 for every value,
+#: the device block sizes), so that a machine without a GPU tests that path. Tests set it with
+#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does.
+DEVICE_PATH_ON_CPU = False
+
+
+def on_cpu(where: Tensor | torch.device) -> bool:
+    """Whether kernels on ``where`` (a tensor or a device) take the CPU path, with host reads.
+
+    The CPU unless :data:`DEVICE_PATH_ON_CPU`; a tensor is asked ``is_cpu`` (no device object built).
+    """
+    return (where.is_cpu if isinstance(where, Tensor) else where.type == "cpu") and not DEVICE_PATH_ON_CPU
+
+
 def default_chunk(device: torch.device, chunk_elements: int | None) -> int:
     """The block size in elements: ``chunk_elements`` when given, else the device's default."""
     if chunk_elements is not None:
         return chunk_elements
-    return CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+    return CHUNK_ELEMENTS if on_cpu(device) else DEVICE_CHUNK_ELEMENTS
 
 
 def per_step_elements(preds: Tensor, chunk_elements: int | None = None) -> int:
     """The elements up to which a plain ``(N, C)`` batch takes the per-step path: a block / ``SMALL_FRACTION``."""
-    budget = chunk_elements if chunk_elements is not None else CHUNK_ELEMENTS if preds.is_cpu else DEVICE_CHUNK_ELEMENTS
-    return budget // SMALL_FRACTION
+    if chunk_elements is None:
+        chunk_elements = CHUNK_ELEMENTS if on_cpu(preds) else DEVICE_CHUNK_ELEMENTS
+    return chunk_elements // SMALL_FRACTION
 
 
 def chunk_rows(row_numel: int, chunk_elements: int | None = None) -> int:
@@ -136,7 +151,7 @@ def kernel_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     the multiclass kernel, elements of the binary one). Elsewhere, where that read would be a host sync
     and a data-dependent shape, float64 for every value: a fixed number of ops, exact at any margin.
     """
-    return compute_dtype(dtype) if device.type == "cpu" else torch.float64
+    return compute_dtype(dtype) if on_cpu(device) else torch.float64
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
@@ -274,7 +289,7 @@ def head_block_cols(classes: int, device: torch.device, grad: bool = False) -> i
     """
     if grad:
         return classes
-    return min(classes, HEAD_VOCAB_ROWS if device.type == "cpu" else HEAD_DEVICE_VOCAB_ROWS)
+    return min(classes, HEAD_VOCAB_ROWS if on_cpu(device) else HEAD_DEVICE_VOCAB_ROWS)
 
 
 def head_block_rows(
@@ -287,7 +302,7 @@ def head_block_rows(
     """
     if block_size is not None:
         return block_size
-    if device is None or device.type == "cpu":
+    if device is None or on_cpu(device):
         return max(1, HEAD_BLOCK_BYTES // (width * itemsize))
     return max(1, DEVICE_CHUNK_ELEMENTS // width)
 
@@ -308,5 +323,5 @@ def head_plan(
         return HeadPlan(step, cols, dtype, grad, None, None, None)
     logits = hidden.new_empty(step, width, dtype=dtype)
     head = None if linear_weight.dtype == dtype else hidden.new_empty(width, linear_weight.shape[1], dtype=dtype)
-    wide = None if device.type == "cpu" else hidden.new_empty(step, width, dtype=torch.float64)
+    wide = None if on_cpu(device) else hidden.new_empty(step, width, dtype=torch.float64)
     return HeadPlan(step, cols, dtype, grad, logits, head, wide)

@@ -227,7 +227,7 @@ def _rows_out_of_range(own: Tensor, rest: Tensor, classes: int) -> Tensor | None
 
 def _token_losses(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
     """Float64 ``-log p_t`` per token and the true class's logit (as the loss used it)."""
-    if tokens.hidden.device.type != "cpu":
+    if not _chunks.on_cpu(tokens.hidden):
         return _wide_nll(tokens, weight, bias, plan)
     true, rest = _exp_sums(tokens, weight, bias, plan)
     own = true.exp()
@@ -291,7 +291,7 @@ def linear_sums(
     token's weighted loss and weight (:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`).
     """
     classes, device = linear_weight.shape[0], hidden.device
-    compact = device.type == "cpu" or options.validate_args  # finding the kept rows reads the host
+    compact = _chunks.on_cpu(device) or options.validate_args  # finding the kept rows reads the host
     kept = _kept_rows(target, options.ignore_index, compact)
     count = target.shape[0] if kept is None else kept.shape[0]
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=device)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xent_metrics.functional._chunks import cpu_read
+from xent_metrics.functional._chunks import cpu_read, on_cpu
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,10 +69,38 @@ def nll_from_logits(z: Tensor, t: Tensor, work: Tensor | None = None) -> Tensor:
     ``work`` (a buffer of at least ``max(m, 2)`` rows of the block's width and dtype) holds the ``exp``
     terms; without it (autograd) the same ops allocate and give the same digits.
     """
-    if not z.is_cpu:  # no host read, no data-dependent shape: the float64 form for every row
+    if not on_cpu(z):  # no host read, no data-dependent shape: the float64 form for every row
         return nll_shifted64(z, t)
+    if z.requires_grad and torch.is_grad_enabled():
+        return _nll_recorded(z, t)
     own, rest = exp_terms(z, t, work)
     return nll_from_terms(z, t, own, rest)
+
+
+def _nll_recorded(z: Tensor, t: Tensor) -> Tensor:
+    """:func:`nll_from_logits` under autograd: the out-of-range rows' ``exp`` terms stay out of the graph.
+
+    ``exp``'s backward multiplies the gradient by the term: a zero gradient times an overflowed term is
+    ``nan``. So the rows are sorted first without autograd, and only the rows inside get ``exp`` terms
+    with a gradient; the others only their float64 recompute (:func:`nll_shifted64`).
+    """
+    with torch.no_grad():
+        own, rest = exp_terms(z, t)
+        ok = _inside(own, rest, rest.double() / own.double(), _limits(own.dtype, z.shape[1]))
+    if _all_rows(ok):
+        own, rest = exp_terms(z, t)
+        return nll_from_terms(z, t, own, rest)
+    good, bad = _rows_outside(~ok), _rows_outside(ok)
+    own, rest = exp_terms(z[good], t[good])
+    nll = torch.zeros(z.shape[0], dtype=torch.float64, device=z.device)
+    nll = nll.index_put((good,), (rest.double() / own.double()).log1p())
+    return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))
+
+
+def _inside(own: Tensor, rest: Tensor, ratio: Tensor, limits: tuple[float, float, float]) -> Tensor:
+    """Per row: whether its terms lie within ``limits`` (see :func:`_limits`) and the float64 ratio is finite."""
+    tiny, big, floor = limits
+    return (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big) & (ratio <= big)
 
 
 def exp_terms(z: Tensor, t: Tensor, work: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -105,16 +133,22 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
     grad = torch.is_grad_enabled() and z.requires_grad
     # float64 / float32 divides in float64 (the promoted dtype): the ratio of the exactly widened terms
     ratio = rest.double() / own if grad else rest.to(torch.float64, copy=True).div_(own)
-    if z.is_cpu and rows_inside(own, rest, ratio, (tiny, big, floor)):
+    if on_cpu(z) and rows_inside(own, rest, ratio, (tiny, big, floor)):
         return ratio.log1p_()
-    ok = (own >= tiny) & (own <= big) & (rest >= floor) & (rest <= big) & (ratio <= big)
+    ok = _inside(own, rest, ratio, (tiny, big, floor))
     if grad:  # a finite ratio everywhere: no nan gradient from dropped rows
         ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()
     nll = torch.where(ok, ratio, 0).log1p()
-    if not z.is_cpu:
+    if not on_cpu(z):
         return torch.where(ok, nll, nll_shifted64(z, t))
     bad = _rows_outside(ok)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))
+
+
+@cpu_read
+def _all_rows(ok: Tensor) -> bool:
+    """Whether every row is ``ok`` (a CPU read)."""
+    return bool(ok.all())
 
 
 @cpu_read
