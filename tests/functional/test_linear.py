@@ -148,18 +148,19 @@ def test_the_head_plan_blocks_tokens_and_vocabulary_rows() -> None:
     """Tokens by vocabulary rows, the last of each ragged; a widened head block for half heads; float64 off the CPU."""
     hidden, head = torch.zeros(2000, 512), torch.zeros(32000, 512)
     plan = _chunks.head_plan(hidden, head, None, 1500, None)
-    assert [(t.start, t.stop) for t in plan.tokens(1500)] == [(0, 512), (512, 1024), (1024, 1500)]
+    assert [(t.start, t.stop) for t in _head_ce._token_blocks(plan.step, 1500)] == [(0, 512), (512, 1024), (1024, 1500)]
     assert [(c.start, c.stop) for c in plan.cols] == [(s, s + 4096) for s in range(0, 28672, 4096)] + [(28672, 32000)]
     assert plan.logits is not None and plan.logits.shape == (512, 4096) and plan.head is None and plan.wide is None
     half = _chunks.head_plan(hidden.half(), head.half(), None, 150, 8)
-    assert half.step == 8 and half.tokens(150)[-1] == slice(144, 150) and len(half.tokens(150)) == 19
+    half_blocks = _head_ce._token_blocks(half.step, 150)
+    assert half.step == 8 and half_blocks[-1] == slice(144, 150) and len(half_blocks) == 19
     assert half.dtype == torch.float32 and half.logits is not None and half.logits.shape == (8, 4096)
     assert half.head is not None and half.head.shape == (4096, 512) and half.head.dtype == torch.float32
     meta = _chunks.head_plan(hidden.to("meta"), head.to("meta"), None, 1500, None)
     assert meta.wide is not None and meta.wide.shape == (1500, 32000) and meta.wide.dtype == torch.float64
     assert meta.cols == (slice(0, 32000),)
     small = _chunks.head_plan(hidden[:, :6], head[:37, :6], None, 1500, None)
-    assert small.tokens(1500) == (slice(0, 1500),) and small.cols == (slice(0, 37),)
+    assert _head_ce._token_blocks(small.step, 1500) == (slice(0, 1500),) and small.cols == (slice(0, 37),)
 
 
 def test_ignored_tokens_are_never_projected(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,8 @@ from xent_metrics.functional.binary import BinaryTask
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.functional.multilabel import MultilabelTask
 
-KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block", "_token_losses"}  # per-row, per-element, per-token
+# The loss kernels: per-row, per-element and per-token losses.
+KERNELS = {"target_nll", "_fast_loss", "_general_loss", "_add_soft_block", "_token_losses"}
 
 
 @pytest.mark.parametrize("options", [BinaryTask(), MultilabelTask(), MulticlassTask()])

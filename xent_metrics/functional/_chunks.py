@@ -86,7 +86,8 @@ def cpu_read(fn: _Fn) -> _Fn:
 
 #: Test hook: ``True`` sends CPU tensors down the path of other devices (no host reads, float64 for every value,
 #: the device block sizes), so that a machine without a GPU tests that path. Tests set it with
-#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does.
+#: ``monkeypatch.setattr(_chunks, "DEVICE_PATH_ON_CPU", True)``; library code never does. The kernels read it
+#: where they choose a path (``x.is_cpu and not _chunks.DEVICE_PATH_ON_CPU``, or a plan's ``host_reads``).
 DEVICE_PATH_ON_CPU = False
 
 
@@ -260,7 +261,7 @@ def bce_plan(preds: Tensor, chunk_elements: int | None, *, buffered: bool, maske
 class HeadPlan:
     """The blocks of a hidden-state head's kernel call: tokens by vocabulary rows.
 
-    ``step`` tokens per block (:meth:`tokens` gives the slices over any number of tokens) by the
+    ``step`` tokens per block (the kernel slices any number of tokens by it) by the
     vocabulary rows ``cols`` of the head, one GEMM per (token block, vocabulary block) pair. Buffers,
     allocated once per call and reused by every pair: ``logits`` a block's ``(step, width)`` logits in
     ``dtype``; ``head`` one block of a float16 / bfloat16 head widened to ``dtype`` (``None`` for a head in
@@ -276,10 +277,8 @@ class HeadPlan:
     logits: Tensor | None
     head: Tensor | None
     wide: Tensor | None
-
-    def tokens(self, count: int) -> tuple[slice, ...]:
-        """The token blocks over ``count`` tokens."""
-        return tuple(slice(start, min(start + self.step, count)) for start in range(0, count, self.step))
+    #: Whether the kernel takes the CPU path, with host reads (:func:`on_cpu`).
+    host_reads: bool
 
 
 def head_block_cols(classes: int, device: torch.device, grad: bool = False) -> int:
@@ -320,8 +319,8 @@ def head_plan(
     step = min(count, head_block_rows(width, dtype.itemsize, block_size, device))
     cols = tuple(slice(start, min(start + width, classes)) for start in range(0, classes, width))
     if grad:
-        return HeadPlan(step, cols, dtype, grad, None, None, None)
+        return HeadPlan(step, cols, dtype, grad, None, None, None, on_cpu(device))
     logits = hidden.new_empty(step, width, dtype=dtype)
     head = None if linear_weight.dtype == dtype else hidden.new_empty(width, linear_weight.shape[1], dtype=dtype)
     wide = None if on_cpu(device) else hidden.new_empty(step, width, dtype=torch.float64)
-    return HeadPlan(step, cols, dtype, grad, logits, head, wide)
+    return HeadPlan(step, cols, dtype, grad, logits, head, wide, on_cpu(device))

@@ -44,10 +44,9 @@ from xent_metrics.functional._softmax_ce import (
     ClassOptions,
     _drop_ignored,
     add_hard_losses,
-    class_counts,
     softmax_ce_sums,
 )
-from xent_metrics.functional._sums import NUM_SUMS, WEIGHT
+from xent_metrics.functional._sums import NUM_SUMS
 
 if TYPE_CHECKING:
     from xent_metrics.functional._cluster_sums import ClusterSums
@@ -94,6 +93,11 @@ class _Tokens:
         """The tokens at ``positions`` (indices among these tokens)."""
         rows = positions if self.rows is None else self.rows[positions]
         return _Tokens(self.hidden, rows, self.target[positions])
+
+
+def _token_blocks(step: int, count: int) -> tuple[slice, ...]:
+    """The blocks of ``step`` tokens (the plan's) over ``count`` tokens."""
+    return tuple(slice(start, min(start + step, count)) for start in range(0, count, step))
 
 
 def _project(rows: Tensor, head: Tensor, bias: Tensor | None, plan: HeadPlan) -> Tensor:
@@ -173,7 +177,7 @@ def _exp_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPl
     count = tokens.target.shape[0]
     own = tokens.target.new_zeros(count, dtype=plan.dtype)
     rest = tokens.target.new_zeros(count, dtype=torch.float64)
-    blocks = plan.tokens(count)
+    blocks = _token_blocks(plan.step, count)
     for cols in plan.cols:
         head, head_bias = _head_block(weight, bias, cols, plan)
         for block in blocks:
@@ -189,7 +193,7 @@ def _wide_nll(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPl
     a ragged one: the buffers' leading blocks; half-precision rows one more).
     """
     count, device = tokens.target.shape[0], tokens.target.device
-    blocks = plan.tokens(count)
+    blocks = _token_blocks(plan.step, count)
     wide = plan.wide if plan.wide is not None else torch.empty(plan.step, plan.cols[0].stop, dtype=torch.float64)
     classes = torch.arange(weight.shape[0], device=device)
     targets = [tokens.target[block].unsqueeze(1) for block in blocks]
@@ -227,14 +231,14 @@ def _rows_out_of_range(own: Tensor, rest: Tensor, classes: int) -> Tensor | None
 
 def _token_losses(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPlan) -> tuple[Tensor, Tensor]:
     """Float64 ``-log p_t`` per token and the true class's logit (as the loss used it)."""
-    if not _chunks.on_cpu(tokens.hidden):
+    if not plan.host_reads:
         return _wide_nll(tokens, weight, bias, plan)
     true, rest = _exp_sums(tokens, weight, bias, plan)
     own = true.exp()
     loss, true = (rest / own).log1p_(), true.double()
     bad = _rows_out_of_range(own, rest, weight.shape[0])
     if bad is not None:  # the float64 form, for those tokens alone
-        for block in plan.tokens(bad.shape[0]):
+        for block in _token_blocks(plan.step, bad.shape[0]):
             index = bad[block]
             loss[index], true[index] = _wide_nll(tokens.subset(index), weight, bias, plan)
     return loss, true
@@ -254,7 +258,7 @@ def _smoothing_terms(tokens: _Tokens, weight: Tensor, bias: Tensor | None, class
     terms = lse * -c.sum()
     if bias is not None:
         terms += c @ bias.double()
-    for block in plan.tokens(lse.shape[0]):
+    for block in _token_blocks(plan.step, lse.shape[0]):
         terms[block] += tokens.features(block).double() @ mix
     return terms
 
@@ -265,7 +269,7 @@ def _graph_sums(tokens: _Tokens, weight: Tensor, bias: Tensor | None, sample_wei
     weight = weight.to(plan.dtype)
     bias = None if bias is None else bias.to(plan.dtype)
     sums = torch.zeros(NUM_SUMS, weight.shape[0], dtype=torch.float64, device=weight.device)
-    for block in plan.tokens(tokens.target.shape[0]):
+    for block in _token_blocks(plan.step, tokens.target.shape[0]):
         logits = F.linear(tokens.features(block).to(plan.dtype), weight, bias)
         weights = None if sample_weight is None else sample_weight[block]
         sink = None if clusters is None else clusters.take(tokens.positions(block))
@@ -291,15 +295,16 @@ def linear_sums(
     token's weighted loss and weight (:func:`~xent_metrics.functional._softmax_ce.softmax_ce_sums`).
     """
     classes, device = linear_weight.shape[0], hidden.device
-    compact = _chunks.on_cpu(device) or options.validate_args  # finding the kept rows reads the host
-    kept = _kept_rows(target, options.ignore_index, compact)
-    count = target.shape[0] if kept is None else kept.shape[0]
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=device)
-    if count:
+    if not target.shape[0]:
+        return sums if per_class else sums.sum(1, keepdim=True)
+    plan = _chunks.head_plan(hidden, linear_weight, linear_bias, target.shape[0], block_size)
+    compact = plan.host_reads or options.validate_args  # finding the kept rows reads the host
+    kept = _kept_rows(target, options.ignore_index, compact)
+    if kept is None or kept.shape[0]:
         ignore = None if kept is not None or compact else options.ignore_index  # else their weight is zero
         weights = None if sample_weight is None else _take(sample_weight, slice(None) if kept is None else kept)
         tokens = _Tokens(hidden, kept, target if kept is None else target.index_select(0, kept))
-        plan = _chunks.head_plan(hidden, linear_weight, linear_bias, count, block_size)
         if plan.grad:
             block_options = _BlockOptions(options.weight, ignore, options.label_smoothing)
             sums = _graph_sums(tokens, linear_weight, linear_bias, weights, block_options, plan, clusters)
@@ -315,15 +320,17 @@ def _loss_sums(sums: Tensor, tokens: _Tokens, weight: Tensor, bias: Tensor | Non
 
     ``clusters`` (error bars) gets each token's weighted loss and weight in that step.
     """
-    target, weights = _drop_ignored(tokens.target, None if sample_weight is None else sample_weight.double(), ignore)
-    tokens = _Tokens(tokens.hidden, tokens.rows, target)
+    target, weights = tokens.target, None if sample_weight is None else sample_weight.double()
+    if ignore is not None:
+        target, weights = _drop_ignored(target, weights, ignore)
+        tokens = _Tokens(tokens.hidden, tokens.rows, target)
     loss, true = _token_losses(tokens, weight, bias, plan)
     smooth = None
     if options.label_smoothing:
         smooth = _smoothing_terms(tokens, weight, bias, options.weight, true + loss, plan)
-    if weights is None and options.weight is None and smooth is None:  # unit weights: class counts
-        sums[WEIGHT:].add_(class_counts(target, weight.shape[0]))
     count = target.shape[0]
+    if weights is None:  # unit weights: the weight and target-mass rows count the tokens
+        weights = loss.new_ones(count)
     sink = None if clusters is None else clusters.take(tokens.positions(slice(0, count)))
     add_hard_losses(sums, loss, smooth, target, weights, options, sink, slice(0, count))
     return sums

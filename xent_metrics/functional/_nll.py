@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xent_metrics.functional._chunks import cpu_read, on_cpu
+from xent_metrics.functional import _chunks
+from xent_metrics.functional._chunks import cpu_read
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,7 +70,7 @@ def nll_from_logits(z: Tensor, t: Tensor, work: Tensor | None = None) -> Tensor:
     ``work`` (a buffer of at least ``max(m, 2)`` rows of the block's width and dtype) holds the ``exp``
     terms; without it (autograd) the same ops allocate and give the same digits.
     """
-    if not on_cpu(z):  # no host read, no data-dependent shape: the float64 form for every row
+    if not z.is_cpu or _chunks.DEVICE_PATH_ON_CPU:  # no host read, no data-dependent shape: float64 for every row
         return nll_shifted64(z, t)
     if z.requires_grad and torch.is_grad_enabled():
         return _nll_recorded(z, t)
@@ -133,13 +134,13 @@ def nll_from_terms(z: Tensor, t: Tensor, own: Tensor, rest: Tensor) -> Tensor:
     grad = torch.is_grad_enabled() and z.requires_grad
     # float64 / float32 divides in float64 (the promoted dtype): the ratio of the exactly widened terms
     ratio = rest.double() / own if grad else rest.to(torch.float64, copy=True).div_(own)
-    if on_cpu(z) and rows_inside(own, rest, ratio, (tiny, big, floor)):
+    if z.is_cpu and not _chunks.DEVICE_PATH_ON_CPU and rows_inside(own, rest, ratio, (tiny, big, floor)):
         return ratio.log1p_()
     ok = _inside(own, rest, ratio, (tiny, big, floor))
     if grad:  # a finite ratio everywhere: no nan gradient from dropped rows
         ratio = torch.where(ok, rest, 0).double() / torch.where(ok, own, 1).double()
     nll = torch.where(ok, ratio, 0).log1p()
-    if not on_cpu(z):
+    if not z.is_cpu or _chunks.DEVICE_PATH_ON_CPU:
         return torch.where(ok, nll, nll_shifted64(z, t))
     bad = _rows_outside(ok)
     return nll.index_put((bad,), nll_shifted64(z[bad], t[bad]))

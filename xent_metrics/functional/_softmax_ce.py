@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from xent_metrics.functional import _chunks
-from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, on_cpu, position_weight
+from xent_metrics.functional._chunks import SoftmaxPlan, labels_last, needs_grad, position_weight
 from xent_metrics.functional._nll import nll_from_logits
 from xent_metrics.functional._sums import LOSS, NUM_SUMS, TARGET, WEIGHT
 
@@ -229,7 +229,7 @@ def class_counts(t: Tensor, classes: int) -> Tensor:
 
     ``bincount``'s output shape depends on the values: off the CPU it reads the maximum back to the host.
     """
-    if on_cpu(t):
+    if t.is_cpu and not _chunks.DEVICE_PATH_ON_CPU:
         return torch.bincount(t, minlength=classes)
     return torch.zeros(classes, dtype=torch.long, device=t.device).index_add_(0, t, torch.ones_like(t))
 
@@ -247,7 +247,7 @@ def _plain_sums(nll: Tensor, t: Tensor, classes: int, per_class: bool) -> Tensor
     if not per_class:  # (3, 1) totals: [loss sum, count, count]
         return _totals(nll.sum(), t.shape[0])
     counts = class_counts(t, classes).double()  # before the stack: a mixed-dtype stack is slower
-    if nll.requires_grad or not on_cpu(t):
+    if nll.requires_grad or not t.is_cpu or _chunks.DEVICE_PATH_ON_CPU:
         loss = torch.zeros(classes, dtype=torch.float64, device=t.device).index_add_(0, t, nll)
     else:
         loss = torch.bincount(t, weights=nll, minlength=classes)
@@ -302,7 +302,7 @@ def _plan(
         gather=fmt != "logits" and not smoothing,
         fused=kernel is not None,
         plain=_unit(options, sample_weight) and _per_step(preds, target, options),
-        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and on_cpu(preds)),
+        work=fmt == "probs" if soft else bool(smoothing) or (fmt == "logits" and _chunks.on_cpu(preds)),
     )
     return plan, kernel
 
