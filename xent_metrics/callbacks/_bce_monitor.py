@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchmetrics import Metric
-
 from xent_metrics.callbacks._args import check_labels
 from xent_metrics.callbacks._monitor import PerClassMonitor
 from xent_metrics.metrics import MultilabelCrossEntropy
@@ -118,16 +116,9 @@ class PerClassBCEMonitor(PerClassMonitor):
 
     unit, names_arg, loss = "label", "labels", "BCE"
 
+    _metric_class = MultilabelCrossEntropy
+
     def __init__(self, labels: list[str] | None = None, num_labels: int | None = None, **options: Any) -> None:
         names = check_labels(labels, num_labels)
         self.num_labels = len(names)
         super().__init__(names, **options)
-
-    def _new_metric(self) -> Metric:
-        return MultilabelCrossEntropy(
-            self.num_labels,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            average="none",
-            error_bars=self.error_bars,
-        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from torchmetrics import Metric
 
 from xent_metrics.callbacks._args import check_labels
 from xent_metrics.callbacks._monitor import PerClassMonitor
@@ -98,6 +97,7 @@ class PerClassCEMonitor(PerClassMonitor):
 
     unit, names_arg, loss = "class", "classes", "CE"
     macro_interval = True  # class-index targets: each sample falls in one class (soft targets are refused)
+    _metric_class = MulticlassCrossEntropy
 
     def __init__(
         self, classes: list[str] | None = None, num_classes: int | None = None, prefix: str = "ce", **options: Any
@@ -117,12 +117,3 @@ class PerClassCEMonitor(PerClassMonitor):
                 "Return class indices (e.g. target.argmax(1)), or set error_bars=False."
             )
         return preds, target
-
-    def _new_metric(self) -> Metric:
-        return MulticlassCrossEntropy(
-            self.num_classes,
-            input_format=self.input_format,
-            ignore_index=self.ignore_index,
-            average="none",
-            error_bars=self.error_bars,
-        )

@@ -36,8 +36,8 @@ class PerClassMonitor(Callback):
     """Per-class cross-entropy of each stage and epoch; a subclass says which metric and which words.
 
     Subclasses set ``unit`` (``"label"`` or ``"class"``), ``names_arg``, ``loss`` (``"BCE"`` or
-    ``"CE"``), implement :meth:`_new_metric`, and hand their remaining keyword arguments to this
-    ``__init__`` (LightningCLI follows ``**options`` into it); see
+    ``"CE"``), ``_metric_class`` (the metric each stage keeps, built with one column per name), and
+    hand their remaining keyword arguments to this ``__init__`` (LightningCLI follows ``**options`` into it); see
     :class:`~xent_metrics.callbacks.PerClassBCEMonitor` for the options and for what is logged,
     kept and saved. ``macro_interval`` says whether the macro mean gets an interval with
     ``error_bars=True``: only where each sample (cluster) falls in one class, so that the classes'
@@ -48,6 +48,7 @@ class PerClassMonitor(Callback):
     names_arg = "labels"
     loss = "BCE"
     macro_interval = False
+    _metric_class: type[Any]
 
     def __init__(
         self,
@@ -84,7 +85,14 @@ class PerClassMonitor(Callback):
         self._hint_filter: tuple[object, ...] | None = None  # the warning filter this monitor added, while it runs
 
     def _new_metric(self) -> Metric:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        """A stage's metric: the subclass's ``_metric_class`` with one column per name (``average="none"``)."""
+        return self._metric_class(
+            len(self.labels),
+            input_format=self.input_format,
+            ignore_index=self.ignore_index,
+            average="none",
+            error_bars=self.error_bars,
+        )
 
     @property
     def metrics(self) -> dict[str, Metric]:

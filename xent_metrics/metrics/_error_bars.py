@@ -44,7 +44,7 @@ class ErrorBarsMixin:
     #: Whether the state keeps error-bar rows (set by ``__init__``).
     _error_bars: bool = False
     #: The fixed shift ``r0`` of the clusters' losses (see :mod:`xent_metrics.functional._error_bars`).
-    _error_reference: float = 0.0
+    _error_reference: float = math.log(2)  # the binary and multilabel classes'; multiclass and Perplexity set theirs
     #: Whether an update takes ``cluster_ids`` (the softmax classes: several sequences of one document).
     _cluster_keyword: bool = False
     #: Why a class has no interval (normalized entropy), or None.

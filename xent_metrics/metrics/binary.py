@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from torch import Tensor
@@ -20,7 +19,6 @@ class _BinaryMetric(SumsMetric):
     """Options, ``(3, 1)`` state and batch sums shared by the binary metrics."""
 
     _fixed_tensors: tuple[str, ...] = ("pos_weight",)
-    _error_reference = math.log(2)
     _task_name = "binary"
     task: BinaryTask
     input_format: OptionAttribute[str] = OptionAttribute()
