@@ -41,13 +41,13 @@ def _plan_gemms(h: Any, w: Any) -> Any:
     """The GEMMs of our block plan over ``h`` and ``w``, into one reused buffer: the kernel without the loss."""
     import torch
 
-    from xent_metrics.functional import _chunks
+    from xent_metrics.functional import _chunks, _head_ce
 
     plan = _chunks.head_plan(h, w, None, h.shape[0], None)
     assert plan.logits is not None
     for cols in plan.cols:
         head = w[cols].t()
-        for tokens in plan.tokens(h.shape[0]):
+        for tokens in _head_ce._token_blocks(plan.step, h.shape[0]):
             rows = h[tokens]
             out = plan.logits[: rows.shape[0], : head.shape[1]]
             out = out if out.is_contiguous() else plan.logits.view(-1)[: out.numel()].view(out.shape)
