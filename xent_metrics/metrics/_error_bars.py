@@ -49,6 +49,9 @@ class ErrorBarsMixin:
     _cluster_keyword: bool = False
     #: Why a class has no interval (normalized entropy), or None.
     _no_interval: str | None = None
+    #: Whether a batch keeps each cluster's loss and denominator (``ClusterSums.totals``), as
+    #: ``PairedDifference`` needs, where one position per cluster would otherwise add its error rows directly.
+    _keep_clusters: bool = False
     sums: Tensor
     _rows: int
     task: Any
@@ -96,7 +99,8 @@ class ErrorBarsMixin:
         """The batch's sums, its clusters' loss and weight sums (one per sample, index 0), and no byte counts."""
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
-        reference = None if self._totals else self._error_reference  # a cluster per element of each label
+        keep = self._totals or self._keep_clusters
+        reference = None if keep else self._error_reference  # else a cluster per element of each label
         clusters = self._new_clusters(batch.preds.shape, batch.preds.device, reference=reference)
         return self.task.sums(batch, clusters=clusters), clusters, None
 

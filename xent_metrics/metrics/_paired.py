@@ -110,6 +110,7 @@ class PairedDifference(SumsState):
             )
         inner = cast(SumsMetric, metric.clone())
         inner.reset()
+        inner.__dict__["_keep_clusters"] = True  # its clusters' totals pair up, even one position per cluster
         self.__dict__["_inner"] = inner  # not a child module: its state is neither saved nor synced
         rows = 2 * inner._rows - (2 * _error_bars.ERROR_ROWS if inner._error_bars else 0) + _error_bars.ERROR_ROWS
         self.__dict__["_rows"] = rows  # the layout's shape, read before the state exists
