@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import scipy.stats
 import torch
 import torch.nn.functional as F
 from helpers.error_bars import clustered_reference
 
-from xent_metrics import BinaryCrossEntropy, MultilabelCrossEntropy, PairedDifference
+from xent_metrics import BinaryCrossEntropy, MultilabelCrossEntropy, PairedDifference, Perplexity
 
 Z95 = scipy.stats.norm.ppf(0.975)
 
@@ -39,3 +38,24 @@ def test_paired_difference_of_one_position_per_row_binary_and_one_label(error_ba
     one_label = PairedDifference(MultilabelCrossEntropy(1, error_bars=error_bars))
     one_label.update(a[:, None], b[:, None], target[:, None], weight)
     _check(one_label.compute_interval(), value, stderr)
+
+
+def test_paired_difference_in_bits_per_byte_of_a_global_byte_count() -> None:
+    gen = torch.Generator().manual_seed(4)
+    logits_a = torch.randn(6, 5, 7, dtype=torch.float64, generator=gen)
+    logits_b = logits_a + 0.3 * torch.randn(6, 5, 7, dtype=torch.float64, generator=gen)
+    target = torch.randint(0, 7, (6, 5), generator=gen)
+    target[2, 3:] = -100
+    nll = [F.cross_entropy(lg.movedim(-1, 1), target, reduction="none", ignore_index=-100).numpy() for lg in
+           (logits_a, logits_b)]
+    x = (target != -100).double().numpy().sum(1)
+    per_token, stderr = clustered_reference(x, nll[0].sum(1) - nll[1].sum(1))
+    total_bytes = 131
+    scale = x.sum() / total_bytes  # nats per token to nats per byte of the fixed count
+    paired = PairedDifference(Perplexity(units="bits_per_byte", num_bytes=total_bytes, ignore_index=-100))
+    paired.update(logits_a[:2], logits_b[:2], target[:2])
+    paired.update(logits_a[2:], logits_b[2:], target[2:])
+    to_bits = lambda v: v / math.log(2)  # noqa: E731
+    _check(paired.compute_interval(), per_token * scale, stderr * scale, to_bits)
+    own = (nll[0].sum() - nll[1].sum()) / total_bytes / math.log(2)  # the difference of the metrics' compute()
+    assert float(paired.compute()) == pytest.approx(own, rel=1e-12)

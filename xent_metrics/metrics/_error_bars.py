@@ -93,6 +93,10 @@ class ErrorBarsMixin:
         """Whether a cluster's denominator is its byte count (``Perplexity``, bytes per update), not its weight."""
         return False
 
+    def _global_byte_scale(self, sums: Tensor) -> Tensor | None:
+        """The factor from nats per token weight to nats per byte of a global byte count (``Perplexity``), or None."""
+        return None
+
     def _cluster_batch(
         self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> tuple[Tensor, ClusterSums, Tensor | None]:

@@ -349,16 +349,25 @@ class Perplexity(HeadSumsMetric):
     def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
         """The interval in the metric's units: ``exp`` of the ends for perplexity, bits divided by ``ln 2``.
 
-        With a global ``num_bytes`` the token interval is scaled by the tokens' weight per byte (a fixed count).
+        With a global ``num_bytes`` the token interval is scaled by :meth:`_global_byte_scale`.
         """
         value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, per_byte=self._per_byte)
         if self.units == "perplexity":
             return _error_bars.interval(value, stderr, confidence, torch.exp)
-        if self.units == "bits_per_byte" and not self._bytes_per_update:
-            assert self.num_bytes is not None
-            per_byte = weight_sum_from_sums(sums) / self.num_bytes
-            value, stderr = value * per_byte, stderr * per_byte
+        scale = self._global_byte_scale(sums)
+        if scale is not None:
+            value, stderr = value * scale, stderr * scale
         return _error_bars.interval(value, stderr, confidence, _error_bars.bits)
+
+    def _global_byte_scale(self, sums: Tensor) -> Tensor | None:
+        """With a global ``num_bytes``, the tokens' weight per byte (nats per token to nats per byte), else None.
+
+        The count is fixed, so the value and its standard error scale alike.
+        """
+        if self.units != "bits_per_byte" or self._bytes_per_update:
+            return None
+        assert self.num_bytes is not None
+        return weight_sum_from_sums(sums) / self.num_bytes
 
     def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
         """Check a batch of ``(..., V)`` scores: the vocabulary moved to dimension 1, then the task's checks."""
