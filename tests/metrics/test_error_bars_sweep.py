@@ -59,3 +59,26 @@ def test_paired_difference_in_bits_per_byte_of_a_global_byte_count() -> None:
     _check(paired.compute_interval(), per_token * scale, stderr * scale, to_bits)
     own = (nll[0].sum() - nll[1].sum()) / total_bytes / math.log(2)  # the difference of the metrics' compute()
     assert float(paired.compute()) == pytest.approx(own, rel=1e-12)
+
+
+def test_bits_per_byte_of_n_v_scores_take_one_byte_count_per_row() -> None:
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(10, 6, dtype=torch.float64, generator=gen)
+    target = torch.randint(0, 6, (10,), generator=gen)
+    num_bytes = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
+    nll = F.cross_entropy(logits, target, reduction="none").numpy()
+    value, stderr = clustered_reference(num_bytes.double().numpy(), nll)
+    metric = Perplexity(units="bits_per_byte", error_bars=True)
+    metric.update(logits[:4], target[:4], num_bytes=num_bytes[:4])
+    metric.update(logits[4:], target[4:], num_bytes=num_bytes[4:])
+    _check(metric.compute_interval(), value, stderr, lambda v: v / math.log(2))
+    plain = Perplexity(units="bits_per_byte")
+    plain.update(logits, target, num_bytes=num_bytes)
+    assert float(plain.compute()) == pytest.approx(nll.sum() / num_bytes.sum().item() / math.log(2), rel=1e-12)
+    before = metric.sums.clone()
+    with pytest.raises(ValueError, match=r"one count per sequence, an integer tensor of shape \(4,\) \(one per row "
+                       r"of the target: .*a token of an \(N,\) one\); got int 14 for target of shape \(4,\)"):
+        metric.update(logits[:4], target[:4], num_bytes=14)
+    with pytest.raises(ValueError, match=r"shape \(\) or \(4,\), one count per sequence, i.e. per row of the target"):
+        plain.update(logits[:4], target[:4], num_bytes=num_bytes)
+    assert torch.equal(metric.sums, before)
