@@ -82,3 +82,20 @@ def test_bits_per_byte_of_n_v_scores_take_one_byte_count_per_row() -> None:
     with pytest.raises(ValueError, match=r"shape \(\) or \(4,\), one count per sequence, i.e. per row of the target"):
         plain.update(logits[:4], target[:4], num_bytes=num_bytes)
     assert torch.equal(metric.sums, before)
+
+
+def test_a_sequence_with_tokens_but_no_bytes_is_a_cluster() -> None:
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(6, 3, 4, dtype=torch.float64, generator=gen)
+    target = torch.randint(0, 4, (6, 3), generator=gen)
+    target[4] = -100  # no tokens and no bytes: no cluster
+    num_bytes = torch.tensor([4, 0, 7, 3, 0, 9])
+    y = F.cross_entropy(logits.movedim(-1, 1), target, reduction="none", ignore_index=-100).numpy().sum(1)
+    x = num_bytes.double().numpy()
+    ratio = y.sum() / x.sum()
+    count = 5  # every sequence with tokens or bytes, the zero-byte one with tokens included
+    stderr = math.sqrt(count / (count - 1) * ((y - ratio * x) ** 2).sum() / x.sum() ** 2)
+    metric = Perplexity(units="bits_per_byte", error_bars=True, ignore_index=-100)
+    metric.update(logits[:2], target[:2], num_bytes=num_bytes[:2])
+    metric.update(logits[2:], target[2:], num_bytes=num_bytes[2:])
+    _check(metric.compute_interval(), ratio, stderr, lambda v: v / math.log(2))

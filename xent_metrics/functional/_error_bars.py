@@ -8,11 +8,12 @@ correction, gives
 .. math::
     \widehat{\mathrm{Var}}(R) = \frac{G}{G - 1} \, \frac{\sum_c (Y_c - R X_c)^2}{\left(\sum_c X_c\right)^2}
 
-over the ``G`` clusters with a non-zero denominator; one cluster per sample with unit weights gives
-the textbook ``s / sqrt(n)``. The numerator is kept in a form that does not cancel as the raw moments
-``S_YY - 2 R S_XY + R^2 S_XX`` do: each cluster's loss is shifted by a fixed reference ``r0`` chosen
-at construction (``log C`` for a ``C``-class task, ``log 2`` for binary labels),
-``Z_c = Y_c - r0 X_c``, and the rows ``S_XX``, ``S_XZ``, ``S_ZZ`` are kept, so that
+over the ``G`` clusters with a non-zero denominator or loss sum (a sequence with tokens but 0 bytes
+counts: its loss is in ``R``; a cluster with neither adds nothing to any sum); one cluster per sample
+with unit weights gives the textbook ``s / sqrt(n)``. The numerator is kept in a form that does not
+cancel as the raw moments ``S_YY - 2 R S_XY + R^2 S_XX`` do: each cluster's loss is shifted by a
+fixed reference ``r0`` chosen at construction (``log C`` for a ``C``-class task, ``log 2`` for binary
+labels), ``Z_c = Y_c - r0 X_c``, and the rows ``S_XX``, ``S_XZ``, ``S_ZZ`` are kept, so that
 
 .. math::
     \sum_c (Y_c - R X_c)^2 = S_{ZZ} - 2 d S_{XZ} + d^2 S_{XX}, \qquad d = R - r_0 .
@@ -20,8 +21,8 @@ at construction (``log C`` for a ``C``-class task, ``log 2`` for binary labels),
 Every row is a plain sum over clusters, so states add across batches and processes (one
 ``all_reduce``). The rows (:data:`ERROR_ROWS` of them, per column ``k``: class, label or total):
 
-- ``CLUSTERS``: clusters with a non-zero denominator in column ``k`` (``G``);
-- ``ALL_CLUSTERS``: the clusters with a non-zero denominator in any column, the same in each column
+- ``CLUSTERS``: clusters with a non-zero denominator or loss in column ``k`` (``G``);
+- ``ALL_CLUSTERS``: the clusters with a non-zero denominator or loss in any column, the same in each column
   (``macro`` reads it: its cross-column terms vanish when each cluster falls in one column,
   ``sum_k CLUSTERS_k == ALL_CLUSTERS``);
 - ``XX``, ``XZ``, ``ZZ``: the shifted second moments.
@@ -56,8 +57,9 @@ def cluster_moments(denominators: Tensor, losses: Tensor, reference: float) -> T
     """
     x, y = denominators.double(), losses.double()
     z = y - reference * x
-    present = (x != 0).sum(0, dtype=torch.float64)
-    every = (x != 0).any(1).sum(dtype=torch.float64).expand_as(present)
+    counted = (x != 0) | (y != 0)  # a cluster with data: a denominator, or a loss over none (tokens, 0 bytes)
+    present = counted.sum(0, dtype=torch.float64)
+    every = counted.any(1).sum(dtype=torch.float64).expand_as(present)
     return torch.stack([present, every, (x * x).sum(0), (x * z).sum(0), (z * z).sum(0)])
 
 
@@ -68,7 +70,7 @@ def indexed_moments(x: Tensor, y: Tensor, column: Tensor, width: int, reference:
     ``index_add_`` (the per-class rows of a multiclass batch, one cluster per row).
     """
     z = y - reference * x
-    present = (x != 0).double()
+    present = ((x != 0) | (y != 0)).double()
     terms = torch.stack([present, x * x, x * z, z * z])
     rows = torch.zeros(4, width, dtype=torch.float64, device=x.device).index_add_(1, column, terms)
     every = present.sum().expand(width)

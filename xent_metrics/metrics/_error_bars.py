@@ -131,7 +131,7 @@ class ErrorBarsMixin:
             \mathrm{SE}(R)^2 = \frac{G}{G - 1} \frac{\sum_c (Y_c - R X_c)^2}{(\sum_c X_c)^2},
             \qquad R \pm z_{(1 + c)/2} \, \mathrm{SE}(R)
 
-        over the ``G`` clusters with weight (loss sums ``Y_c``, denominators ``X_c``); the ends are
+        over the ``G`` clusters with data (loss sums ``Y_c``, denominators ``X_c``, not both 0); the ends are
         mapped to the metric's units (``exp`` for perplexity, ``/ ln 2`` for bits). A collective, as
         ``compute``: every rank calls it. See the class's ``error_bars`` parameter for what a cluster is.
 
