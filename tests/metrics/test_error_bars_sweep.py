@@ -99,3 +99,14 @@ def test_a_sequence_with_tokens_but_no_bytes_is_a_cluster() -> None:
     metric.update(logits[:2], target[:2], num_bytes=num_bytes[:2])
     metric.update(logits[2:], target[2:], num_bytes=num_bytes[2:])
     _check(metric.compute_interval(), ratio, stderr, lambda v: v / math.log(2))
+
+
+def test_bits_per_byte_of_weightless_tokens_is_nan_as_compute() -> None:
+    metric = Perplexity(units="bits_per_byte", error_bars=True, ignore_index=-100)
+    metric.update(torch.randn(2, 3, 4), torch.full((2, 3), -100), num_bytes=torch.tensor([5, 6]))
+    weightless = torch.tensor([[0.0, 1.0]])  # a zero weight, then an ignored token
+    metric.update(torch.randn(1, 2, 4), torch.tensor([[1, -100]]), weightless, num_bytes=torch.tensor([3]))
+    out = metric.compute_interval()
+    assert all(math.isnan(float(out[key])) for key in ("value", "stderr", "low", "high"))
+    with pytest.warns(UserWarning, match="No samples with non-zero weight"):
+        assert math.isnan(float(metric.compute()))

@@ -171,12 +171,16 @@ def stderr_from_sums(
     """The value (nats per weight, or per byte) and its standard error from sums with error-bar rows below.
 
     ``average``: ``"micro"`` reads the rows of column 0 (the totals), ``"none"`` every column,
-    ``"macro"`` the mean of the columns (:func:`macro_stderr`).
+    ``"macro"`` the mean of the columns (:func:`macro_stderr`). Per byte without token weight: ``nan``.
     """
     base, rows = sums[:-ERROR_ROWS], sums[-ERROR_ROWS:]
     loss, denominator = base[LOSS], base[BYTES if per_byte else WEIGHT]
     if average == "micro":
-        return ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], reference)
+        value, stderr = ratio_stderr(loss.sum(), denominator.sum(), rows[:, 0], reference)
+        if per_byte:  # bytes but no token weight: no value, as compute()
+            no_tokens = base[WEIGHT].sum() == 0
+            value, stderr = torch.where(no_tokens, torch.nan, value), torch.where(no_tokens, torch.nan, stderr)
+        return value, stderr
     ratio, stderr = ratio_stderr(loss, denominator, rows, reference)
     return (ratio, stderr) if average == "none" else macro_stderr(ratio, stderr, rows)
 
