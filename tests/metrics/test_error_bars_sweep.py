@@ -110,3 +110,18 @@ def test_bits_per_byte_of_weightless_tokens_is_nan_as_compute() -> None:
     assert all(math.isnan(float(out[key])) for key in ("value", "stderr", "low", "high"))
     with pytest.warns(UserWarning, match="No samples with non-zero weight"):
         assert math.isnan(float(metric.compute()))
+
+
+def test_cluster_ids_must_be_integer_and_go_to_the_classes_that_take_them() -> None:
+    logits, target = torch.randn(3, 2, 4), torch.randint(0, 4, (3, 2))
+    metric = Perplexity(error_bars=True)
+    with pytest.raises(TypeError, match=r"`cluster_ids` must be an integer tensor, .*got torch.bool"):
+        metric.update(logits, target, cluster_ids=torch.tensor([True, False, True]))
+    assert not metric.sums.any()
+    binary = BinaryCrossEntropy(error_bars=True)
+    with pytest.raises(TypeError, match=r"BinaryCrossEntropy.update\(\) got an unexpected keyword argument "
+                       r"'cluster_ids': .*taken by MulticlassCrossEntropy and Perplexity with error_bars=True"):
+        binary.update(torch.randn(3), torch.tensor([0, 1, 1]), cluster_ids=torch.tensor([0, 0, 1]))
+    assert not binary.sums.any()
+    with pytest.raises(TypeError, match=r"read only with error bars; construct Perplexity\(\.\.\., error_bars=True\)"):
+        Perplexity()(logits, target, cluster_ids=torch.tensor([0, 0, 1]))

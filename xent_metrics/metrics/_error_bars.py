@@ -38,6 +38,20 @@ NE_LIMITATION = (
 )
 
 
+def unexpected_keyword(metric: object, name: str) -> TypeError:
+    """The error for an ``update`` keyword a metric does not take; for ``cluster_ids``, which metric does."""
+    owner = type(metric).__name__
+    hint = ""
+    if name == "cluster_ids" and getattr(metric, "_cluster_keyword", False):
+        hint = f": `cluster_ids` is read only with error bars; construct {owner}(..., error_bars=True)"
+    elif name == "cluster_ids":
+        hint = (
+            ": `cluster_ids` (several sequences of one document) is taken by MulticlassCrossEntropy and Perplexity "
+            f"with error_bars=True; {owner} has one cluster per sample"
+        )
+    return TypeError(f"{owner}.update() got an unexpected keyword argument {name!r}{hint}.")
+
+
 class ErrorBarsMixin:
     """``error_bars``, the error-bar update and ``compute_interval`` of every Metric class of this package."""
 
@@ -98,9 +112,11 @@ class ErrorBarsMixin:
         return None
 
     def _cluster_batch(
-        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None
+        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **extra: Any
     ) -> tuple[Tensor, ClusterSums, Tensor | None]:
         """The batch's sums, its clusters' loss and weight sums (one per sample, index 0), and no byte counts."""
+        if extra:
+            raise unexpected_keyword(self, next(iter(extra)))
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
         keep = self._totals or self._keep_clusters
