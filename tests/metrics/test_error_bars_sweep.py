@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import scipy.stats
 import torch
 import torch.nn.functional as F
 from helpers.error_bars import clustered_reference
 
-from xent_metrics import BinaryCrossEntropy, MultilabelCrossEntropy, PairedDifference, Perplexity
+from xent_metrics import (
+    BinaryCrossEntropy,
+    MulticlassCrossEntropy,
+    MultilabelCrossEntropy,
+    PairedDifference,
+    Perplexity,
+)
 
 Z95 = scipy.stats.norm.ppf(0.975)
 
@@ -125,3 +132,28 @@ def test_cluster_ids_must_be_integer_and_go_to_the_classes_that_take_them() -> N
     assert not binary.sums.any()
     with pytest.raises(TypeError, match=r"read only with error bars; construct Perplexity\(\.\.\., error_bars=True\)"):
         Perplexity()(logits, target, cluster_ids=torch.tensor([0, 0, 1]))
+
+
+def _macro_reference(columns: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """The mean of independent columns' ratios and its standard error, each column's clusters ``(x, y)``."""
+    parts = [clustered_reference(x, y) for x, y in columns]
+    return float(np.mean([r for r, _ in parts])), math.sqrt(sum(se * se for _, se in parts)) / len(parts)
+
+
+def test_macro_intervals_where_each_cluster_falls_in_one_column() -> None:
+    gen = torch.Generator().manual_seed(7)
+    preds, target = torch.randn(30, 3, dtype=torch.float64, generator=gen), torch.arange(30) % 3
+    nll = F.cross_entropy(preds, target, label_smoothing=0.2, reduction="none").numpy()
+    smoothed = MulticlassCrossEntropy(3, average="macro", label_smoothing=0.2, error_bars=True)
+    smoothed.update(preds, target)
+    _check(smoothed.compute_interval(), *_macro_reference([(np.ones(10), nll[target.numpy() == k]) for k in range(3)]))
+    logits, labels = torch.randn(12, 2, dtype=torch.float64, generator=gen), torch.randint(0, 2, (12, 2), generator=gen)
+    labels[:6, 1], labels[6:, 0] = -1, -1  # each row has weight in one label
+    bce = F.binary_cross_entropy_with_logits(logits, labels.clamp_min(0).double(), reduction="none").numpy()
+    one_label = MultilabelCrossEntropy(2, average="macro", ignore_index=-1, error_bars=True)
+    one_label.update(logits, labels)
+    _check(one_label.compute_interval(), *_macro_reference([(np.ones(6), bce[:6, 0]), (np.ones(6), bce[6:, 1])]))
+    both = MultilabelCrossEntropy(2, average="macro", error_bars=True)
+    both.update(logits, labels.clamp_min(0))
+    with pytest.raises(ValueError, match=r"only where each cluster falls in one column .*label smoothing allowed"):
+        both.compute_interval()

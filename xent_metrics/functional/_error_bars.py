@@ -98,9 +98,10 @@ def macro_stderr(ratio: Tensor, stderr: Tensor, rows: Tensor) -> tuple[Tensor, T
     """
     if bool(rows[CLUSTERS].sum() != rows[ALL_CLUSTERS, 0]):
         raise ValueError(
-            "average='macro' has an interval only where each cluster falls in one class (one cluster per row with "
-            "hard class-index targets, no label smoothing, one label): here clusters span several columns, so the "
-            "per-class estimates are correlated. Use average='micro', or average='none' for per-class intervals."
+            "average='macro' has an interval only where each cluster falls in one column (class or label), e.g. "
+            "one cluster per row with hard class-index targets (label smoothing allowed), or multilabel rows with "
+            "weight in one label: here clusters span several columns, so the per-column estimates are correlated. "
+            "Use average='micro', or average='none' for per-class intervals."
         )
     return independent_mean(ratio, stderr)
 
