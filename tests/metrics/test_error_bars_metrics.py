@@ -139,7 +139,7 @@ def test_per_class_and_macro_intervals() -> None:
     _check(macro.compute_interval(), value, math.sqrt(sum(s * s for _, s in per_class)) / 4)
     spanning = MulticlassCrossEntropy(4, average="macro", error_bars=True)
     spanning.update(torch.randn(3, 4, 5, dtype=torch.float64), torch.randint(0, 4, (3, 5)))
-    with pytest.raises(ValueError, match="average='macro' has an interval only where each cluster falls in one class"):
+    with pytest.raises(ValueError, match="average='macro' has an interval only where each cluster falls in one column"):
         spanning.compute_interval()
 
 

@@ -197,7 +197,9 @@ def first_of_cluster(cluster_ids: object, rows: int) -> Tensor | None:
     """
     if cluster_ids is None:
         return None
-    if not isinstance(cluster_ids, Tensor) or cluster_ids.is_floating_point() or cluster_ids.is_complex():
+    if not isinstance(cluster_ids, Tensor) or cluster_ids.is_floating_point() or cluster_ids.is_complex() or (
+        cluster_ids.dtype == torch.bool
+    ):
         seen = cluster_ids.dtype if isinstance(cluster_ids, Tensor) else type(cluster_ids).__name__
         raise TypeError(f"`cluster_ids` must be an integer tensor, one cluster (document) id per sequence; got {seen}.")
     if tuple(cluster_ids.shape) != (rows,):

@@ -38,6 +38,20 @@ NE_LIMITATION = (
 )
 
 
+def unexpected_keyword(metric: object, name: str) -> TypeError:
+    """The error for an ``update`` keyword a metric does not take; for ``cluster_ids``, which metric does."""
+    owner = type(metric).__name__
+    hint = ""
+    if name == "cluster_ids" and getattr(metric, "_cluster_keyword", False):
+        hint = f": `cluster_ids` is read only with error bars; construct {owner}(..., error_bars=True)"
+    elif name == "cluster_ids":
+        hint = (
+            ": `cluster_ids` (several sequences of one document) is taken by MulticlassCrossEntropy and Perplexity "
+            f"with error_bars=True; {owner} has one cluster per sample"
+        )
+    return TypeError(f"{owner}.update() got an unexpected keyword argument {name!r}{hint}.")
+
+
 class ErrorBarsMixin:
     """``error_bars``, the error-bar update and ``compute_interval`` of every Metric class of this package."""
 
@@ -49,6 +63,9 @@ class ErrorBarsMixin:
     _cluster_keyword: bool = False
     #: Why a class has no interval (normalized entropy), or None.
     _no_interval: str | None = None
+    #: Whether a batch keeps each cluster's loss and denominator (``ClusterSums.totals``), as
+    #: ``PairedDifference`` needs, where one position per cluster would otherwise add its error rows directly.
+    _keep_clusters: bool = False
     sums: Tensor
     _rows: int
     task: Any
@@ -90,13 +107,20 @@ class ErrorBarsMixin:
         """Whether a cluster's denominator is its byte count (``Perplexity``, bytes per update), not its weight."""
         return False
 
+    def _global_byte_scale(self, sums: Tensor) -> Tensor | None:
+        """The factor from nats per token weight to nats per byte of a global byte count (``Perplexity``), or None."""
+        return None
+
     def _cluster_batch(
-        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None
+        self, preds: Tensor, target: Tensor, sample_weight: Tensor | None = None, **extra: Any
     ) -> tuple[Tensor, ClusterSums, Tensor | None]:
         """The batch's sums, its clusters' loss and weight sums (one per sample, index 0), and no byte counts."""
+        if extra:
+            raise unexpected_keyword(self, next(iter(extra)))
         _validation.check_on_state_device(preds, self.sums)
         batch = self.task.check_batch(preds, target, sample_weight)
-        reference = None if self._totals else self._error_reference  # a cluster per element of each label
+        keep = self._totals or self._keep_clusters
+        reference = None if keep else self._error_reference  # else a cluster per element of each label
         clusters = self._new_clusters(batch.preds.shape, batch.preds.device, reference=reference)
         return self.task.sums(batch, clusters=clusters), clusters, None
 
@@ -123,7 +147,7 @@ class ErrorBarsMixin:
             \mathrm{SE}(R)^2 = \frac{G}{G - 1} \frac{\sum_c (Y_c - R X_c)^2}{(\sum_c X_c)^2},
             \qquad R \pm z_{(1 + c)/2} \, \mathrm{SE}(R)
 
-        over the ``G`` clusters with weight (loss sums ``Y_c``, denominators ``X_c``); the ends are
+        over the ``G`` clusters with data (loss sums ``Y_c``, denominators ``X_c``, not both 0); the ends are
         mapped to the metric's units (``exp`` for perplexity, ``/ ln 2`` for bits). A collective, as
         ``compute``: every rank calls it. See the class's ``error_bars`` parameter for what a cluster is.
 

@@ -13,6 +13,7 @@ from xent_metrics.functional._validation import Batch, HeadBatch
 from xent_metrics.functional.linear import HeadTask
 from xent_metrics.functional.multiclass import MulticlassTask
 from xent_metrics.metrics._base import SumsMetric
+from xent_metrics.metrics._error_bars import unexpected_keyword
 
 
 class HeadSumsMetric(SumsMetric):
@@ -126,7 +127,7 @@ class HeadSumsMetric(SumsMetric):
     def _with_extra_rows(self, sums: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The batch's ``(3, K)`` sums with the rows a subclass adds from its own ``update`` keywords (none here)."""
         if extra:
-            raise TypeError(f"{type(self).__name__}.update() got an unexpected keyword argument {next(iter(extra))!r}.")
+            raise unexpected_keyword(self, next(iter(extra)))
         return sums
 
     def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:

@@ -58,7 +58,8 @@ class PairedDifference(SumsState):
 
     Notes
     -----
-    The difference is on the loss scale: nats (per token, or per byte for bits per byte), divided by
+    The difference is on the loss scale: nats (per token, or per byte for bits per byte: bytes per update
+    or the constructor's ``num_bytes``, which scales the value and its standard error alike), divided by
     ``ln 2`` for the metric's bits units; a perplexity's difference is given as the difference of its
     cross-entropies (nats). The two models may differ in their inputs' form: each may give scores, or
     hidden states with its own head (``linear_weight_a``, ``linear_bias_a``; ``linear_weight_b``,
@@ -110,6 +111,7 @@ class PairedDifference(SumsState):
             )
         inner = cast(SumsMetric, metric.clone())
         inner.reset()
+        inner.__dict__["_keep_clusters"] = True  # its clusters' totals pair up, even one position per cluster
         self.__dict__["_inner"] = inner  # not a child module: its state is neither saved nor synced
         rows = 2 * inner._rows - (2 * _error_bars.ERROR_ROWS if inner._error_bars else 0) + _error_bars.ERROR_ROWS
         self.__dict__["_rows"] = rows  # the layout's shape, read before the state exists
@@ -160,14 +162,20 @@ class PairedDifference(SumsState):
 
     def compute(self) -> Tensor:
         """The difference ``A - B`` (see Notes for its units)."""
-        return self._to_units(_error_bars.paired_stderr(self.sums, per_byte=self.__dict__["_inner"]._per_byte)[0])
+        return self._to_units(self._difference(self.sums)[0])
 
     def compute_interval(self, confidence: float = 0.95) -> dict[str, Tensor]:
         """``{"value", "stderr", "low", "high"}`` of ``A - B`` (see the class's formula and Notes); a collective."""
         _error_bars.normal_quantile(confidence)
-        sums = _torchmetrics.synced_sums(self)
-        value, stderr = _error_bars.paired_stderr(sums, per_byte=self.__dict__["_inner"]._per_byte)
+        value, stderr = self._difference(_torchmetrics.synced_sums(self))
         return _error_bars.interval(value, stderr, confidence, self._to_units)
+
+    def _difference(self, sums: Tensor) -> tuple[Tensor, Tensor]:
+        """``A - B`` on the loss scale and its standard error; per byte of a global ``num_bytes`` as the metric's."""
+        inner = self.__dict__["_inner"]
+        value, stderr = _error_bars.paired_stderr(sums, per_byte=inner._per_byte)
+        scale = inner._global_byte_scale(sums[: (sums.shape[0] - _error_bars.ERROR_ROWS) // 2])  # model A's sums
+        return (value, stderr) if scale is None else (value * scale, stderr * scale)
 
     def _to_units(self, value: Tensor) -> Tensor:
         """Nats, or bits for a metric in bits."""

@@ -103,8 +103,9 @@ class MulticlassCrossEntropy(_MulticlassMetric):
         ``average="none"`` / ``"macro"``), still one ``all_reduce``. A cluster is a sample of an
         ``(N, C)`` batch, a sequence (index 0) of an ``(N, C, ...)`` or hidden-state batch, or the
         sequences of one document given by ``update(..., cluster_ids=ids)`` (shape ``(N,)``; a cluster
-        lies within one update). ``"macro"`` has an interval only with one cluster per row and hard
-        targets. ``False`` leaves the state and the update as without the option.
+        lies within one update). ``"macro"`` has an interval where each cluster falls in one class (one
+        cluster per row with hard targets, label smoothing allowed; a sequence of one class), else
+        ``compute_interval`` raises. ``False`` leaves the state and the update as without the option.
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.

@@ -93,8 +93,10 @@ class MultilabelCrossEntropy(_MultilabelMetric):
     error_bars : bool, default=False
         Keep the error-bar rows (one cluster per sample, a row of the batch: all its labels) for
         :meth:`compute_interval`: five more float64 rows per label, still one ``all_reduce``.
-        ``average="macro"`` has no interval (the labels of a row are correlated). ``False`` leaves the
-        state and the update as without the option. See the docs page "How sure is this number?".
+        ``average="macro"`` has an interval only where each row has weight in one label (one label, or
+        the others ignored); elsewhere the labels of a row are correlated and ``compute_interval``
+        raises. ``False`` leaves the state and the update as without the option. See the docs page
+        "How sure is this number?".
     **kwargs
         torchmetrics' ``Metric`` options: ``compute_on_cpu``, ``dist_sync_on_step``,
         ``process_group``, ``dist_sync_fn``, ``sync_on_compute``, ``compute_with_cache``.

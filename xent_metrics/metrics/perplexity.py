@@ -87,15 +87,18 @@ def _batch_bytes(num_bytes: object, target: Tensor, validate_args: bool, like: T
 
 
 def _check_bytes_tensor(num_bytes: Tensor, target: Tensor) -> None:
-    """An integer tensor of byte counts: one total ``()``, or one per sequence ``(B,)`` of a ``(B, L)`` target."""
+    """An integer tensor of byte counts: one total ``()``, or one per sequence ``(B,)`` (a row of the target).
+
+    A sequence is a row (index 0) of the target: of a ``(B, L)`` target, or one token of an ``(N,)`` target.
+    """
     if num_bytes.dtype == torch.bool:
         raise TypeError(f"`num_bytes` must hold integer byte counts, got {_seen(num_bytes)}.")
-    sequences = tuple(target.shape[:1]) if target.ndim >= 2 else None
+    sequences = tuple(target.shape[:1])
     if num_bytes.ndim != 0 and tuple(num_bytes.shape) != sequences:
-        expected = f"() or {sequences}, one count per sequence," if sequences else "() for an (N,) target"
         raise ValueError(
-            f"`num_bytes` must have shape {expected} for target of shape {tuple(target.shape)}; got "
-            f"{_seen(num_bytes)}. Pass the batch's total as an int, or one count per sequence."
+            f"`num_bytes` must have shape () or {sequences}, one count per sequence, i.e. per row of the target, "
+            f"for target of shape {tuple(target.shape)}; got {_seen(num_bytes)}. Pass the batch's total as an int, "
+            "or one count per sequence."
         )
 
 
@@ -167,8 +170,9 @@ class Perplexity(HeadSumsMetric):
         Keep the error-bar rows for :meth:`compute_interval`: five more float64 rows, still one
         ``all_reduce``. A cluster is a sequence (index 0 of the batch), or the sequences of one
         document given by ``update(..., cluster_ids=ids)`` (shape ``(B,)``; a cluster lies within one
-        update). With bits per byte and bytes per update, ``num_bytes`` must be one count per sequence:
-        the clusters' denominators are their bytes. ``False`` leaves the state and the update as
+        update). With bits per byte and bytes per update, ``num_bytes`` must be one count per sequence,
+        ``(B,)`` (``(N,)`` for an ``(N,)`` target, each row a cluster): the clusters' denominators are their
+        bytes. ``False`` leaves the state and the update as
         without the option.
     **kwargs
         torchmetrics' ``Metric`` options.
@@ -181,7 +185,7 @@ class Perplexity(HeadSumsMetric):
     - ``sample_weight``: ``(B, L)`` / ``(N,)`` per token, or ``(B,)`` per sequence.
     - ``linear_weight``: ``(V, d)``.
     - ``linear_bias``: ``(V,)``.
-    - ``num_bytes``: an int, or ``(B,)`` one count per sequence.
+    - ``num_bytes``: an int, or ``(B,)`` one count per sequence (``(N,)``, one per row, for an ``(N,)`` target).
     - Output: ``()`` (``compute`` and ``forward``).
 
     Attributes
@@ -228,7 +232,8 @@ class Perplexity(HeadSumsMetric):
 
     Bytes per update: ``Perplexity(units="bits_per_byte")`` without ``num_bytes`` takes
     ``update(..., num_bytes=n)`` in every update (logits or hidden states), ``n`` an int (the batch's
-    total) or an integer tensor of one count per sequence, shape ``(B,)`` for ``(B, L)`` targets.
+    total) or an integer tensor of one count per sequence, shape ``(B,)`` for ``(B, L)`` targets (``(N,)``,
+    one per row, for ``(N,)`` targets).
     Only the total is kept, as a float64 fourth row of ``sums``: under DDP each rank passes its own
     shard's bytes and the one ``all_reduce`` adds them with the losses, so the value is exact.
     ``forward`` returns the batch's loss over the batch's bytes. Bytes are given one way only: an
@@ -337,11 +342,12 @@ class Perplexity(HeadSumsMetric):
         _check_bytes_mode(self.units, self.num_bytes, num_bytes)
         if not self._bytes_per_update:
             return None
-        if not isinstance(num_bytes, Tensor) or tuple(num_bytes.shape) != (sequences,) or target.ndim < 2:
+        if not isinstance(num_bytes, Tensor) or tuple(num_bytes.shape) != (sequences,):
             raise ValueError(
                 f"With error_bars=True, bits per byte take the clusters' bytes as their denominators: pass `num_bytes` "
-                f"as one count per sequence, an integer tensor of shape ({sequences},) for a (B, L) target; got "
-                f"{_seen(num_bytes)} for target of shape {tuple(target.shape)}."
+                f"as one count per sequence, an integer tensor of shape ({sequences},) (one per row of the target: a "
+                f"sequence of a (B, L) target, a token of an (N,) one); got {_seen(num_bytes)} for target of shape "
+                f"{tuple(target.shape)}."
             )
         _batch_bytes(num_bytes, target, self.task.validate_args, self.sums)  # the checks, once
         return num_bytes.to(device=self.sums.device, dtype=self.sums.dtype)
@@ -349,16 +355,25 @@ class Perplexity(HeadSumsMetric):
     def _interval_from_sums(self, sums: Tensor, confidence: float) -> dict[str, Tensor]:
         """The interval in the metric's units: ``exp`` of the ends for perplexity, bits divided by ``ln 2``.
 
-        With a global ``num_bytes`` the token interval is scaled by the tokens' weight per byte (a fixed count).
+        With a global ``num_bytes`` the token interval is scaled by :meth:`_global_byte_scale`.
         """
         value, stderr = _error_bars.stderr_from_sums(sums, self._error_reference, per_byte=self._per_byte)
         if self.units == "perplexity":
             return _error_bars.interval(value, stderr, confidence, torch.exp)
-        if self.units == "bits_per_byte" and not self._bytes_per_update:
-            assert self.num_bytes is not None
-            per_byte = weight_sum_from_sums(sums) / self.num_bytes
-            value, stderr = value * per_byte, stderr * per_byte
+        scale = self._global_byte_scale(sums)
+        if scale is not None:
+            value, stderr = value * scale, stderr * scale
         return _error_bars.interval(value, stderr, confidence, _error_bars.bits)
+
+    def _global_byte_scale(self, sums: Tensor) -> Tensor | None:
+        """With a global ``num_bytes``, the tokens' weight per byte (nats per token to nats per byte), else None.
+
+        The count is fixed, so the value and its standard error scale alike.
+        """
+        if self.units != "bits_per_byte" or self._bytes_per_update:
+            return None
+        assert self.num_bytes is not None
+        return weight_sum_from_sums(sums) / self.num_bytes
 
     def _score_batch(self, preds: Tensor, target: Tensor, sample_weight: object) -> Batch:
         """Check a batch of ``(..., V)`` scores: the vocabulary moved to dimension 1, then the task's checks."""
