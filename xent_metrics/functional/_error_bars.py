@@ -199,6 +199,11 @@ def paired_rows(sums_a: Tensor, sums_b: Tensor, denominators: Tensor, difference
     return torch.cat([sums_a.sum(1, keepdim=True), sums_b.sum(1, keepdim=True), moments])
 
 
+def paired_first(rows: Tensor) -> Tensor:
+    """Model A's column totals in the rows of a paired difference (:func:`paired_rows`)."""
+    return rows[: (rows.shape[0] - ERROR_ROWS) // 2]
+
+
 def paired_stderr(rows: Tensor, *, per_byte: bool = False) -> tuple[Tensor, Tensor]:
     """The difference ``R_A - R_B`` (nats per weight or byte) and its paired standard error (:func:`paired_rows`)."""
     side = (rows.shape[0] - ERROR_ROWS) // 2

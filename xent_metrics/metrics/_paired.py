@@ -174,7 +174,7 @@ class PairedDifference(SumsState):
         """``A - B`` on the loss scale and its standard error; per byte of a global ``num_bytes`` as the metric's."""
         inner = self.__dict__["_inner"]
         value, stderr = _error_bars.paired_stderr(sums, per_byte=inner._per_byte)
-        scale = inner._global_byte_scale(sums[: (sums.shape[0] - _error_bars.ERROR_ROWS) // 2])  # model A's sums
+        scale = inner._global_byte_scale(_error_bars.paired_first(sums))  # model A's sums
         return (value, stderr) if scale is None else (value * scale, stderr * scale)
 
     def _to_units(self, value: Tensor) -> Tensor:
