@@ -80,4 +80,4 @@ MUTATION_MINUTES ?= 60
 MUTATION_ARGS ?=
 .PHONY: mutation
 mutation:
-	$(PYTHON) tests/mutation/mutate.py --budget $(MUTATION_MINUTES) $(MUTATION_ARGS)
+	$(PYTHON) tests/mutation/mutate.py --budget $(MUTATION_MINUTES) --jobs 2 $(MUTATION_ARGS)

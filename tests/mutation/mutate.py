@@ -16,8 +16,9 @@ survivors, equivalent mutants grouped by reason, from ``equivalent.toml``).
     python tests/mutation/mutate.py --report                     # rewrite RESULTS.md from results.json
     python tests/mutation/mutate.py --check KEY --tests tests/x.py  # one mutant (a key as printed) against tests
 
-Run it from the repository root with nothing else heavy on the machine: one mutant at a time (``-x`` keeps a
-killed mutant short; a survivor costs the whole subset).
+Run it from the repository root with nothing else heavy on the machine: ``--jobs`` mutants at a time, one thread
+each (``make mutation`` runs two, one per core of a 2-core machine). ``-x`` keeps a killed mutant short; a survivor
+costs the whole subset.
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ SEED = 20261207
 PYTEST_ARGS = ["-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", "--no-header", "--assert=plain"]
 
 
-def run_in_child(args: list[str], mutant: mutants.Mutant | None, timeout: float) -> tuple[str, float]:
-    """Fork; in the child install ``mutant`` and run pytest on ``args``. Return ``(outcome, seconds)``."""
-    start = time.monotonic()
+def start_child(args: list[str], mutant: mutants.Mutant | None) -> int:
+    """Fork; in the child install ``mutant`` and run pytest on ``args`` (exit status: its outcome). Return the pid."""
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.setsid()
@@ -64,17 +64,28 @@ def run_in_child(args: list[str], mutant: mutants.Mutant | None, timeout: float)
             os._exit(int(pytest.main([*args, *PYTEST_ARGS])))
         except BaseException:
             os._exit(65)
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() - start > timeout:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return "timeout", time.monotonic() - start
-        time.sleep(0.02)
+    return pid
+
+
+def poll_child(pid: int, start: float, timeout: float) -> str | None:
+    """The outcome of the child ``pid`` if it has ended (or was killed past ``timeout`` seconds), else ``None``."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:
+        if time.monotonic() - start <= timeout:
+            return None
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return "timeout"
     code = os.waitstatus_to_exitcode(status)
-    outcome = {0: "survived", 64: "equivalent", 5: "error"}.get(code, "killed")
+    return {0: "survived", 64: "equivalent", 5: "error"}.get(code, "killed")
+
+
+def run_in_child(args: list[str], mutant: mutants.Mutant | None, timeout: float) -> tuple[str, float]:
+    """Run one child to its end: ``(outcome, seconds)``."""
+    start = time.monotonic()
+    pid = start_child(args, mutant)
+    while (outcome := poll_child(pid, start, timeout)) is None:
+        time.sleep(0.02)
     return outcome, time.monotonic() - start
 
 
@@ -100,17 +111,18 @@ def _baseline(args: tuple[str, ...]) -> tuple[str, float]:
     return run_in_child(list(args), None, 600)
 
 
-def sample(found: list[mutants.Mutant], count: int, seed: int) -> list[mutants.Mutant]:
-    """A seeded sample of ``count`` mutants, in source order (all when ``count`` covers them)."""
-    if count >= len(found):
-        return found
-    return sorted(random.Random(seed).sample(found, count), key=lambda m: m.index)
-
-
 def run_module(
-    module: str, args: list[str], limit: int, seconds: float, only: set[str] | None, save: Callable[[list[dict]], None]
+    module: str,
+    args: list[str],
+    limit: int,
+    seconds: float,
+    only: set[str] | None,
+    save: Callable[[list[dict]], None],
+    jobs: int = 1,
 ) -> list[dict]:
-    """Run a module's sample against its subset within about ``seconds``; one record per mutant (``save``: each)."""
+    """Run a module's mutants, in a seeded random order, against its subset until ``seconds`` have passed (those
+    started finish), ``jobs`` children at a time: the run is a random sample whose size fits the time. One record
+    per mutant (``save``: after each)."""
     outcome, baseline = _baseline(tuple(args))
     if outcome != "survived":
         print(f"{module}: the unmutated subset does not pass ({outcome}); skipped", flush=True)
@@ -123,18 +135,30 @@ def run_module(
         records = [{"module": module, "key": k, "line": 0, "outcome": "gone"} for k in sorted(only - present)
                    if k.startswith(short)]
         found = [m for m in found if m.key in only]
-    count = min(limit, max(1, int(seconds / (baseline * 0.6 + 0.3))))  # most mutants die early
-    chosen = sample(found, count, SEED)
-    print(f"{module}: {len(found)} mutants, {len(chosen)} run, subset {baseline:.1f} s", flush=True)
-    deadline = time.monotonic() + seconds * 1.5
-    for mutant in chosen:
-        if time.monotonic() > deadline:
+    order = random.Random(SEED).sample(found, min(limit, len(found)))  # seeded; a prefix of it is a sample
+    print(f"{module}: {len(found)} mutants, subset {baseline:.1f} s, {seconds:.0f} s", flush=True)
+    deadline = time.monotonic() + seconds
+    waiting, running = order, {}  # pid -> (mutant, start)
+    while waiting or running:
+        while waiting and len(running) < jobs and time.monotonic() < deadline:
+            mutant = waiting.pop(0)
+            running[start_child(args, mutant)] = (mutant, time.monotonic())
+        if not running:
             break
-        outcome, took = run_in_child(args, mutant, max(20.0, 4 * baseline))
-        records.append({**mutant.__dict__, "key": mutant.key, "outcome": outcome, "seconds": round(took, 2)})
-        save(records)
-        if outcome in ("survived", "timeout", "error"):
-            print(f"  {outcome}: {mutant.key} (line {mutant.line})", flush=True)
+        for pid, (mutant, start) in list(running.items()):
+            outcome = poll_child(pid, start, max(20.0, 4 * baseline * min(jobs, 2)))
+            if outcome is None:
+                continue
+            del running[pid]
+            took = time.monotonic() - start
+            records.append({**mutant.__dict__, "key": mutant.key, "outcome": outcome, "seconds": round(took, 2)})
+            save(records)
+            if outcome in ("survived", "timeout", "error"):
+                print(f"  {outcome}: {mutant.key} (line {mutant.line})", flush=True)
+        time.sleep(0.02)
+    records.sort(key=lambda r: r.get("index", 0))
+    save(records)
+    print(f"  {module}: {len(records)} run", flush=True)
     return records
 
 
@@ -157,6 +181,7 @@ def main() -> None:
     parser.add_argument("--modules", nargs="*", help="module names or suffixes (default: every module of SUBSETS)")
     parser.add_argument("--budget", type=float, default=60, help="minutes for the whole run (default 60)")
     parser.add_argument("--max-mutants", type=int, default=10_000, help="at most this many mutants per module")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at a time (one thread each; default 1)")
     parser.add_argument("--retest", type=Path, help="run only the survivors (and timeouts) of this results file")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--report", action="store_true", help="only rewrite RESULTS.md from --results")
@@ -192,7 +217,7 @@ def main() -> None:
 
         for module, args in chosen.items():
             seconds = options.budget * 60 * subsets.weight(module) / total_weight
-            done += run_module(module, args, options.max_mutants, seconds, only, save)
+            done += run_module(module, args, options.max_mutants, seconds, only, save, options.jobs)
     before = HERE / "results-before.json"
     report.write(json.loads(options.results.read_text()), HERE / "RESULTS.md",
                  json.loads(before.read_text()) if before.exists() else None)

@@ -299,6 +299,7 @@ def linear_sums(
     if not target.shape[0]:
         return sums if per_class else sums.sum(1, keepdim=True)
     plan = _chunks.head_plan(hidden, linear_weight, linear_bias, target.shape[0], block_size)
+    target = target if target.dtype == torch.int64 else target.long()  # int16 / uint8 cannot index
     compact = plan.host_reads or options.validate_args  # finding the kept rows reads the host
     kept = _kept_rows(target, options.ignore_index, compact)
     if kept is None or kept.shape[0]:
