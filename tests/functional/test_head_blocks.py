@@ -155,8 +155,8 @@ def _meta_counts(tokens: int, vocab: int, dim: int, block: int, **options: objec
 def test_ops_on_meta_depend_only_on_the_block_grid(monkeypatch: pytest.MonkeyPatch, bias: bool) -> None:
     """At most 30 per call plus 12 per (token block, vocabulary block) pair, for grids even and ragged.
 
-    The bound is the kernel step's (``HeadTask.sums``); the function adds a fixed number (the checks of
-    shapes and the value from sums). The same grid over other sizes dispatches the same ops.
+    The bound holds for the whole function (its checks of shapes and the value from sums included); the
+    kernel step (``HeadTask.sums``) is most of it. The same grid over other sizes dispatches the same ops.
     """
     grids = {}
     cases = [(1024, 32000, 256, 8000), (1000, 5000, 300, 1200), (1024, 32000, 1024, 32000), (700, 4000, 700, 1000)]
@@ -164,8 +164,8 @@ def test_ops_on_meta_depend_only_on_the_block_grid(monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(_chunks, "HEAD_DEVICE_VOCAB_ROWS", rows)
         pairs = math.ceil(tokens / block) * math.ceil(vocab / rows)
         kernel, whole = _meta_counts(tokens, vocab, 64, block, bias=bias)
-        assert kernel <= 30 + 12 * pairs, (tokens, vocab, block, rows, kernel)
-        assert whole - kernel <= 12
+        assert whole <= 30 + 12 * pairs, (tokens, vocab, block, rows, whole)
+        assert kernel < whole <= kernel + 8
         grids[(tokens, vocab, block, rows)] = (kernel, whole)
     monkeypatch.setattr(_chunks, "HEAD_DEVICE_VOCAB_ROWS", 2000)
     assert _meta_counts(2048, 8000, 32, 512, bias=bias) == _meta_counts(4096, 8000, 128, 1024, bias=bias)  # 4 x 4

@@ -117,15 +117,17 @@ def _leading(buffer: Tensor, rows: int, cols: int) -> Tensor:
 
 def _head_block(weight: Tensor, bias: Tensor | None, cols: slice, plan: HeadPlan) -> tuple[Tensor, Tensor | None]:
     """The head's rows ``cols`` transposed to ``(d, w)`` (and bias) in the plan's dtype (a half head widened)."""
-    head = weight[cols]
+    head = _take(weight, cols)
     if plan.head is not None:
         head = plan.head[: head.shape[0]].copy_(head)
-    return head.t(), None if bias is None else bias[cols].to(plan.dtype)
+    return head.t(), None if bias is None else _take(bias, cols).to(plan.dtype)
 
 
 def _take(values: Tensor, rows: slice | Tensor) -> Tensor:
-    """The rows ``rows`` (a slice: a view; indices: a copy) of ``values``."""
-    return values[rows] if isinstance(rows, slice) else values.index_select(0, rows)
+    """The rows ``rows`` (a slice: a view, or ``values`` itself for all its rows; indices: a copy) of ``values``."""
+    if isinstance(rows, slice):
+        return values if rows == slice(0, values.shape[0]) else values[rows]
+    return values.index_select(0, rows)
 
 
 def _token_rows(hidden: Tensor, rows: slice | Tensor) -> Tensor:
@@ -196,17 +198,17 @@ def _wide_nll(tokens: _Tokens, weight: Tensor, bias: Tensor | None, plan: HeadPl
     blocks = _token_blocks(plan.step, count)
     wide = plan.wide if plan.wide is not None else torch.empty(plan.step, plan.cols[0].stop, dtype=torch.float64)
     classes = torch.arange(weight.shape[0], device=device)
-    targets = [tokens.target[block].unsqueeze(1) for block in blocks]
+    targets = [_take(tokens.target, block).unsqueeze(1) for block in blocks]
     features = [tokens.features(block) for block in blocks] if tokens.rows is None else None  # views
     others = torch.empty(len(plan.cols), count, dtype=torch.float64, device=device)
     for part, cols in zip(others.unbind(), plan.cols, strict=True):
         head, head_bias = _head_block(weight, bias, cols, plan)
-        columns = classes[cols]
+        columns = _take(classes, cols)
         for index, (block, target) in enumerate(zip(blocks, targets, strict=True)):
             rows = tokens.features(block) if features is None else features[index]
             logits = _project(rows, head, head_bias, plan)
             block_wide = _leading(wide, *logits.shape).copy_(logits)
-            torch.logsumexp(block_wide.masked_fill_(columns == target, -math.inf), 1, out=part[block])
+            torch.logsumexp(block_wide.masked_fill_(columns == target, -math.inf), 1, out=_take(part, block))
     true = _true_logits(tokens, weight, bias)
     rest = torch.logsumexp(others, 0).sub_(true)  # log(R / exp(z_t)); the loss is log(1 + exp(rest)):
     return F.softplus(rest, threshold=40.0), true  # log1p(exp(x)) up to 40, then x (off by exp(-40) / 40 relative)

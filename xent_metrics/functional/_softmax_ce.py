@@ -97,7 +97,7 @@ def _accumulate(sums: Tensor, t: Tensor, loss: Tensor, w_t: Tensor | None, mass:
     if w_t is None and mass is None:
         sums[LOSS].index_add_(0, t, loss)
         return
-    ones = torch.ones_like(loss)
+    ones = torch.ones_like(loss) if w_t is None or mass is None else None
     rows = torch.stack([loss, ones if w_t is None else w_t, ones if mass is None else mass])
     sums.index_add_(1, t, rows)
 
@@ -107,7 +107,7 @@ def _drop_ignored(t: Tensor, w: Tensor | None, ignore_index: int | None) -> tupl
     if ignore_index is None:
         return t, w
     keep = t != ignore_index
-    return t.masked_fill(~keep, 0), keep.to(torch.float64) if w is None else w * keep
+    return t * keep, keep.to(torch.float64) if w is None else w * keep  # t * keep: class 0 where ignored
 
 
 def _add_hard_block(
@@ -153,7 +153,7 @@ def add_hard_losses(
         mass = (torch.ones_like(loss) if w is None else w) * (1 - smoothing)
         sums[TARGET] += share * (nll.shape[0] if w is None else w.sum())
     if w is not None:  # zero weight removes a row exactly, even one whose loss is inf or nan
-        loss = torch.where(w != 0, loss, 0)
+        loss = loss.masked_fill(w == 0, 0)
     if clusters is not None:
         clusters.add(rows, loss, w_t, t)
     _accumulate(sums, t, loss, w_t, mass)

@@ -79,9 +79,9 @@ def cross_entropy_from_sums(
             values = sums.reshape(-1).unbind()
             loss, total = values[LOSS], values[WEIGHT]
         else:
-            loss, total = sums[LOSS].sum(), sums[WEIGHT].sum()
+            loss, total = sums.sum(1).unbind()[: WEIGHT + 1]
         if not warn:
-            return torch.where(total > 0, loss / total, torch.nan)
+            return (loss / total).masked_fill_(total <= 0, torch.nan)
         if not bool(total > 0):
             _warn_no_data()
             return torch.full((), torch.nan, dtype=sums.dtype, device=sums.device)
