@@ -28,8 +28,17 @@ KERNEL_TESTS = [
     "tests/metrics/test_perplexity_bytes.py",
     "--deselect", _FUSED,
 ]
+#: Error bars (issue 23): the kernels fill the clusters' sums; the metrics, the paired difference and the scorer
+#: read them.
+ERROR_BAR_TESTS = [
+    "tests/functional/test_error_bars.py",
+    "tests/metrics/test_error_bars_metrics.py",
+    "tests/metrics/test_error_bars_clusters.py",
+    "tests/metrics/test_error_bars_sweep.py",
+    "tests/scoring/test_scoring_interval.py",
+]
 #: The hidden-state head's kernel: the kernels' subset and the head's own tests.
-HEAD_TESTS = [*KERNEL_TESTS, "tests/functional/test_linear.py", "-k", _SLOW]
+HEAD_TESTS = [*KERNEL_TESTS, *ERROR_BAR_TESTS, "tests/functional/test_linear.py", "-k", _SLOW]
 VALIDATION_TESTS = [
     "tests/functional/test_functional_errors.py",
     "tests/functional/test_options.py",
@@ -74,17 +83,25 @@ SCORING_TESTS = [
 
 _F, _M, _S = "xent_metrics.functional.", "xent_metrics.metrics.", "xent_metrics.scoring."
 #: Module -> the pytest arguments of its subset. ``_fused`` (compiled by ``torch.compile``: minutes per mutant)
-#: and the plotting module are not mutated.
+#: and the plotting module are not mutated; every other module of the three packages is
+#: (``tests/mutation/test_mutants.py`` checks that).
 SUBSETS: dict[str, list[str]] = {
-    **{_F + name: KERNEL_TESTS for name in ("_nll", "_bce", "_softmax_ce", "_chunks")},
-    _F + "_sums": [*KERNEL_TESTS, "tests/scoring/test_scoring_d2.py", "tests/scoring/test_scoring_loss.py"],
-    **{_F + name: HEAD_TESTS for name in ("_head_ce", "linear")},
+    _F + "_nll": KERNEL_TESTS,
+    **{_F + name: [*KERNEL_TESTS, *ERROR_BAR_TESTS] for name in ("_bce", "_softmax_ce")},
+    _F + "_sums": [
+        *KERNEL_TESTS, *ERROR_BAR_TESTS, "tests/metrics/test_degenerate.py", "tests/scoring/test_scoring_d2.py",
+        "tests/scoring/test_scoring_loss.py",
+    ],
+    **{_F + name: HEAD_TESTS for name in ("_head_ce", "linear", "_chunks")},
+    **{_F + name: [*ERROR_BAR_TESTS, *KERNEL_TESTS[:2]] for name in ("_error_bars", "_cluster_sums")},
     **{_F + name: VALIDATION_TESTS + KERNEL_TESTS[:2] for name in ("_validation", "_value_checks")},
     **{_F + name: KERNEL_TESTS + VALIDATION_TESTS[:3] for name in ("binary", "multiclass", "multilabel", "dispatch")},
     **{_M + name: METRIC_TESTS for name in ("_base", "_head", "_layout", "_options", "_state", "_sync")},
     **{_M + name: METRIC_TESTS for name in ("_torchmetrics", "binary", "multiclass", "multilabel", "perplexity")},
+    **{_M + name: [*ERROR_BAR_TESTS, *METRIC_TESTS[:3]] for name in ("_error_bars", "_paired")},
     **{_S + name: SCORING_TESTS for name in ("_d2", "_inputs", "_label_sums", "_loss", "_names", "_scorer")},
     _S + "_sklearn": SCORING_TESTS,
+    _S + "_interval": ["tests/scoring/test_scoring_interval.py", *SCORING_TESTS],
 }
 #: Time weight of a module in the budget: the kernels get three times a share.
 KERNEL_WEIGHT = 3.0

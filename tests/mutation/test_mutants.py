@@ -79,3 +79,19 @@ def test_an_installed_mutant_is_seen_through_every_reference(package: str) -> No
     assert core.LIMIT == user.limit() == 16
     assert mutants.install(_one(found, "core:Box.SIZE=:constant:4 -> 5")) == 1
     assert core.Box().area() == 25
+
+
+def test_every_module_of_the_three_packages_has_a_subset() -> None:
+    """A module added to functional/, metrics/ or scoring/ is mutated too (not the compiled kernel, not plots)."""
+    import subsets
+
+    root = Path(__file__).resolve().parents[2] / "xent_metrics"
+    modules = {
+        f"xent_metrics.{package}.{path.stem}"
+        for package in ("functional", "metrics", "scoring")
+        for path in (root / package).glob("*.py")
+        if path.stem not in ("__init__", "_fused", "_plot")
+    }
+    assert modules == set(subsets.SUBSETS)
+    for args in subsets.SUBSETS.values():
+        assert all(Path(root.parent, a).exists() for a in args if a.startswith("tests/") and "::" not in a), args
