@@ -64,6 +64,23 @@ def test_multiclass_int32_ignore_index_and_metric_batches() -> None:
     torch.testing.assert_close(ppl.compute().double(), F.cross_entropy(z, y, ignore_index=-1).exp(), rtol=2e-6, atol=0)
 
 
+@pytest.mark.parametrize("dtype", NARROW)
+def test_multiclass_narrow_class_indices_over_positions(dtype: torch.dtype) -> None:
+    """``(N, C, L)`` scores: the unit-weight class counts take the narrow targets too (``index_add_`` off the CPU)."""
+    rng = rng_for(94)
+    z = torch.tensor(rng.normal(scale=1.4, size=(9, 5, 4)))
+    y = torch.tensor(rng.integers(0, 5, size=(9, 4)))
+    for average in ("micro", "none"):
+        got = multiclass_cross_entropy(z.float(), y.to(dtype), average=average)
+        want = F.cross_entropy(z, y) if average == "micro" else torch.stack(
+            [F.cross_entropy(z.movedim(1, -1)[y == c], y[y == c]) for c in range(5)]
+        )
+        torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=0)
+    ppl = Perplexity()
+    ppl.update(z.float().movedim(1, -1), y.to(dtype))
+    torch.testing.assert_close(ppl.compute().double(), F.cross_entropy(z, y).exp(), rtol=2e-6, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [*NARROW, torch.bool])
 def test_binary_and_multilabel_integer_targets(dtype: torch.dtype) -> None:
     rng = rng_for(92)

@@ -361,7 +361,8 @@ def softmax_ce_sums(
     plan, kernel = (plan, None) if plan is not None else _plan(preds, target, options, sample_weight, chunk_elements)
     sums = torch.zeros(NUM_SUMS, classes, dtype=torch.float64, device=preds.device)
     if unit and not soft:
-        flat = target.reshape(-1) if target.dtype != torch.bool else target.reshape(-1).long()  # no bool bincount
+        flat = target.reshape(-1)
+        flat = flat if flat.dtype == torch.int64 else flat.long()  # bincount takes no bool, index_add_ only int64
         sums[WEIGHT:].add_(class_counts(flat, classes))  # unit weights: counts
     eager = blocks or plan.eager
     for rows, block_kernel in [(rows, kernel) for rows in plan.fused] + [(rows, None) for rows in eager]:
