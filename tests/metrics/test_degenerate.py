@@ -252,3 +252,26 @@ def test_the_docstrings_document_the_zero_entropy_value(cls: type) -> None:
         assert "A single-class prior has zero entropy: ``nan`` and a warning." in doc
     else:
         assert "All-positive or all-negative targets" in doc and "``nan``" in doc
+
+
+@pytest.mark.parametrize("name", ["BinaryNormalizedEntropy", "MultilabelNormalizedEntropy"])
+def test_normalized_entropy_of_a_small_total_weight_does_not_warn(name: str) -> None:
+    """Weights summing to 0.3: the denominator sum_k W_k H(p_k) is below 1 but positive, a valid value."""
+    import xent_metrics
+
+    rng = np.random.default_rng(61)
+    logits, target = rng.normal(size=(6, 2)), rng.integers(0, 2, size=(6, 2))
+    target[:2] = [[0, 1], [1, 0]]  # both values in each label
+    s = np.full(6, 0.05)
+    binary = name.startswith("Binary")
+    z, y = (logits[:, 0], target[:, 0]) if binary else (logits, target)
+    metric = getattr(xent_metrics, name)(**({} if binary else {"num_labels": 2}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metric.update(torch.tensor(z), torch.tensor(y), sample_weight=torch.tensor(s))
+        got = float(metric.compute())
+    w = s if binary else np.repeat(s[:, None], 2, 1)
+    loss = -(y * log_expit(z) + (1 - y) * log_expit(-z))
+    rate = (w * y).sum(0) / w.sum(0)
+    entropy = -(rate * np.log(rate) + (1 - rate) * np.log1p(-rate))
+    assert got == pytest.approx((w * loss).sum() / (w.sum(0) * entropy).sum(), rel=1e-12)

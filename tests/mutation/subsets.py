@@ -35,10 +35,17 @@ ERROR_BAR_TESTS = [
     "tests/metrics/test_error_bars_metrics.py",
     "tests/metrics/test_error_bars_clusters.py",
     "tests/metrics/test_error_bars_sweep.py",
+    "tests/metrics/test_error_bars_weighted.py",
     "tests/scoring/test_scoring_interval.py",
 ]
 #: The hidden-state head's kernel: the kernels' subset and the head's own tests.
-HEAD_TESTS = [*KERNEL_TESTS, *ERROR_BAR_TESTS, "tests/functional/test_linear.py", "-k", _SLOW]
+HEAD_TESTS = [
+    *KERNEL_TESTS,
+    *ERROR_BAR_TESTS,
+    "tests/functional/test_linear.py",
+    "tests/functional/test_head_blocks.py",
+    "-k", _SLOW,
+]
 VALIDATION_TESTS = [
     "tests/functional/test_functional_errors.py",
     "tests/functional/test_options.py",
