@@ -36,6 +36,7 @@ ERROR_BAR_TESTS = [
     "tests/metrics/test_error_bars_clusters.py",
     "tests/metrics/test_error_bars_sweep.py",
     "tests/metrics/test_error_bars_weighted.py",
+    "tests/metrics/test_error_bars_edges.py",
     "tests/scoring/test_scoring_interval.py",
 ]
 #: The hidden-state head's kernel: the kernels' subset and the head's own tests.
@@ -56,6 +57,7 @@ VALIDATION_TESTS = [
     "tests/oracle/test_oracle_multiclass.py",
     "tests/functional/test_fuzz_functional.py",
     "tests/metrics/test_degenerate.py",
+    "tests/functional/test_checks_edges.py",
 ]
 METRIC_TESTS = [
     "tests/oracle/test_oracle_metrics.py",
