@@ -1,8 +1,8 @@
 """Which fast tests each mutated module runs against (pytest arguments, fastest and most telling first).
 
 Left out everywhere: tests that read source files or frames (``tests/packaging``, the host-read spy of
-``test_metrics_contract.py``, the adapter tests that read torchmetrics' and sklearn's source), which a swapped
-``__code__`` fools; the memory, fused-kernel (``torch.compile``), distributed, callback and slow tests.
+``test_metrics_contract.py``, deselected, the adapter tests that read torchmetrics' and sklearn's source), which a
+swapped ``__code__`` fools; the memory, fused-kernel (``torch.compile``), distributed, callback and slow tests.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ METRIC_TESTS = [
     "tests/metrics/test_refactor_seams.py",
     "tests/metrics/test_metrics_properties.py",
     "tests/metrics/test_sync_in_process.py",
+    "tests/metrics/test_state_rules.py",
+    "tests/metrics/test_metrics_contract.py",
+    "--deselect", "tests/metrics/test_metrics_contract.py::test_validate_args_false_update_reads_no_tensor_value",
     "-k", _SLOW,
 ]
 SCORING_TESTS = [
@@ -105,8 +108,13 @@ SUBSETS: dict[str, list[str]] = {
     **{_F + name: [*ERROR_BAR_TESTS, *KERNEL_TESTS[:2]] for name in ("_error_bars", "_cluster_sums")},
     **{_F + name: VALIDATION_TESTS + KERNEL_TESTS[:2] for name in ("_validation", "_value_checks")},
     **{_F + name: KERNEL_TESTS + VALIDATION_TESTS[:3] for name in ("binary", "multiclass", "multilabel", "dispatch")},
-    **{_M + name: METRIC_TESTS for name in ("_base", "_head", "_layout", "_options", "_state", "_sync")},
-    **{_M + name: METRIC_TESTS for name in ("_torchmetrics", "binary", "multiclass", "multilabel", "perplexity")},
+    _M + "_base": [*METRIC_TESTS[:-4], *ERROR_BAR_TESTS[1:6], "tests/metrics/test_plot.py", *METRIC_TESTS[-4:]],
+    **{
+        _M + name: [*METRIC_TESTS[:-4], *ERROR_BAR_TESTS[1:6], *METRIC_TESTS[-4:]]
+        for name in ("_head", "perplexity", "_torchmetrics")
+    },
+    **{_M + name: METRIC_TESTS for name in ("_layout", "_options", "_state", "_sync")},
+    **{_M + name: METRIC_TESTS for name in ("binary", "multiclass", "multilabel")},
     **{_M + name: [*ERROR_BAR_TESTS, *METRIC_TESTS[:3]] for name in ("_error_bars", "_paired")},
     **{_S + name: SCORING_TESTS for name in ("_d2", "_inputs", "_label_sums", "_loss", "_names", "_scorer")},
     _S + "_sklearn": SCORING_TESTS,
