@@ -34,3 +34,10 @@ def test_fixed_weights_are_kept_in_float64_whatever_their_dtype(given: torch.dty
     assert BinaryCrossEntropy(pos_weight=2).task.pos_weight.dtype == torch.float64
     weight.mul_(7) if given != torch.float16 else weight.add_(1)  # a copy: the caller's tensor is not held
     assert torch.equal(metric.task.weight, torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64))
+
+
+def test_a_fixed_weight_must_hold_data() -> None:
+    with pytest.raises(ValueError, match=r"`weight` is on the meta device and holds no data"):
+        MulticlassCrossEntropy(3, weight=torch.empty(3, device="meta"))
+    with pytest.raises(ValueError, match=r"`pos_weight` is on the meta device and holds no data"):
+        MultilabelCrossEntropy(3, pos_weight=torch.empty(3, device="meta"))
