@@ -75,3 +75,20 @@ def test_errors() -> None:
         cross_entropy_interval(y, proba, confidence=95)
     out = cross_entropy_interval(y, proba, groups=[1, 1, 1])
     assert math.isnan(out["stderr"]) and math.isnan(out["low"])
+
+
+def test_multilabel_list_of_per_label_probabilities_equals_the_array(rng: np.random.Generator) -> None:
+    """A MultiOutputClassifier's ``predict_proba`` (one (n, 2) array per label) gives the (n, K) array's interval."""
+    y = rng.integers(0, 2, (30, 3))
+    p = rng.random((30, 3)) * 0.9 + 0.05
+    groups = np.repeat(np.arange(6), 5)
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    value, stderr = _reference(np.full(30, 3.0), bce.sum(1), groups)
+    out = cross_entropy_interval(y, [np.stack([1 - p[:, k], p[:, k]], 1) for k in range(3)], groups=groups)
+    assert out["value"] == pytest.approx(value, rel=1e-12)
+    assert out["stderr"] == pytest.approx(stderr, rel=1e-10)
+
+
+def test_a_string_is_no_groups() -> None:
+    with pytest.raises(TypeError, match=r"`groups` must be an array-like of shape \(3,\) or None, got 'abc'"):
+        cross_entropy_interval([0, 1, 1], [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]], groups="abc")
