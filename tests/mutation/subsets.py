@@ -17,6 +17,7 @@ KERNEL_TESTS = [
     "tests/oracle",
     "tests/functional/test_far_rows.py",
     "tests/functional/test_recompute_rows.py",
+    "tests/functional/test_core_edges.py",
     "tests/functional/test_float64_sums.py",
     "tests/functional/test_autograd_values.py",
     "tests/functional/test_device_path.py",
