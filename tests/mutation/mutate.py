@@ -215,9 +215,17 @@ def main() -> None:
             merged = _merge(old, kept + done + module_records)
             options.results.write_text(json.dumps({"seed": SEED, "mutants": merged}, indent=1) + "\n")
 
+        if only is not None:  # a retest: only the modules that have survivors to run again share the time
+            chosen = {m: a for m, a in chosen.items() if any(k.startswith(m.rsplit(".", 1)[-1] + ":") for k in only)}
+            total_weight = sum(subsets.weight(module) for module in chosen)
         for module, args in chosen.items():
             seconds = options.budget * 60 * subsets.weight(module) / total_weight
             done += run_module(module, args, options.max_mutants, seconds, only, save, options.jobs)
+        if only is not None:  # survivors the time did not reach stay as they were
+            rerun = {r["key"] for r in done}
+            previous = json.loads(options.retest.read_text())["mutants"]
+            done += [r for r in previous if r["key"] in only and r["key"] not in rerun]
+            save([])
     before = HERE / "results-before.json"
     report.write(json.loads(options.results.read_text()), HERE / "RESULTS.md",
                  json.loads(before.read_text()) if before.exists() else None)
