@@ -116,7 +116,7 @@ def run_module(
     args: list[str],
     limit: int,
     seconds: float,
-    only: set[str] | None,
+    only: set[tuple[str, str]] | None,
     save: Callable[[list[dict]], None],
     jobs: int = 1,
 ) -> list[dict]:
@@ -130,11 +130,10 @@ def run_module(
     found = mutants.mutants_of(module)
     records: list[dict] = []
     if only is not None:  # a retest: the earlier survivors of this module whose code is gone are recorded as such
-        short = module.rsplit(".", 1)[-1] + ":"
+        keys = {key for name, key in only if name == module}
         present = {m.key for m in found}
-        records = [{"module": module, "key": k, "line": 0, "outcome": "gone"} for k in sorted(only - present)
-                   if k.startswith(short)]
-        found = [m for m in found if m.key in only]
+        records = [{"module": module, "key": k, "line": 0, "outcome": "gone"} for k in sorted(keys - present)]
+        found = [m for m in found if m.key in keys]
     order = random.Random(SEED).sample(found, min(limit, len(found)))  # seeded; a prefix of it is a sample
     print(f"{module}: {len(found)} mutants, subset {baseline:.1f} s, {seconds:.0f} s", flush=True)
     deadline = time.monotonic() + seconds
@@ -202,13 +201,14 @@ def main() -> None:
         only = None
         if options.retest is not None:
             previous = json.loads(options.retest.read_text())["mutants"]
-            only = {r["key"] for r in previous if r["outcome"] in ("survived", "timeout")}
-            only -= set(report.equivalent_reasons())  # judged equivalent: no test can kill them
+            reasons = report.equivalent_reasons()  # judged equivalent: no test can kill them
+            only = {(r["module"], r["key"]) for r in previous if r["outcome"] in ("survived", "timeout")}
+            only = {(module, key) for module, key in only if key not in reasons}
         total_weight = sum(subsets.weight(module) for module in chosen)
         old = json.loads(options.results.read_text())["mutants"] if options.results.exists() else []
         kept = []
         if options.retest is not None:  # the earlier run's kills still stand: the tests only grew
-            kept = [r for r in json.loads(options.retest.read_text())["mutants"] if r["key"] not in only]
+            kept = [r for r in json.loads(options.retest.read_text())["mutants"] if (r["module"], r["key"]) not in only]
         done: list[dict] = []
 
         def save(module_records: list[dict]) -> None:
@@ -216,15 +216,15 @@ def main() -> None:
             options.results.write_text(json.dumps({"seed": SEED, "mutants": merged}, indent=1) + "\n")
 
         if only is not None:  # a retest: only the modules that have survivors to run again share the time
-            chosen = {m: a for m, a in chosen.items() if any(k.startswith(m.rsplit(".", 1)[-1] + ":") for k in only)}
+            chosen = {m: a for m, a in chosen.items() if any(name == m for name, _ in only)}
             total_weight = sum(subsets.weight(module) for module in chosen)
         for module, args in chosen.items():
             seconds = options.budget * 60 * subsets.weight(module) / total_weight
             done += run_module(module, args, options.max_mutants, seconds, only, save, options.jobs)
         if only is not None:  # survivors the time did not reach stay as they were
-            rerun = {r["key"] for r in done}
+            rerun = {(r["module"], r["key"]) for r in done}
             previous = json.loads(options.retest.read_text())["mutants"]
-            done += [r for r in previous if r["key"] in only and r["key"] not in rerun]
+            done += [r for r in previous if (r["module"], r["key"]) in only - rerun]
             save([])
     before = HERE / "results-before.json"
     report.write(json.loads(options.results.read_text()), HERE / "RESULTS.md",

@@ -76,6 +76,7 @@ METRIC_TESTS = [
     "tests/metrics/test_metrics_properties.py",
     "tests/metrics/test_sync_in_process.py",
     "tests/metrics/test_state_rules.py",
+    "tests/functional/test_core_edges.py",
     "tests/metrics/test_metrics_contract.py",
     "--deselect", "tests/metrics/test_metrics_contract.py::test_validate_args_false_update_reads_no_tensor_value",
     "-k", _SLOW,
