@@ -75,11 +75,8 @@ def cross_entropy_from_sums(
     no data or skipped classes (``validate_args=False`` turns it off, so nothing is read).
     """
     if average == "micro":
-        if sums.shape[1] == 1:  # a state of totals: its two values, no sums
-            values = sums.reshape(-1).unbind()
-            loss, total = values[LOSS], values[WEIGHT]
-        else:
-            loss, total = sums.sum(1).unbind()[: WEIGHT + 1]
+        values = (sums.reshape(-1) if sums.shape[1] == 1 else sums.sum(1)).unbind()  # a state of totals: no sum
+        loss, total = values[LOSS], values[WEIGHT]
         if not warn:
             return (loss / total).masked_fill_(total <= 0, torch.nan)
         if not bool(total > 0):
